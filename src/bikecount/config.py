@@ -1,0 +1,83 @@
+"""One settings object for the whole project: environment variables (``BIKECOUNT_*``) and ``.env``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Env = Literal["dev", "prod"]
+
+DATASET_FILES = {
+    "reference": "reference_data.csv",
+    "current": "current_data.csv",
+    "test_sample": "test_sample.csv",
+}
+
+
+class Settings(BaseSettings):
+    """Every tunable of bikecount. Relative paths are resolved against the working directory."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BIKECOUNT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Env = "dev"
+    data_dir: Path = Path("data")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="Tracking URI; falls back to MLFLOW_TRACKING_URI, then a local SQLite store.",
+    )
+    mlruns_dir: Path = Path("mlruns_dev")
+    artifacts_dir: Path = Path("mlflow_artifacts")
+    gcs_bucket: str | None = None
+    seed: int = 42
+    holdout_days: int = Field(default=14, ge=1)
+    test_sample_rows: int = Field(default=1000, ge=10)
+    open_data_url: str = (
+        "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/"
+        "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B"
+    )
+    api_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_prod(self) -> Settings:
+        if self.env == "prod" and not self.gcs_bucket:
+            raise ValueError(
+                "BIKECOUNT_ENV=prod needs BIKECOUNT_GCS_BUCKET (the gs:// bucket for artifacts)"
+            )
+        return self
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI in force: ours, then MLFLOW_TRACKING_URI, then local SQLite."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{(self.mlruns_dir / 'mlflow.db').resolve()}"
+
+    def experiment_name(self, env: Env | None = None) -> str:
+        return f"bikecount-{env or self.env}"
+
+    def artifact_root(self, env: Env | None = None) -> str:
+        """Where a new experiment of ``env`` stores its artifacts."""
+        if (env or self.env) == "prod":
+            if not self.gcs_bucket:
+                raise ValueError("env=prod needs BIKECOUNT_GCS_BUCKET to be set")
+            return f"gs://{self.gcs_bucket}/mlflow"
+        return self.artifacts_dir.resolve().as_uri()
+
+    def dataset_path(self, name: str) -> Path:
+        """The file behind a data set name (``reference``, ``current``, ``test_sample``)."""
+        return self.data_dir / DATASET_FILES[name]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Data sets: reading and writing export files, the generator, the download, the temporal split."""

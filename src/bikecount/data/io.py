@@ -1,0 +1,68 @@
+"""Read and write record files in the export format: ``;``-separated CSV, ``.csv.gz``, parquet."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from bikecount.records import COUNT, EXPORT_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+class DataFileError(ValueError):
+    """A data file that is missing, of an unknown kind, or unreadable."""
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".txt")):
+        return "csv"
+    raise DataFileError(
+        f"{path}: unknown file kind; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+    )
+
+
+def read_records(path: Path | str) -> pd.DataFrame:
+    """Read a raw record file as strings (counts as numbers), columns as in the file.
+
+    Raises:
+        DataFileError: the file is missing, of an unknown kind or not in the export format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    kind = _kind(path)
+    logger.info("reading %s", path)
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        frame = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataFileError(f"{path}: cannot be read as a record file ({exc})") from exc
+    if frame.shape[1] == 1 and "," in frame.columns[0]:
+        raise DataFileError(f"{path}: looks comma-separated; the export format uses ';'")
+    if COUNT in frame.columns:
+        frame[COUNT] = pd.to_numeric(frame[COUNT], errors="coerce")
+    return frame
+
+
+def write_records(frame: pd.DataFrame, path: Path | str) -> Path:
+    """Write records in the export format (``;``-CSV, gzip by suffix, or parquet)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _kind(path) == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, sep=";", index=False)
+    return path
+
+
+def empty_export_frame() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(EXPORT_COLUMNS))

@@ -1,0 +1,157 @@
+"""The one feature pipeline: raw records in, model inputs out, the same in training and serving.
+
+It is saved inside every model, so a model takes raw records (either spelling of the contract).
+
+Unseen counters: a counter that was not in the training data is predicted as the known counter
+nearest to it (by its coordinates), since neighbouring counters on the same street or axis carry
+similar traffic. It is logged, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import holidays
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from bikecount.records import parse_records, require_valid
+
+logger = logging.getLogger(__name__)
+
+CANONICAL_COLUMNS = ("counter", "timestamp", "lat", "lon")
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "counter_code",
+    "counter_level",
+    "lat",
+    "lon",
+    "hour",
+    "weekday",
+    "month",
+    "day_of_year",
+    "is_weekend",
+    "is_holiday",
+)
+
+
+def is_canonical(frame: pd.DataFrame) -> bool:
+    return all(col in frame.columns for col in CANONICAL_COLUMNS)
+
+
+class RecordParser(TransformerMixin, BaseEstimator):
+    """Raw records (export or snake_case spelling) to the canonical frame; canonical passes as is.
+
+    Any invalid record is a :class:`~bikecount.records.RecordError`: a model never guesses.
+    """
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> RecordParser:
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        if is_canonical(X):
+            return X
+        return require_valid(X)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray(CANONICAL_COLUMNS, dtype=object)
+
+
+def french_holidays(years: np.ndarray) -> set:
+    """The dates of French public holidays in the given years."""
+    return set(holidays.France(years=[int(year) for year in years]).keys())
+
+
+def calendar_features(timestamps: pd.Series) -> pd.DataFrame:
+    """Local-time calendar features of Europe/Paris timestamps."""
+    dates = timestamps.dt.date
+    holiday_dates = french_holidays(timestamps.dt.year.unique())
+    weekday = timestamps.dt.weekday
+    return pd.DataFrame(
+        {
+            "hour": timestamps.dt.hour,
+            "weekday": weekday,
+            "month": timestamps.dt.month,
+            "day_of_year": timestamps.dt.dayofyear,
+            "is_weekend": (weekday >= 5).astype(int),
+            "is_holiday": dates.isin(holiday_dates).astype(int),
+        },
+        index=timestamps.index,
+    )
+
+
+class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
+    """Canonical records to numeric features: counter identity and level, place, calendar.
+
+    Learned at fit: the known counters, ranked by their mean target so that the ordinal
+    ``counter_code`` means something to a tree, their mean target (``counter_level``) and their
+    coordinates (for the unseen-counter fallback).
+    """
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> CounterCalendarFeatures:
+        target = pd.Series(
+            np.zeros(len(X)) if y is None else np.asarray(y, dtype=float), index=X.index
+        )
+        level = target.groupby(X["counter"].to_numpy()).mean().sort_values(kind="stable")
+        self.counters_ = level.index.to_numpy(dtype=object)
+        self.counter_level_ = level.to_numpy(dtype=float)
+        places = X.groupby("counter")[["lat", "lon"]].median().loc[self.counters_]
+        self.counter_places_ = places.to_numpy(dtype=float)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "counters_")
+        codes = self.encode_counters(X)
+        features = pd.DataFrame(
+            {
+                "counter_code": codes,
+                "counter_level": self.counter_level_[codes],
+                "lat": X["lat"].to_numpy(dtype=float),
+                "lon": X["lon"].to_numpy(dtype=float),
+            },
+            index=X.index,
+        )
+        features = features.join(calendar_features(X["timestamp"]))
+        return features[list(FEATURE_COLUMNS)]
+
+    def encode_counters(self, X: pd.DataFrame) -> np.ndarray:
+        """Counter codes; an unseen counter takes the code of the nearest known counter."""
+        index = pd.Index(self.counters_)
+        codes = index.get_indexer(X["counter"].to_numpy())
+        unseen = codes < 0
+        if unseen.any():
+            names = sorted(set(X["counter"].to_numpy()[unseen]))
+            logger.warning(
+                "%d unseen counter(s) predicted as their nearest known counter: %s",
+                len(names),
+                ", ".join(names[:5]),
+            )
+            codes[unseen] = self.nearest_counter(
+                X["lat"].to_numpy(dtype=float)[unseen], X["lon"].to_numpy(dtype=float)[unseen]
+            )
+        return codes
+
+    def nearest_counter(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Codes of the known counters nearest to the given points (equirectangular distance)."""
+        scale = np.cos(np.radians(48.86))
+        d_lat = lat[:, None] - self.counter_places_[None, :, 0]
+        d_lon = (lon[:, None] - self.counter_places_[None, :, 1]) * scale
+        return np.argmin(d_lat**2 + d_lon**2, axis=1)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray(FEATURE_COLUMNS, dtype=object)
+
+
+def build_feature_pipeline() -> Pipeline:
+    """The feature steps that start every model: parse records, then derive features."""
+    return Pipeline([("records", RecordParser()), ("features", CounterCalendarFeatures())])
+
+
+def load_canonical(raw: pd.DataFrame, *, require_count: bool = True) -> pd.DataFrame:
+    """Parse raw records for training, dropping invalid rows (callers report the issues)."""
+    return parse_records(raw, require_count=require_count).frame

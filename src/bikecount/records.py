@@ -1,0 +1,244 @@
+"""The raw-record contract: a row of the Paris Open Data export "comptage-velo-donnees-compteurs".
+
+Records arrive in the export's French headers or in the snake_case spelling used by API clients.
+:func:`parse_records` accepts both, checks every row and returns a canonical frame
+(``counter``, ``timestamp`` in Europe/Paris local time, ``lat``, ``lon``, ``count``) together with
+the problems found, each naming the row, the column, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+PARIS_TZ = "Europe/Paris"
+
+# The 16 columns of the Open Data export, in file order.
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "Identifiant du compteur",
+    "Nom du compteur",
+    "Identifiant du site de comptage",
+    "Nom du site de comptage",
+    "Comptage horaire",
+    "Date et heure de comptage",
+    "Date d'installation du site de comptage",
+    "Lien vers photo du site de comptage",
+    "Coordonnées géographiques",
+    "Identifiant technique compteur",
+    "ID Photos",
+    "test_lien_vers_photos_du_site_de_comptage_",
+    "id_photo_1",
+    "url_sites",
+    "type_dimage",
+    "mois_annee_comptage",
+)
+
+COUNTER = "Nom du compteur"
+TIMESTAMP = "Date et heure de comptage"
+COORDINATES = "Coordonnées géographiques"
+COUNT = "Comptage horaire"
+
+# The columns a record needs to be predicted; training also needs COUNT.
+REQUIRED_COLUMNS: tuple[str, ...] = (COUNTER, TIMESTAMP, COORDINATES)
+
+# API clients send snake_case names; both spellings map to the export's.
+SNAKE_TO_EXPORT: dict[str, str] = {
+    "identifiant_du_compteur": "Identifiant du compteur",
+    "nom_du_compteur": COUNTER,
+    "identifiant_du_site_de_comptage": "Identifiant du site de comptage",
+    "nom_du_site_de_comptage": "Nom du site de comptage",
+    "comptage_horaire": COUNT,
+    "date_et_heure_de_comptage": TIMESTAMP,
+    "date_d_installation_du_site_de_comptage": "Date d'installation du site de comptage",
+    "date_d'installation_du_site_de_comptage": "Date d'installation du site de comptage",
+    "lien_vers_photo_du_site_de_comptage": "Lien vers photo du site de comptage",
+    "coordonnées_géographiques": COORDINATES,
+    "coordonnees_geographiques": COORDINATES,
+    "identifiant_technique_compteur": "Identifiant technique compteur",
+    "id_photos": "ID Photos",
+    "mois_annee_comptage": "mois_annee_comptage",
+}
+
+# A generous box around Paris and its inner suburbs (counters stand on the city's edge too).
+PARIS_LAT = (48.70, 49.00)
+PARIS_LON = (2.15, 2.55)
+
+
+@dataclass(frozen=True)
+class RecordIssue:
+    """One problem in one record: ``row`` is the 0-based position of the record in its input."""
+
+    row: int
+    column: str
+    value: object
+    expected: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column {self.column!r}: got {self.value!r}, expected {self.expected}"
+
+
+class RecordError(ValueError):
+    """Records that cannot be used; ``issues`` lists every problem found (or the first ones)."""
+
+    def __init__(self, issues: list[RecordIssue], total_rows: int | None = None) -> None:
+        self.issues = issues
+        self.total_rows = total_rows
+        shown = "; ".join(str(issue) for issue in issues[:5])
+        more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
+        super().__init__(f"{len(issues)} invalid record value(s): {shown}{more}")
+
+
+@dataclass
+class ParsedRecords:
+    """The canonical frame of the valid rows, and the issues of the rows that were dropped."""
+
+    frame: pd.DataFrame
+    issues: list[RecordIssue] = field(default_factory=list)
+    total_rows: int = 0
+
+    @property
+    def dropped_rows(self) -> int:
+        return self.total_rows - len(self.frame)
+
+    def drop_reasons(self) -> dict[str, int]:
+        """How many issues of each kind (column and expectation), for a one-line summary."""
+        reasons: dict[str, int] = {}
+        for issue in self.issues:
+            key = f"{issue.column}: expected {issue.expected}"
+            reasons[key] = reasons.get(key, 0) + 1
+        return reasons
+
+
+def to_export_columns(raw: pd.DataFrame) -> pd.DataFrame:
+    """Rename snake_case columns to the export's French headers; other names are kept."""
+    renames = {col: SNAKE_TO_EXPORT[col] for col in raw.columns if col in SNAKE_TO_EXPORT}
+    clashes = [new for old, new in renames.items() if new in raw.columns and old != new]
+    if clashes:
+        raise RecordError(
+            [RecordIssue(-1, col, "both spellings", "one spelling per column") for col in clashes]
+        )
+    return raw.rename(columns=renames)
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """Turn export timestamps into Europe/Paris local time; unparsable values become NaT.
+
+    Values with a UTC offset (the export's form) are exact. Values without one are read as Paris
+    local time; a wall-clock hour that does not exist or is ambiguous on a daylight-saving night
+    becomes NaT, since only an offset can say which instant it was.
+    """
+    text = values.astype("string").str.strip()
+    has_offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True, na=False)
+    result = pd.Series(pd.NaT, index=values.index, dtype=f"datetime64[ns, {PARIS_TZ}]")
+    if has_offset.any():
+        aware = pd.to_datetime(text[has_offset], utc=True, errors="coerce", format="ISO8601")
+        result.loc[has_offset] = aware.dt.tz_convert(PARIS_TZ)
+    naive_mask = ~has_offset & text.notna()
+    if naive_mask.any():
+        naive = pd.to_datetime(text[naive_mask], errors="coerce", format="ISO8601")
+        result.loc[naive_mask] = naive.dt.tz_localize(
+            PARIS_TZ, ambiguous="NaT", nonexistent="NaT"
+        )
+    return result
+
+
+def parse_coordinates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Split ``"lat,lon"`` or ``"lat, lon"`` into two float series (NaN where unparsable)."""
+    parts = values.astype("string").str.split(",", n=1, expand=True)
+    if parts.shape[1] < 2:
+        nan = pd.Series(np.nan, index=values.index)
+        return nan, nan.copy()
+    lat = pd.to_numeric(parts[0].str.strip(), errors="coerce")
+    lon = pd.to_numeric(parts[1].str.strip(), errors="coerce")
+    return lat.astype(float), lon.astype(float)
+
+
+def _issues_where(
+    mask: pd.Series, raw: pd.Series, column: str, expected: str
+) -> list[RecordIssue]:
+    positions = np.flatnonzero(mask.to_numpy())
+    values = raw.to_numpy()
+    return [RecordIssue(int(pos), column, _plain(values[pos]), expected) for pos in positions]
+
+
+def _plain(value: object) -> object:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRecords:
+    """Validate raw records (either spelling) and return the canonical frame of the valid rows.
+
+    Args:
+        raw: records as read from a file or received by the API, one row each.
+        require_count: training and evaluation need ``Comptage horaire``; prediction does not.
+
+    Returns:
+        ParsedRecords whose ``frame`` has columns ``counter``, ``timestamp``, ``lat``, ``lon`` and
+        ``count`` (NaN when absent) for the valid rows, indexed by their position in ``raw``.
+
+    Raises:
+        RecordError: a required column is missing altogether.
+    """
+    records = to_export_columns(raw).reset_index(drop=True)
+    required = REQUIRED_COLUMNS + ((COUNT,) if require_count else ())
+    missing = [col for col in required if col not in records.columns]
+    if missing:
+        issues = [RecordIssue(-1, col, None, "a column of that name") for col in missing]
+        raise RecordError(issues, total_rows=len(records))
+
+    counter = records[COUNTER].astype("string").str.strip()
+    timestamp = parse_timestamps(records[TIMESTAMP])
+    lat, lon = parse_coordinates(records[COORDINATES])
+    count = (
+        pd.to_numeric(records[COUNT], errors="coerce")
+        if COUNT in records.columns
+        else pd.Series(np.nan, index=records.index)
+    )
+
+    issues: list[RecordIssue] = []
+    issues += _issues_where(
+        counter.isna() | (counter == ""), records[COUNTER], COUNTER, "a counter name"
+    )
+    issues += _issues_where(
+        timestamp.isna(),
+        records[TIMESTAMP],
+        TIMESTAMP,
+        "an ISO 8601 date and time such as 2021-06-01T08:00:00+02:00",
+    )
+    outside = lat.isna() | lon.isna() | ~lat.between(*PARIS_LAT) | ~lon.between(*PARIS_LON)
+    issues += _issues_where(
+        outside, records[COORDINATES], COORDINATES, "'lat,lon' inside Paris (e.g. 48.8566,2.3522)"
+    )
+    if COUNT in records.columns:
+        bad_count = count.notna() & ((count < 0) | (count != np.floor(count)))
+        if require_count:
+            bad_count |= count.isna()
+        issues += _issues_where(
+            bad_count, records[COUNT], COUNT, "a whole number of bikes, 0 or more"
+        )
+
+    bad_rows = {issue.row for issue in issues}
+    keep = ~records.index.isin(sorted(bad_rows))
+    frame = pd.DataFrame(
+        {
+            "counter": counter.astype(object),
+            "timestamp": timestamp,
+            "lat": lat,
+            "lon": lon,
+            "count": count.astype(float),
+        }
+    )[keep]
+    issues.sort(key=lambda issue: issue.row)
+    return ParsedRecords(frame=frame, issues=issues, total_rows=len(records))
+
+
+def require_valid(raw: pd.DataFrame, *, require_count: bool = False) -> pd.DataFrame:
+    """Like :func:`parse_records`, but any invalid row is an error (the API's strict mode)."""
+    parsed = parse_records(raw, require_count=require_count)
+    if parsed.issues:
+        raise RecordError(parsed.issues, total_rows=parsed.total_rows)
+    return parsed.frame
