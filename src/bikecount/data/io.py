@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bikecount.records import COUNT, EXPORT_COLUMNS
+from bikecount.records import EXPORT_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _kind(path: Path) -> str:
 
 
 def read_records(path: Path | str) -> pd.DataFrame:
-    """Read a raw record file as strings (counts as numbers), columns as in the file.
+    """Read a raw record file, CSV values as strings (the contract parses them), columns as in the file.
 
     Raises:
         DataFileError: the file is missing, of an unknown kind or not in the export format.
@@ -48,8 +48,6 @@ def read_records(path: Path | str) -> pd.DataFrame:
         raise DataFileError(f"{path}: cannot be read as a record file ({exc})") from exc
     if frame.shape[1] == 1 and "," in frame.columns[0]:
         raise DataFileError(f"{path}: looks comma-separated; the export format uses ';'")
-    if COUNT in frame.columns:
-        frame[COUNT] = pd.to_numeric(frame[COUNT], errors="coerce")
     return frame
 
 

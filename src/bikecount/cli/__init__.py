@@ -1,0 +1,28 @@
+"""The ``bikecount`` command line: a thin Typer shell over the library."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from bikecount.cli.data import app as data_app
+
+app = typer.Typer(
+    name="bikecount",
+    help="Predict hourly bike traffic at Paris counters: data, training, registry, serving.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
+) -> None:
+    """bikecount: Paris bike counter predictions, from data to served models."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
