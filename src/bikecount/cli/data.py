@@ -2,6 +2,237 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from bikecount.cli.console import console, fail
+from bikecount.config import Settings
+from bikecount.data import split as splitting
+from bikecount.data.fetch import FetchError, download_export
+from bikecount.data.io import DataFileError, read_records, write_records
+from bikecount.records import (
+    COUNTER,
+    TIMESTAMP,
+    RecordError,
+    parse_records,
+    parse_timestamps,
+    to_export_columns,
+)
 
 app = typer.Typer(help="Get data: generate it, download the Paris export, split it in time.")
+
+RAW_NAMES = ("raw.csv.gz", "raw.csv")  # what synth and fetch write by default, in that order
+
+
+@app.command()
+def synth(
+    start: Annotated[
+        datetime,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="First day of the generated data (local time).",
+            show_default="2020-09-01",
+        ),
+    ] = datetime(2020, 9, 1),
+    months: Annotated[
+        int, typer.Option(min=1, help="How many months of hourly records to generate.")
+    ] = 13,
+    counters: Annotated[int, typer.Option(min=1, help="How many counters to simulate.")] = 60,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Random seed: the same seed gives the same data.",
+            show_default="BIKECOUNT_SEED or 42",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="File to write (.csv, .csv.gz or .parquet).", show_default="data/raw.csv.gz"
+        ),
+    ] = None,
+) -> None:
+    """Generate realistic synthetic records in the Open Data export format (no network needed)."""
+    try:  # imported when used: the other data commands do not need the generator
+        from bikecount.data.synthetic import SynthConfig, generate_records
+    except ImportError as exc:
+        fail(f"the synthetic data generator is not available ({exc})")
+    settings = Settings()
+    output = output or settings.data_dir / RAW_NAMES[0]
+    config = SynthConfig(
+        start=f"{start:%Y-%m-%d}",
+        months=months,
+        n_counters=counters,
+        seed=settings.seed if seed is None else seed,
+    )
+    with console.status("generating records..."):
+        try:
+            records = generate_records(config)
+            write_records(records, output)
+        except (ValueError, OSError) as exc:
+            fail(f"could not generate {output}: {exc}")
+    console.print(
+        f"[green]generated[/] [bold]{output}[/]: {len(records):,} rows, "
+        f"{to_export_columns(records)[COUNTER].nunique()} counters, {_period(records)}"
+    )
+
+
+@app.command()
+def fetch(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Export URL.", show_default="BIKECOUNT_OPEN_DATA_URL or the Paris Open Data export"
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="File to write; an unfinished download of it is resumed.",
+            show_default="data/raw.csv",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait to connect, or between two chunks.")
+    ] = 30.0,
+) -> None:
+    """Download the Paris Open Data bike counter export (';'-separated CSV)."""
+    settings = Settings()
+    url = url or settings.open_data_url
+    output = output or settings.data_dir / RAW_NAMES[1]
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(output.name, total=None)
+
+        def on_progress(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            download_export(url, output, on_progress=on_progress, timeout=timeout)
+        except FetchError as exc:
+            progress.stop()
+            fail(str(exc))
+    size = output.stat().st_size
+    console.print(f"[green]downloaded[/] {url} -> [bold]{output}[/] ({size:,} bytes)")
+
+
+@app.command()
+def split(
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Raw record file in the export format.",
+            show_default="data/raw.csv.gz, else data/raw.csv",
+        ),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            help="Date (Europe/Paris) where current data starts, e.g. 2021-06-01; "
+            "replaces --fraction."
+        ),
+    ] = None,
+    fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the time span that goes to the reference data.", show_default="0.7"
+        ),
+    ] = None,
+    sample_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rows in test_sample.csv, drawn at random from all valid rows.",
+            show_default="BIKECOUNT_TEST_SAMPLE_ROWS or 1000",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the test sample draw.", show_default="BIKECOUNT_SEED or 42"),
+    ] = None,
+) -> None:
+    """Split raw records in time into reference, current and test-sample data sets."""
+    if cutoff is not None and fraction is not None:
+        fail("give --cutoff or --fraction, not both")
+    settings = Settings()
+    source = input_path or _default_raw(settings)
+    valid = _read_valid(source)
+    try:
+        reference, current = splitting.split_by_time(
+            valid, cutoff=cutoff, fraction=0.7 if fraction is None else fraction
+        )
+        sample = splitting.sample_rows(
+            valid,
+            n=settings.test_sample_rows if sample_rows is None else sample_rows,
+            seed=settings.seed if seed is None else seed,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    outputs = {"reference": reference, "current": current, "test_sample": sample}
+    table = Table(title=f"split of {source}")
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    table.add_column("period (Paris time)", no_wrap=True)
+    for name, frame in outputs.items():
+        path = write_records(frame, settings.dataset_path(name))
+        table.add_row(str(path), f"{len(frame):,}", _period(frame))
+    console.print(table)
+
+
+def _default_raw(settings: Settings) -> Path:
+    candidates = [settings.data_dir / name for name in RAW_NAMES]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def _read_valid(source: Path) -> pd.DataFrame:
+    """The rows of ``source`` that pass the record contract (with a count), as read."""
+    try:
+        raw = read_records(source)
+        parsed = parse_records(raw, require_count=True)
+    except DataFileError as exc:
+        fail(str(exc), hint="run `bikecount data synth` or `bikecount data fetch` first")
+    except RecordError as exc:
+        fail(f"{source}: {exc}", hint="the file must be in the Paris Open Data export format")
+    style = "yellow" if parsed.dropped_rows else "green"
+    console.print(
+        f"read {parsed.total_rows:,} rows from [bold]{source}[/]: "
+        f"[{style}]{parsed.dropped_rows:,} invalid, dropped[/]"
+    )
+    for reason, count in parsed.drop_reasons().items():
+        console.print(f"  {count:,} x {reason}")
+    if parsed.frame.empty:
+        fail(f"{source}: no valid rows to split")
+    # Keep the rows as they were read (strings in the export format), not the parsed frame.
+    return raw.reset_index(drop=True).loc[parsed.frame.index]
+
+
+def _period(frame: pd.DataFrame) -> str:
+    """``first → last`` timestamp of export records, in Paris local time."""
+    records = to_export_columns(frame)
+    if frame.empty or TIMESTAMP not in records.columns:
+        return "-"
+    times = parse_timestamps(records[TIMESTAMP].astype("string")).dropna()
+    if times.empty:
+        return "-"
+    return f"{times.min():%Y-%m-%d %H:%M} → {times.max():%Y-%m-%d %H:%M}"
