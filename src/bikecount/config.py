@@ -1,4 +1,4 @@
-"""One settings object for the whole project: environment variables (``BIKECOUNT_*``) and ``.env``."""
+"""One settings object for the whole project: ``BIKECOUNT_*`` environment variables and ``.env``."""
 
 from __future__ import annotations
 

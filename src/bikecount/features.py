@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
+from vacances_scolaires_france import SchoolHolidayDates
 
 from bikecount.records import parse_records, require_valid
 
@@ -35,7 +36,11 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "day_of_year",
     "is_weekend",
     "is_holiday",
+    "is_school_holiday",
 )
+
+# Paris is in school-holiday zone C; summer and winter breaks empty the commute.
+SCHOOL_ZONE = "C"
 
 
 def is_canonical(frame: pd.DataFrame) -> bool:
@@ -66,10 +71,23 @@ def french_holidays(years: np.ndarray) -> set:
     return set(holidays.France(years=[int(year) for year in years]).keys())
 
 
+def school_holidays(years: np.ndarray) -> set:
+    """The dates of Paris (zone C) school holidays in the given years (none outside the data)."""
+    calendar = SchoolHolidayDates()
+    dates: set = set()
+    for year in years:
+        try:
+            dates.update(calendar.holidays_for_year_and_zone(int(year), SCHOOL_ZONE))
+        except Exception:  # the package's calendar has no data for that year
+            logger.debug("no school holiday calendar for %s", year)
+    return dates
+
+
 def calendar_features(timestamps: pd.Series) -> pd.DataFrame:
     """Local-time calendar features of Europe/Paris timestamps."""
     dates = timestamps.dt.date
-    holiday_dates = french_holidays(timestamps.dt.year.unique())
+    years = timestamps.dt.year.unique()
+    holiday_dates, school_dates = french_holidays(years), school_holidays(years)
     weekday = timestamps.dt.weekday
     return pd.DataFrame(
         {
@@ -79,6 +97,7 @@ def calendar_features(timestamps: pd.Series) -> pd.DataFrame:
             "day_of_year": timestamps.dt.dayofyear,
             "is_weekend": (weekday >= 5).astype(int),
             "is_holiday": dates.isin(holiday_dates).astype(int),
+            "is_school_holiday": dates.isin(school_dates).astype(int),
         },
         index=timestamps.index,
     )

@@ -76,7 +76,9 @@ class RecordIssue:
     expected: str
 
     def __str__(self) -> str:
-        return f"row {self.row}, column {self.column!r}: got {self.value!r}, expected {self.expected}"
+        return (
+            f"row {self.row}, column {self.column!r}: got {self.value!r}, expected {self.expected}"
+        )
 
 
 class RecordError(ValueError):
@@ -138,9 +140,7 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     naive_mask = ~has_offset & text.notna()
     if naive_mask.any():
         naive = pd.to_datetime(text[naive_mask], errors="coerce", format="ISO8601")
-        result.loc[naive_mask] = naive.dt.tz_localize(
-            PARIS_TZ, ambiguous="NaT", nonexistent="NaT"
-        )
+        result.loc[naive_mask] = naive.dt.tz_localize(PARIS_TZ, ambiguous="NaT", nonexistent="NaT")
     return result
 
 
@@ -155,9 +155,7 @@ def parse_coordinates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return lat.astype(float), lon.astype(float)
 
 
-def _issues_where(
-    mask: pd.Series, raw: pd.Series, column: str, expected: str
-) -> list[RecordIssue]:
+def _issues_where(mask: pd.Series, raw: pd.Series, column: str, expected: str) -> list[RecordIssue]:
     positions = np.flatnonzero(mask.to_numpy())
     values = raw.to_numpy()
     return [RecordIssue(int(pos), column, _plain(values[pos]), expected) for pos in positions]
@@ -242,3 +240,16 @@ def require_valid(raw: pd.DataFrame, *, require_count: bool = False) -> pd.DataF
     if parsed.issues:
         raise RecordError(parsed.issues, total_rows=parsed.total_rows)
     return parsed.frame
+
+
+def to_raw_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """Canonical records back to the export's required columns (a model's input example)."""
+    return pd.DataFrame(
+        {
+            COUNTER: frame["counter"].astype(str).to_numpy(),
+            TIMESTAMP: [ts.isoformat() for ts in frame["timestamp"]],
+            COORDINATES: [
+                f"{lat:.6f},{lon:.6f}" for lat, lon in zip(frame["lat"], frame["lon"], strict=True)
+            ],
+        }
+    )

@@ -182,8 +182,9 @@ def split(
         reference, current = splitting.split_by_time(
             valid, cutoff=cutoff, fraction=0.7 if fraction is None else fraction
         )
+        # The sample stands in for the training set in test mode, so it comes from reference.
         sample = splitting.sample_rows(
-            valid,
+            reference,
             n=settings.test_sample_rows if sample_rows is None else sample_rows,
             seed=settings.seed if seed is None else seed,
         )

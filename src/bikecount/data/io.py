@@ -30,7 +30,7 @@ def _kind(path: Path) -> str:
 
 
 def read_records(path: Path | str) -> pd.DataFrame:
-    """Read a raw record file, CSV values as strings (the contract parses them), columns as in the file.
+    """Read a raw record file; CSV values stay strings (the contract parses them).
 
     Raises:
         DataFileError: the file is missing, of an unknown kind or not in the export format.

@@ -1,0 +1,115 @@
+"""Honest scores: a temporal holdout, and the metrics that select models."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+
+logger = logging.getLogger(__name__)
+
+# The metric that decides champion/challenger, and whether higher is better.
+SELECTION_METRIC = {"regression": ("rmse", False), "classification": ("f1_score", True)}
+HIGHER_IS_BETTER = {
+    "r2": True, "rmse": False, "mae": False, "rmse_log1p": False,
+    "accuracy": True, "precision": True, "recall": True, "f1_score": True, "roc_auc": True,
+}  # fmt: skip
+REGRESSION_METRICS = ("rmse", "mae", "r2", "rmse_log1p")
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+
+
+@dataclass
+class HoldoutSplit:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    cutoff: pd.Timestamp
+    rule: str
+
+
+def split_holdout(frame: pd.DataFrame, days: int, *, min_share: float = 0.05) -> HoldoutSplit:
+    """Keep the last ``days`` days of canonical records out of fitting.
+
+    When those days hold too small or too large a share of the rows (short or sparse data, such as
+    the 1,000-row test sample), the last 20% of the time span is held out instead.
+
+    Raises:
+        ValueError: fewer than two distinct timestamps, so no temporal holdout is possible.
+    """
+    frame = frame.sort_values("timestamp", kind="stable")
+    start, end = frame["timestamp"].min(), frame["timestamp"].max()
+    if start == end:
+        raise ValueError("the data covers a single hour: a temporal holdout needs more")
+    cutoff, rule = end - pd.Timedelta(days=days), f"last {days} days"
+    share = float((frame["timestamp"] > cutoff).mean())
+    if not min_share <= share <= 0.5:
+        cutoff, rule = start + (end - start) * 0.8, "last 20% of the period"
+        logger.info("holdout of %d days holds %.0f%% of rows; using %s", days, share * 100, rule)
+    later = frame["timestamp"] > cutoff
+    return HoldoutSplit(frame[~later], frame[later], cutoff, rule)
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R² on counts and RMSE on log1p(count)."""
+    y_true, y_pred = np.asarray(y_true, float), np.clip(np.asarray(y_pred, float), 0, None)
+    return {
+        "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan"),
+        "rmse_log1p": float(np.sqrt(mean_squared_error(np.log1p(y_true), np.log1p(y_pred)))),
+    }
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, proba_forte: np.ndarray
+) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 of ``forte`` and ROC AUC (NaN when one class only)."""
+    both_classes = len(np.unique(y_true)) == 2
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "f1_score": float(f1_score(y_true, y_pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y_true, proba_forte)) if both_classes else float("nan"),
+    }
+
+
+def score_model(model: object, task: str, records: pd.DataFrame) -> dict[str, float]:
+    """Score a fitted model on canonical records that carry their counts."""
+    counts = records["count"].to_numpy(dtype=float)
+    if task == "classification":
+        truth = model.labels_for(records, counts)
+        return classification_metrics(
+            truth, model.predict(records), model.predict_proba(records)[:, 1]
+        )
+    return regression_metrics(counts, model.predict(records))
+
+
+def per_counter_rmse(records: pd.DataFrame, predictions: np.ndarray) -> dict[str, float]:
+    """RMSE of each counter's predictions, worst first."""
+    errors = (records["count"].to_numpy(dtype=float) - np.asarray(predictions, float)) ** 2
+    rmse = pd.Series(errors).groupby(records["counter"].to_numpy()).mean() ** 0.5
+    return {str(k): round(float(v), 3) for k, v in rmse.sort_values(ascending=False).items()}
+
+
+def is_better(metric: str, candidate: float, incumbent: float, tolerance: float = 1e-9) -> bool:
+    """Whether ``candidate`` beats ``incumbent`` on ``metric``: a tie or NaN never wins."""
+    if np.isnan(candidate):
+        return False
+    if np.isnan(incumbent):
+        return True
+    margin = tolerance * max(abs(incumbent), 1.0)
+    if HIGHER_IS_BETTER[metric]:
+        return candidate > incumbent + margin
+    return candidate < incumbent - margin

@@ -1,0 +1,21 @@
+"""The model types (rf, gbm, nn, rf_class): one interface, fit and predict on raw records."""
+
+from bikecount.models.catalog import (
+    MODEL_TYPES,
+    HyperparameterError,
+    ModelSpec,
+    UnknownModelTypeError,
+    build_model,
+    get_spec,
+    parse_params,
+)
+
+__all__ = [
+    "MODEL_TYPES",
+    "HyperparameterError",
+    "ModelSpec",
+    "UnknownModelTypeError",
+    "build_model",
+    "get_spec",
+    "parse_params",
+]

@@ -1,0 +1,147 @@
+"""The catalogue of model types: their hyperparameters, fast settings and builders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+Task = Literal["regression", "classification"]
+
+
+class UnknownModelTypeError(ValueError):
+    """A model type that bikecount does not have."""
+
+
+class HyperparameterError(ValueError):
+    """Hyperparameters that are unknown or of the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What bikecount knows about one model type."""
+
+    name: str
+    task: Task
+    description: str
+    params: type[BaseModel]
+    build: Callable[[Any, int], Any]
+    fast_params: Mapping[str, Any] = field(default_factory=dict)
+    torch: bool = False
+
+    @property
+    def registered_name(self) -> str:
+        return f"bikecount-{self.name}"
+
+
+def _specs() -> dict[str, ModelSpec]:
+    # Imported here so that listing model types does not import PyTorch.
+    from bikecount.models.affluence import build_affluence
+    from bikecount.models.neural import NNParams, build_nn
+    from bikecount.models.trees import BoostingParams, ForestParams, build_boosting, build_forest
+
+    return {
+        "rf": ModelSpec(
+            "rf",
+            "regression",
+            "random forest regressor",
+            ForestParams,
+            build_forest,
+            {"n_estimators": 20, "max_leaf_nodes": 500},
+        ),
+        "gbm": ModelSpec(
+            "gbm",
+            "regression",
+            "gradient-boosted trees (histogram)",
+            BoostingParams,
+            build_boosting,
+            {"max_iter": 60},
+        ),
+        "nn": ModelSpec(
+            "nn",
+            "regression",
+            "PyTorch network with a counter embedding",
+            NNParams,
+            build_nn,
+            {"max_epochs": 5, "patience": 2},
+            torch=True,
+        ),
+        "rf_class": ModelSpec(
+            "rf_class",
+            "classification",
+            "affluence classifier (faible/forte)",
+            ForestParams,
+            build_affluence,
+            {"n_estimators": 20, "max_leaf_nodes": 500},
+        ),
+    }
+
+
+MODEL_TYPES: tuple[str, ...] = ("rf", "gbm", "nn", "rf_class")
+
+
+def get_spec(model_type: str) -> ModelSpec:
+    """The spec of a model type, or UnknownModelTypeError naming the valid ones."""
+    if model_type not in MODEL_TYPES:
+        raise UnknownModelTypeError(
+            f"unknown model type {model_type!r}; expected one of {', '.join(MODEL_TYPES)}"
+        )
+    return _specs()[model_type]
+
+
+def parse_params(
+    model_type: str, overrides: Mapping[str, Any] | None = None, *, fast: bool = False
+) -> BaseModel:
+    """Defaults of a model type, then its fast settings (test mode), then the user's overrides.
+
+    Values may be strings (from the command line): ``"200"`` becomes 200 where an int is expected,
+    ``"none"`` becomes None.
+
+    Raises:
+        HyperparameterError: an unknown name, or a value of the wrong type or range.
+    """
+    spec = get_spec(model_type)
+    values: dict[str, Any] = dict(spec.fast_params) if fast else {}
+    values.update({key: _none_if_null(value) for key, value in (overrides or {}).items()})
+    try:
+        return spec.params(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {_reason(err)}" for err in exc.errors()
+        )
+        known = ", ".join(spec.params.model_fields)
+        raise HyperparameterError(
+            f"invalid hyperparameters for {model_type}: {problems} (known: {known})"
+        ) from None
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown hyperparameter"
+    return f"{error['msg']} (got {error.get('input')!r})"
+
+
+def _none_if_null(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in {"none", "null"}:
+        return None
+    return value
+
+
+def build_model(model_type: str, params: BaseModel, seed: int) -> Any:
+    """An unfitted estimator of ``model_type`` that fits and predicts on raw records."""
+    return get_spec(model_type).build(params, seed)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["n_estimators=200", "max_depth=none"]`` -> a dict; a pair without ``=`` is an error."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HyperparameterError(
+                f"--param {pair!r}: expected NAME=VALUE, e.g. n_estimators=200"
+            )
+        result[key.strip()] = value.strip()
+    return result
