@@ -7,6 +7,12 @@ import logging
 import typer
 
 from bikecount.cli.data import app as data_app
+from bikecount.cli.modeling import (
+    evaluate_command,
+    models_command,
+    predict_command,
+    train_command,
+)
 
 app = typer.Typer(
     name="bikecount",
@@ -15,6 +21,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(data_app, name="data")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
+app.command("models")(models_command)
 
 
 @app.callback()

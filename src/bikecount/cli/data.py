@@ -20,9 +20,10 @@ from rich.table import Table
 
 from bikecount.cli.console import console, fail
 from bikecount.config import Settings
-from bikecount.data import split as splitting
 from bikecount.data.fetch import FetchError, download_export
 from bikecount.data.io import DataFileError, read_records, write_records
+from bikecount.data.prepare import RAW_NAMES, default_raw_path, prepare_datasets, write_datasets
+from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.records import (
     COUNTER,
     TIMESTAMP,
@@ -33,8 +34,6 @@ from bikecount.records import (
 )
 
 app = typer.Typer(help="Get data: generate it, download the Paris export, split it in time.")
-
-RAW_NAMES = ("raw.csv.gz", "raw.csv")  # what synth and fetch write by default, in that order
 
 
 @app.command()
@@ -66,10 +65,6 @@ def synth(
     ] = None,
 ) -> None:
     """Generate realistic synthetic records in the Open Data export format (no network needed)."""
-    try:  # imported when used: the other data commands do not need the generator
-        from bikecount.data.synthetic import SynthConfig, generate_records
-    except ImportError as exc:
-        fail(f"the synthetic data generator is not available ({exc})")
     settings = Settings()
     output = output or settings.data_dir / RAW_NAMES[0]
     config = SynthConfig(
@@ -163,7 +158,7 @@ def split(
         int | None,
         typer.Option(
             min=1,
-            help="Rows in test_sample.csv, drawn at random from all valid rows.",
+            help="Rows in test_sample.csv, drawn at random from the reference rows.",
             show_default="BIKECOUNT_TEST_SAMPLE_ROWS or 1000",
         ),
     ] = None,
@@ -176,34 +171,26 @@ def split(
     if cutoff is not None and fraction is not None:
         fail("give --cutoff or --fraction, not both")
     settings = Settings()
-    source = input_path or _default_raw(settings)
+    source = input_path or default_raw_path(settings)
     valid = _read_valid(source)
     try:
-        reference, current = splitting.split_by_time(
-            valid, cutoff=cutoff, fraction=0.7 if fraction is None else fraction
-        )
-        # The sample stands in for the training set in test mode, so it comes from reference.
-        sample = splitting.sample_rows(
-            reference,
-            n=settings.test_sample_rows if sample_rows is None else sample_rows,
-            seed=settings.seed if seed is None else seed,
+        written = write_datasets(
+            valid,
+            settings,
+            cutoff=cutoff,
+            fraction=0.7 if fraction is None else fraction,
+            sample_size=sample_rows,
+            seed=seed,
         )
     except ValueError as exc:
         fail(str(exc))
-    outputs = {"reference": reference, "current": current, "test_sample": sample}
     table = Table(title=f"split of {source}")
     table.add_column("file")
     table.add_column("rows", justify="right")
     table.add_column("period (Paris time)", no_wrap=True)
-    for name, frame in outputs.items():
-        path = write_records(frame, settings.dataset_path(name))
+    for path, frame in written.values():
         table.add_row(str(path), f"{len(frame):,}", _period(frame))
     console.print(table)
-
-
-def _default_raw(settings: Settings) -> Path:
-    candidates = [settings.data_dir / name for name in RAW_NAMES]
-    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def _read_valid(source: Path) -> pd.DataFrame:
@@ -237,3 +224,21 @@ def _period(frame: pd.DataFrame) -> str:
     if times.empty:
         return "-"
     return f"{times.min():%Y-%m-%d %H:%M} → {times.max():%Y-%m-%d %H:%M}"
+
+
+@app.command()
+def prepare() -> None:
+    """Make sure reference, current and test_sample exist: split data/raw.*, or generate it first.
+
+    Existing data sets are kept; delete them to make new ones.
+    """
+    settings = Settings()
+    with console.status("preparing data sets...") as status:
+        paths = prepare_datasets(settings, on_stage=lambda message: _stage(status, message))
+    for name, path in paths.items():
+        console.print(f"{name:12} {path}")
+
+
+def _stage(status: object, message: str) -> None:
+    console.print(message)
+    status.update(message)  # type: ignore[attr-defined]

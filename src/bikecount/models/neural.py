@@ -41,7 +41,8 @@ CYCLIC_PERIODS = {"hour": 24.0, "day_of_year": 365.25, "month": 12.0}
 SEASON_SIZES = {"day_of_year": 367, "month": 13}
 PREDICT_BATCH_ROWS = 65_536
 # The machines we train on have two cores shared with other work: never take more.
-MAX_THREADS = 2
+MAX_THREADS = 1
+ADDITIVE = True
 
 
 class NNParams(BaseModel):
@@ -62,8 +63,22 @@ class NNParams(BaseModel):
     validation_fraction: float = Field(default=0.1, gt=0.0, le=0.5)
 
 
+def _mlp(width: int, hidden_sizes: tuple[int, ...], dropout: float) -> nn.Sequential:
+    """Dense ReLU layers with dropout, then one linear output."""
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+        width = size
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
 class _Network(nn.Module):
-    """Embeddings (counter, hour, weekday) joined with numeric inputs, then a ReLU MLP."""
+    """Embeddings (counter, hour, weekday) joined with numeric inputs, then ReLU MLPs.
+
+    With ``season_columns``, two MLPs add up: one sees the counter and the time of day/week but
+    not the season, the other the season and the time of day/week but not the counter.
+    """
 
     def __init__(
         self,
@@ -72,30 +87,34 @@ class _Network(nn.Module):
         embedding_dim: int,
         hidden_sizes: tuple[int, ...],
         dropout: float,
+        season_columns: list[int] | None = None,
+        shared_columns: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.counter_embedding = nn.Embedding(n_codes, embedding_dim)
         self.hour_embedding = nn.Embedding(24, embedding_dim)
         self.weekday_embedding = nn.Embedding(7, embedding_dim)
-        layers: list[nn.Module] = []
-        width = 3 * embedding_dim + n_numeric
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
-        layers.append(nn.Linear(width, 1))
-        self.mlp = nn.Sequential(*layers)
+        self.season_columns = season_columns
+        self.shared_columns = shared_columns
+        if season_columns:
+            self.counter_columns = [i for i in range(n_numeric) if i not in season_columns]
+            self.mlp = _mlp(3 * embedding_dim + len(self.counter_columns), hidden_sizes, dropout)
+            width = 2 * embedding_dim + len(season_columns) + len(shared_columns)
+            self.season_mlp = _mlp(width, hidden_sizes, dropout)
+        else:
+            self.mlp = _mlp(3 * embedding_dim + n_numeric, hidden_sizes, dropout)
 
     def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        joined = torch.cat(
-            [
-                self.counter_embedding(codes[:, 0]),
-                self.hour_embedding(codes[:, 1]),
-                self.weekday_embedding(codes[:, 2]),
-                numeric,
-            ],
-            dim=1,
+        hour = self.hour_embedding(codes[:, 1])
+        weekday = self.weekday_embedding(codes[:, 2])
+        counter = self.counter_embedding(codes[:, 0])
+        if not self.season_columns:
+            return self.mlp(torch.cat([counter, hour, weekday, numeric], dim=1)).squeeze(1)
+        place = torch.cat([counter, hour, weekday, numeric[:, self.counter_columns]], dim=1)
+        season = torch.cat(
+            [hour, weekday, numeric[:, self.shared_columns], numeric[:, self.season_columns]], dim=1
         )
-        return self.mlp(joined).squeeze(1)
+        return (self.mlp(place) + self.season_mlp(season)).squeeze(1)
 
 
 @contextmanager
@@ -123,6 +142,13 @@ def _feature_frame(X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
             f"{FEATURE_COLUMNS}, got an array of shape {array.shape}"
         )
     return pd.DataFrame(array, columns=list(FEATURE_COLUMNS))
+
+
+def _numeric_names() -> list[str]:
+    names = list(PLAIN_NUMERIC)
+    for col in CYCLIC_PERIODS:
+        names += [f"{col}_sin", f"{col}_cos"]
+    return names
 
 
 def _raw_numeric(frame: pd.DataFrame, season_maps: dict[str, np.ndarray]) -> np.ndarray:
@@ -281,12 +307,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         valid: tuple[torch.Tensor, ...],
     ) -> _Network:
         """The epoch loop: shuffle, step, validate, keep the best weights, stop on patience."""
+        names = _numeric_names()
+        season = [names.index(n) for n in names if n.split("_")[0] in ("day", "month")]
+        shared = [names.index(n) for n in ("is_weekend", "is_holiday", "hour_sin", "hour_cos")]
         module = _Network(
             self.n_codes_,
             train[1].shape[1],
             params.embedding_dim,
             params.hidden_sizes,
             params.dropout,
+            season if ADDITIVE else None,
+            shared if ADDITIVE else None,
         )
         optimizer = torch.optim.AdamW(
             module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay

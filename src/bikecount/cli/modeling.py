@@ -1,0 +1,214 @@
+"""``bikecount train|evaluate|predict|models``: the model life from the shell."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from mlflow.exceptions import MlflowException
+from rich.table import Table
+
+from bikecount.cli.console import console, err_console, fail, print_json
+from bikecount.config import Env, Settings
+from bikecount.data.io import DataFileError
+from bikecount.inference import evaluate_file, predict_file
+from bikecount.models import MODEL_TYPES, HyperparameterError, UnknownModelTypeError
+from bikecount.models.catalog import parse_assignments
+from bikecount.records import RecordError
+from bikecount.registry import ModelNotFoundError, configure_tracking, list_versions
+from bikecount.train import TrainRequest, TrainResult, train
+
+USER_ERRORS = (
+    UnknownModelTypeError,
+    HyperparameterError,
+    DataFileError,
+    RecordError,
+    ModelNotFoundError,
+    ValueError,
+    MlflowException,
+)
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
+
+
+def _quiet_mlflow() -> None:
+    # MLflow warns on every cloudpickle save; the choice is deliberate (models hold custom code).
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+
+
+def train_command(
+    model: ModelOption = "gbm",
+    data: Annotated[
+        str,
+        typer.Option(help="Data set name (reference, current, test_sample) or a file path."),
+    ] = "reference",
+    env: Annotated[str, typer.Option(help="dev (local artifacts) or prod (GCS).")] = "",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Hyperparameter override NAME=VALUE (repeatable)."),
+    ] = None,
+    test_mode: Annotated[
+        bool, typer.Option("--test-mode", help="Train on test_sample.csv with fast settings.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a model, score it on a temporal holdout, log it to MLflow and register it.
+
+    The new version becomes champion only when it beats the current one on the same holdout.
+    """
+    _quiet_mlflow()
+    settings = Settings()
+    try:
+        request = TrainRequest(
+            model_type=model,
+            data_source=data,
+            env=_env(env, settings),
+            hyperparams=parse_assignments(param or []),
+            test_mode=test_mode,
+        )
+        if as_json:
+            result = train(request, settings)
+        else:
+            with console.status("training...") as status:
+                result = train(request, settings, on_stage=lambda s: status.update(s))
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(_train_summary(result))
+        return
+    _print_train_result(result)
+
+
+def _env(value: str, settings: Settings) -> Env:
+    if not value:
+        return settings.env
+    if value not in ("dev", "prod"):
+        fail(f"--env {value!r}: expected dev or prod")
+    return value  # type: ignore[return-value]
+
+
+def _train_summary(result: TrainResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "model_type": result.model_type,
+        "model_name": result.model_name,
+        "version": result.version,
+        "model_uri": result.model_uri,
+        "champion": result.champion,
+        "champion_reason": result.champion_reason,
+        "metrics": _finite(result.metrics),
+        "rows_train": result.rows_train,
+        "rows_holdout": result.rows_holdout,
+        "rows_dropped": result.rows_dropped,
+        "duration_seconds": result.duration_seconds,
+    }
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) else round(v, 4)) for k, v in metrics.items()}
+
+
+def _print_train_result(result: TrainResult) -> None:
+    if result.rows_dropped:
+        err_console.print(f"[yellow]dropped {result.rows_dropped:,} invalid rows:[/]")
+        for reason, count in result.drop_reasons.items():
+            err_console.print(f"  {count:,} × {reason}")
+    crown = "[green]champion[/]" if result.champion else "[yellow]not champion[/]"
+    console.print(
+        f"[bold]{result.model_name}[/] v{result.version} ({crown}: {result.champion_reason})"
+    )
+    console.print(
+        f"run {result.run_id}, {result.rows_train:,} records fitted, "
+        f"{result.rows_holdout:,} held out, {result.duration_seconds:.1f} s"
+    )
+    console.print(_metrics_table(result.metrics))
+
+
+def _metrics_table(metrics: dict[str, float]) -> Table:
+    table = Table(title="holdout metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, "n/a" if math.isnan(value) else f"{value:.4f}")
+    return table
+
+
+def evaluate_command(
+    data: Annotated[Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")],
+    model: ModelOption = "gbm",
+    version: Annotated[
+        int | None, typer.Option(help="Version to score (default: champion).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the champion (or a given version) on any labelled file."""
+    settings = Settings()
+    try:
+        report = evaluate_file(settings, model, data, version)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    report["metrics"] = _finite(report["metrics"])
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"[bold]{model}[/] v{report['version']} on {data} ({report['rows']:,} records)")
+    console.print(_metrics_table(report["metrics"]))
+    worst = list(report.get("per_counter_rmse", {}).items())[:5]
+    for counter, rmse in worst:
+        console.print(f"  RMSE {rmse:8.2f}  {counter}")
+
+
+def predict_command(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Raw record file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions.")],
+    model: ModelOption = "gbm",
+    version: Annotated[int | None, typer.Option(help="Version (default: champion).")] = None,
+) -> None:
+    """Write predictions for a raw record file (input columns plus ``prediction``)."""
+    settings = Settings()
+    try:
+        rows, used = predict_file(settings, model, input_path, output, version)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    console.print(f"wrote {rows:,} predictions of {model} v{used} to {output}")
+
+
+def models_command(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only this model type.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List registered versions with their holdout metrics and the champion."""
+    settings = Settings()
+    from mlflow.tracking import MlflowClient
+
+    try:
+        types = [model] if model else list(MODEL_TYPES)
+        configure_tracking(settings)
+        client = MlflowClient()
+        versions = [v for t in types for v in list_versions(client, t)]
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print_json([v.as_dict() for v in versions])
+        return
+    if not versions:
+        console.print("no registered models yet: train one with `bikecount train --model gbm`")
+        return
+    table = Table(title=f"registered models ({settings.tracking_uri})")
+    for column in ("model", "version", "champion", "test mode", "env", "metrics"):
+        table.add_column(column)
+    for v in versions:
+        shown = ", ".join(f"{k}={val:.3f}" for k, val in sorted(v.metrics.items()))
+        table.add_row(
+            v.model_type, str(v.version), "★" if v.champion else "", str(v.test_mode),
+            v.env or "", shown,
+        )  # fmt: skip
+    console.print(table)

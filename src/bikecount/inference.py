@@ -1,0 +1,105 @@
+"""Use registered models: pick a version, predict on raw records, score on labelled files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from bikecount.config import Settings
+from bikecount.data.io import read_records, write_records
+from bikecount.evaluate import per_counter_rmse, score_model
+from bikecount.models import get_spec
+from bikecount.models.affluence import LABELS
+from bikecount.records import parse_records, require_valid
+from bikecount.registry import best_version, configure_tracking, load_version, resolve_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """Predictions in input order; for the classifier also labels and P(forte)."""
+
+    values: np.ndarray
+    labels: list[str] | None = None
+    proba_forte: np.ndarray | None = None
+
+
+def choose_version(
+    client: MlflowClient, model_type: str, version: int | None = None, metric: str | None = None
+) -> int:
+    """A given version, else the best by ``metric``, else the champion."""
+    if version is None and metric is not None:
+        return best_version(client, model_type, metric).version
+    return resolve_version(client, model_type, version)
+
+
+def predict_records(model: Any, task: str, records: pd.DataFrame) -> Predictions:
+    """Predict canonical or raw records with a fitted model, in input order."""
+    if task == "classification":
+        classes = np.asarray(model.predict(records), dtype=int)
+        return Predictions(
+            values=classes,
+            labels=[LABELS[c] for c in classes],
+            proba_forte=model.predict_proba(records)[:, 1],
+        )
+    return Predictions(values=np.clip(np.asarray(model.predict(records), float), 0, None))
+
+
+def load_model(
+    settings: Settings, model_type: str, version: int | None = None, metric: str | None = None
+) -> tuple[Any, int]:
+    """Load a registered version (the champion by default) and return it with its number."""
+    configure_tracking(settings)
+    chosen = choose_version(MlflowClient(), model_type, version, metric)
+    return load_version(model_type, chosen), chosen
+
+
+def predict_file(
+    settings: Settings, model_type: str, source: Path, destination: Path, version: int | None
+) -> tuple[int, int]:
+    """Write the input records with a ``prediction`` column (and ``label`` for the classifier).
+
+    Every record must be valid: a prediction file has one row per input row.
+
+    Returns:
+        (number of rows, version used)
+    """
+    model, used = load_model(settings, model_type, version)
+    raw = read_records(source)
+    records = require_valid(raw)
+    result = predict_records(model, get_spec(model_type).task, records)
+    output = raw.copy()
+    output["prediction"] = result.values
+    if result.labels is not None:
+        output["label"] = result.labels
+    write_records(output, destination)
+    return len(output), used
+
+
+def evaluate_file(
+    settings: Settings, model_type: str, source: Path, version: int | None = None
+) -> dict[str, Any]:
+    """Score a registered version on a labelled file: the holdout metrics and per-counter RMSE."""
+    model, used = load_model(settings, model_type, version)
+    parsed = parse_records(read_records(source), require_count=True)
+    if parsed.frame.empty:
+        raise ValueError(f"{source}: no valid labelled records")
+    task = get_spec(model_type).task
+    report: dict[str, Any] = {
+        "model_type": model_type,
+        "version": used,
+        "data": str(source),
+        "rows": len(parsed.frame),
+        "rows_dropped": parsed.dropped_rows,
+        "metrics": score_model(model, task, parsed.frame),
+    }
+    if task == "regression":
+        report["per_counter_rmse"] = per_counter_rmse(parsed.frame, model.predict(parsed.frame))
+    return report
