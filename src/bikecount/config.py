@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B"
     )
     api_key: SecretStr | None = None
+    # `bikecount up`: where the local stack listens (loopback only by default) and logs.
+    host: str = "127.0.0.1"
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    classmodel_port: int = Field(default=8080, ge=1, le=65535)
+    logs_dir: Path = Path("logs")
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:

@@ -13,6 +13,7 @@ from bikecount.cli.modeling import (
     predict_command,
     train_command,
 )
+from bikecount.cli.stack import up_command
 
 app = typer.Typer(
     name="bikecount",
@@ -25,6 +26,7 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("models")(models_command)
+app.command("up")(up_command)
 
 
 @app.callback()

@@ -1,0 +1,127 @@
+"""The local stack without Docker: MLflow, the RegModel API and (legacy) the ClassModel API as
+child processes, started in order, bootstrapped on first use, watched, and stopped together.
+
+Library code: it logs and reports through callbacks; ``bikecount.cli.stack`` draws the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bikecount.config import Settings
+from bikecount.stack.bootstrap import BootstrapHooks, BootstrapReport, bootstrap
+from bikecount.stack.processes import (
+    LineCallback,
+    PortInUseError,
+    ProcessManager,
+    ServiceFailedError,
+    StackError,
+    StopRequested,
+    check_ports,
+    stop_on_signals,
+)
+from bikecount.stack.services import MLFLOW, ServiceSpec, build_services
+
+__all__ = [
+    "BootstrapHooks",
+    "BootstrapReport",
+    "PortInUseError",
+    "ServiceFailedError",
+    "StackError",
+    "StackHooks",
+    "StackOptions",
+    "StopRequested",
+    "plan_services",
+    "run_stack",
+]
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """How to run the stack; ports and host default to the settings'."""
+
+    host: str
+    mlflow_port: int
+    api_port: int
+    classmodel_port: int
+    legacy: bool = False
+    reload: bool = False
+    bootstrap: bool = True
+    health_timeout: float = 120.0
+    grace_seconds: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> StackOptions:
+        """Options from ``settings``, with the non-None ``overrides`` applied."""
+        values: dict[str, object] = {
+            "host": settings.host,
+            "mlflow_port": settings.mlflow_port,
+            "api_port": settings.api_port,
+            "classmodel_port": settings.classmodel_port,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+@dataclass
+class StackHooks:
+    """Callbacks of a running stack.
+
+    Attributes:
+        on_line: (service, line) for every log line of a child (called from reader threads).
+        on_starting: a service is about to start.
+        on_healthy: a service answered its health check.
+        on_ready: every service is healthy; the stack runs until stopped.
+        bootstrap: the first-start callbacks.
+    """
+
+    on_line: LineCallback | None = None
+    on_starting: Callable[[ServiceSpec], None] = _ignore
+    on_healthy: Callable[[ServiceSpec], None] = _ignore
+    on_ready: Callable[[Sequence[ServiceSpec], BootstrapReport | None], None] = _ignore
+    bootstrap: BootstrapHooks = field(default_factory=BootstrapHooks)
+
+
+def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec]:
+    """The services ``options`` asks for, in start order."""
+    return build_services(
+        settings,
+        host=options.host,
+        mlflow_port=options.mlflow_port,
+        api_port=options.api_port,
+        classmodel_port=options.classmodel_port,
+        legacy=options.legacy,
+        reload=options.reload,
+    )
+
+
+def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | None = None) -> None:
+    """Start the stack and block until it is stopped (SIGINT/SIGTERM) or a service dies.
+
+    Every child is stopped on the way out, whatever the reason.
+
+    Raises:
+        PortInUseError: before anything starts.
+        ServiceFailedError: a service did not become healthy, or died.
+        StopRequested: a signal asked the stack to stop (after everything has stopped).
+    """
+    hooks = hooks or StackHooks()
+    services = plan_services(settings, options)
+    check_ports(services)
+    manager = ProcessManager(settings.logs_dir, hooks.on_line, options.grace_seconds)
+    with stop_on_signals(), manager:
+        report = None
+        for spec in services:
+            hooks.on_starting(spec)
+            manager.wait_healthy(manager.start(spec), options.health_timeout)
+            hooks.on_healthy(spec)
+            if spec.name == MLFLOW and options.bootstrap:
+                # After MLflow (models are registered there), before the APIs (which load them).
+                report = bootstrap(settings, spec.url, hooks.bootstrap)
+        hooks.on_ready(services, report)
+        manager.supervise()

@@ -1,0 +1,121 @@
+"""First start on an empty machine: make the data sets, then train a first model of every type.
+
+Runs once the MLflow server is up and before the APIs start, so that ``/predict`` answers at once.
+Later starts find the data and the champions and do nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from mlflow.tracking import MlflowClient
+
+from bikecount.config import DATASET_FILES, Settings
+from bikecount.data.prepare import prepare_datasets
+from bikecount.models import MODEL_TYPES
+from bikecount.registry import champion_version
+from bikecount.train import TrainRequest, TrainResult, train
+
+logger = logging.getLogger(__name__)
+
+
+def _log_message(message: str) -> None:
+    logger.info(message)
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+@dataclass
+class BootstrapHooks:
+    """Callbacks through which the bootstrap reports progress (the CLI draws them).
+
+    Attributes:
+        on_message: a sentence about what was found or done.
+        on_training: the model types about to be trained, once, before the first one.
+        on_stage: (model type, stage) while one trains.
+        on_trained: (model type, result or None, error or None) when one is done.
+    """
+
+    on_message: Callable[[str], None] = _log_message
+    on_training: Callable[[Sequence[str]], None] = _ignore
+    on_stage: Callable[[str, str], None] = _ignore
+    on_trained: Callable[[str, TrainResult | None, Exception | None], None] = _ignore
+
+
+@dataclass
+class BootstrapReport:
+    """What the bootstrap did: data made or not, models trained, failed and reused."""
+
+    data_prepared: bool = False
+    trained: dict[str, TrainResult] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+
+def data_missing(settings: Settings) -> bool:
+    """Whether any of the three data sets is missing."""
+    return not all(settings.dataset_path(name).is_file() for name in DATASET_FILES)
+
+
+def types_without_champion(tracking_uri: str, model_types: Sequence[str]) -> list[str]:
+    """The model types with no champion registered on the tracking server at ``tracking_uri``."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return [t for t in model_types if champion_version(client, t) is None]
+
+
+def bootstrap(
+    settings: Settings,
+    tracking_uri: str,
+    hooks: BootstrapHooks | None = None,
+    model_types: Sequence[str] = MODEL_TYPES,
+) -> BootstrapReport:
+    """Make missing data sets and train first models (test mode) for types without a champion.
+
+    A model that fails to train is reported, not raised: the stack still starts, and that type
+    answers "no model" until one is trained.
+
+    Args:
+        settings: the stack's settings (data folder, seed, env).
+        tracking_uri: the running MLflow server, where models are looked up and registered.
+        hooks: progress callbacks.
+        model_types: the types that should have a model.
+    """
+    hooks = hooks or BootstrapHooks()
+    report = BootstrapReport()
+    if data_missing(settings):
+        hooks.on_message(f"no data sets in {settings.data_dir}/: preparing them")
+        prepare_datasets(settings, on_stage=hooks.on_message)
+        report.data_prepared = True
+    missing = types_without_champion(tracking_uri, model_types)
+    report.reused = [t for t in model_types if t not in missing]
+    if not missing:
+        hooks.on_message(f"models found for {', '.join(report.reused)}: reusing them")
+        return report
+    hooks.on_message(f"no model registered for {', '.join(missing)}: training first models")
+    hooks.on_training(missing)
+    server_settings = settings.model_copy(update={"mlflow_tracking_uri": tracking_uri})
+    for model_type in missing:
+        _train_first(model_type, server_settings, hooks, report)
+    return report
+
+
+def _train_first(
+    model_type: str, settings: Settings, hooks: BootstrapHooks, report: BootstrapReport
+) -> None:
+    # Fast settings on the test sample: seconds per model, good enough to answer /predict.
+    request = TrainRequest(
+        model_type=model_type, data_source="reference", env=settings.env, test_mode=True
+    )
+    try:
+        result = train(request, settings, on_stage=lambda stage: hooks.on_stage(model_type, stage))
+    except Exception as exc:  # one broken type must not keep the whole stack down
+        logger.warning("first %s model failed: %s", model_type, exc)
+        report.failed[model_type] = str(exc)
+        hooks.on_trained(model_type, None, exc)
+        return
+    report.trained[model_type] = result
+    hooks.on_trained(model_type, result, None)

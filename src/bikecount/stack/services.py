@@ -1,0 +1,230 @@
+"""How each service of the stack is started: the one place that says it.
+
+``bikecount up`` runs these command lines as local processes; ``docker-compose.yaml`` runs the same
+ones in containers (only paths, bind address and the MLflow host name differ), and
+``tests/unit/test_compose.py`` checks that the two agree. Change a flag here, then in the compose
+file, and the test tells you if you forgot one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bikecount
+from bikecount.config import Settings
+
+MLFLOW = "mlflow"
+REGMODEL = "regmodel"
+CLASSMODEL = "classmodel"
+
+REGMODEL_APP = "bikecount.api.regmodel:create_app"
+CLASSMODEL_APP = "bikecount.api.classmodel:create_app"
+HEALTH_PATH = "/health"
+
+# Addresses that mean "every interface": clients must connect through loopback instead.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+# Clients on a private network reach a server bound to every interface by its private IP.
+PRIVATE_NETWORK_HOSTS = ("10.*", "192.168.*", "172.1[6-9].*", "172.2[0-9].*", "172.3[01].*")
+
+# Inside the containers (docker-compose.yaml): ports, mount points and names.
+COMPOSE_BIND_HOST = "0.0.0.0"
+COMPOSE_MLFLOW_HOST = "mlflow"
+COMPOSE_PORTS = {MLFLOW: 5000, REGMODEL: 8000, CLASSMODEL: 8080}
+COMPOSE_MLRUNS = "/mlflow/mlruns"
+COMPOSE_ARTIFACTS = "/mlflow/artifacts"
+COMPOSE_PACKAGE_DIR = "/app/src/bikecount"
+
+# MLflow's job runner (four more processes, GenAI features) is of no use to bikecount.
+MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of the stack: its command line, environment, port and health check.
+
+    ``port_option`` and ``usual_owner`` make the message when the port is taken actionable.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    host: str
+    port: int
+    port_option: str
+    usual_owner: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    health_path: str = HEALTH_PATH
+
+    @property
+    def url(self) -> str:
+        """The base URL a client on this machine uses."""
+        return f"http://{client_host(self.host)}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.url}{self.health_path}"
+
+
+def client_host(bind_host: str) -> str:
+    """The address a local client connects to for a server bound to ``bind_host``."""
+    return "127.0.0.1" if bind_host in WILDCARD_HOSTS else bind_host
+
+
+def allowed_hosts(bind_host: str, extra_names: Sequence[str] = ()) -> list[str]:
+    """The Host headers the MLflow server accepts (MLflow 3 rejects any other, with 403).
+
+    Loopback names and ``extra_names`` are accepted on any port (a published port may differ
+    from the one inside a container); a specific bind address is accepted as itself, and a
+    wildcard bind also accepts private-network addresses, as MLflow's own default does.
+    """
+    names = [*LOOPBACK_NAMES, *extra_names]
+    if bind_host not in WILDCARD_HOSTS and bind_host not in names:
+        names.append(bind_host)
+    hosts = [pattern for name in names for pattern in (name, f"{name}:*")]
+    if bind_host in WILDCARD_HOSTS:
+        hosts.extend(PRIVATE_NETWORK_HOSTS)
+    return hosts
+
+
+def mlflow_server_args(
+    *,
+    host: str,
+    port: int,
+    backend_store_uri: str,
+    artifacts_destination: str,
+    hosts_allowed: Sequence[str],
+) -> list[str]:
+    """Arguments of ``python -m mlflow``: the tracking server, one worker, proxied artifacts."""
+    return [
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--workers",
+        "1",
+        "--allowed-hosts",
+        ",".join(hosts_allowed),
+    ]
+
+
+def uvicorn_args(app: str, *, host: str, port: int, reload_dir: str | None = None) -> list[str]:
+    """Arguments of ``python -m uvicorn`` for an app factory; ``reload_dir`` turns on hot reload."""
+    args = ["--factory", app, "--host", host, "--port", str(port)]
+    if reload_dir is not None:
+        args += ["--reload", "--reload-dir", reload_dir]
+    return args
+
+
+def api_env(tracking_uri: str) -> dict[str, str]:
+    """Environment of an API process: the tracking server to use.
+
+    Both names are set: ours wins over anything in ``.env``, MLflow's is the seed's spelling and
+    what MLflow itself reads.
+    """
+    return {"BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_TRACKING_URI": tracking_uri}
+
+
+def package_dir() -> str:
+    """The folder of the bikecount package (``src/bikecount`` in an editable install)."""
+    return str(Path(bikecount.__file__).resolve().parent)
+
+
+def python_module(python: str, module: str, args: Sequence[str]) -> tuple[str, ...]:
+    return (python, "-m", module, *args)
+
+
+def mlflow_service(settings: Settings, host: str, port: int) -> ServiceSpec:
+    """The local MLflow server: SQLite under ``mlruns_dir``, artifacts in ``artifacts_dir``."""
+    backend = f"sqlite:///{(settings.mlruns_dir / 'mlflow.db').resolve()}"
+    args = mlflow_server_args(
+        host=host,
+        port=port,
+        backend_store_uri=backend,
+        artifacts_destination=str(settings.artifacts_dir.resolve()),
+        hosts_allowed=allowed_hosts(host),
+    )
+    return ServiceSpec(
+        name=MLFLOW,
+        command=python_module(sys.executable, "mlflow", args),
+        host=host,
+        port=port,
+        port_option="--mlflow-port",
+        usual_owner="another MLflow?",
+        env=MLFLOW_ENV,
+    )
+
+
+def api_service(
+    name: str, app: str, *, host: str, port: int, tracking_uri: str, reload: bool
+) -> ServiceSpec:
+    """A bikecount API (RegModel or ClassModel) served by uvicorn from its app factory."""
+    args = uvicorn_args(app, host=host, port=port, reload_dir=package_dir() if reload else None)
+    option = "--api-port" if name == REGMODEL else "--classmodel-port"
+    return ServiceSpec(
+        name=name,
+        command=python_module(sys.executable, "uvicorn", args),
+        host=host,
+        port=port,
+        port_option=option,
+        usual_owner="another bikecount API?",
+        env=api_env(tracking_uri),
+    )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    host: str,
+    mlflow_port: int,
+    api_port: int,
+    classmodel_port: int,
+    legacy: bool = False,
+    reload: bool = False,
+) -> list[ServiceSpec]:
+    """The local stack, in start order: MLflow, the RegModel API, and with ``legacy`` the
+    ClassModel API. The APIs talk to the MLflow server started here."""
+    mlflow = mlflow_service(settings, host, mlflow_port)
+    common = {"host": host, "tracking_uri": mlflow.url, "reload": reload}
+    services = [mlflow, api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)]
+    if legacy:
+        services.append(api_service(CLASSMODEL, CLASSMODEL_APP, port=classmodel_port, **common))
+    return services
+
+
+def compose_commands() -> dict[str, list[str]]:
+    """The ``command`` each service of ``docker-compose.yaml`` must have, by compose service.
+
+    Same arguments as :func:`build_services`, with the containers' paths, every interface bound
+    (ports are published by Docker) and the MLflow server reachable by its service name.
+    """
+    mlflow = mlflow_server_args(
+        host=COMPOSE_BIND_HOST,
+        port=COMPOSE_PORTS[MLFLOW],
+        backend_store_uri=f"sqlite:///{COMPOSE_MLRUNS}/mlflow.db",
+        artifacts_destination=COMPOSE_ARTIFACTS,
+        hosts_allowed=allowed_hosts(COMPOSE_BIND_HOST, [COMPOSE_MLFLOW_HOST]),
+    )
+    apis = {
+        "regmodel-backend": (REGMODEL, REGMODEL_APP),
+        "classmodel-backend": (CLASSMODEL, CLASSMODEL_APP),
+    }
+    commands = {"mlflow": list(python_module("python", "mlflow", mlflow))}
+    for compose_name, (name, app) in apis.items():
+        args = uvicorn_args(
+            app, host=COMPOSE_BIND_HOST, port=COMPOSE_PORTS[name], reload_dir=COMPOSE_PACKAGE_DIR
+        )
+        commands[compose_name] = list(python_module("python", "uvicorn", args))
+    return commands
+
+
+def compose_api_env() -> dict[str, str]:
+    """The tracking-server environment every API container must have."""
+    return api_env(f"http://{COMPOSE_MLFLOW_HOST}:{COMPOSE_PORTS[MLFLOW]}")

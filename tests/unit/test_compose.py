@@ -1,0 +1,241 @@
+"""docker-compose.yaml and deploy/Dockerfile, checked without a Docker engine: their structure,
+and that the containers run what ``bikecount up`` runs (``bikecount.stack.services``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import yaml
+from mlflow.server.security_utils import is_allowed_host_header
+from packaging.requirements import Requirement
+
+from bikecount.config import Settings
+from bikecount.stack.services import (
+    CLASSMODEL,
+    COMPOSE_PACKAGE_DIR,
+    MLFLOW,
+    MLFLOW_ENV,
+    REGMODEL,
+    build_services,
+    compose_api_env,
+    compose_commands,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yaml"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+API_SERVICES = {"regmodel-backend": REGMODEL, "classmodel-backend": CLASSMODEL}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def option_value(command: list[str], option: str) -> str:
+    return command[command.index(option) + 1]
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ``${VAR:-default}`` with the variables in ``env`` (none set by default)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        return (env or {}).get(match.group(1)) or match.group(2)
+
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", substitute, value)
+
+
+def mounts(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, str]:
+    """Target -> "source[:mode]" of a service's bind mounts."""
+    result = {}
+    for volume in service["volumes"]:
+        source, target, *mode = interpolate(volume, env).split(":")
+        result[target] = ":".join([source, *mode])
+    return result
+
+
+def test_the_seed_services(services: dict[str, Any]) -> None:
+    assert set(services) == {"mlflow", "regmodel-backend", "classmodel-backend"}
+    names = {name: service["container_name"] for name, service in services.items()}
+    assert names == {
+        "mlflow": "mlflow-server",
+        "regmodel-backend": "regmodel-api",
+        "classmodel-backend": "classmodel-api",
+    }
+    ports = {name: service["ports"] for name, service in services.items()}
+    assert ports == {
+        "mlflow": ["5000:5000"],
+        "regmodel-backend": ["8000:8000"],
+        "classmodel-backend": ["8080:8080"],
+    }
+
+
+def test_only_the_classmodel_is_behind_the_legacy_profile(services: dict[str, Any]) -> None:
+    assert services["classmodel-backend"]["profiles"] == ["legacy"]
+    assert "profiles" not in services["mlflow"]
+    assert "profiles" not in services["regmodel-backend"]
+
+
+def test_mlflow_image_matches_the_pinned_client(services: dict[str, Any]) -> None:
+    # Client and server of one version: the registry and artifact APIs change between releases.
+    image = services["mlflow"]["image"]
+    assert image.startswith("ghcr.io/mlflow/mlflow:")
+    assert image.split(":")[1].removeprefix("v").removesuffix("-full") == mlflow.__version__
+
+
+def test_mlflow_volumes(services: dict[str, Any]) -> None:
+    volumes = mounts(services["mlflow"])
+    assert volumes["/mlflow/mlruns"] == "./mlruns_dev"
+    assert volumes["/mlflow/artifacts"] == "./mlflow_artifacts"
+    assert volumes["/mlflow/gcp.json"].endswith(":ro")
+
+
+@pytest.mark.parametrize("name", API_SERVICES)
+def test_api_volumes(services: dict[str, Any], name: str) -> None:
+    volumes = mounts(services[name])
+    assert volumes[COMPOSE_PACKAGE_DIR] == "./src/bikecount"
+    assert volumes["/app/data"] == "./data:ro"
+    assert volumes["/app/gcp.json"].endswith(":ro")
+
+
+@pytest.mark.parametrize("name", ["mlflow", *API_SERVICES])
+def test_gcp_credentials_are_optional(services: dict[str, Any], name: str) -> None:
+    # Without the variable nothing named gcp.json must be needed (Docker would make a folder).
+    target = next(t for t in mounts(services[name]) if t.endswith("/gcp.json"))
+    assert mounts(services[name])[target] == "/dev/null:ro"
+    chosen = mounts(services[name], {"GCP_CREDENTIALS_FILE": "./gcp.json"})
+    assert chosen[target] == "./gcp.json:ro"
+    assert services[name]["environment"]["GOOGLE_APPLICATION_CREDENTIALS"] == target
+
+
+def test_mlflow_runs_what_bikecount_up_runs(services: dict[str, Any]) -> None:
+    assert services["mlflow"]["command"] == compose_commands()["mlflow"]
+    environment = services["mlflow"]["environment"]
+    assert {key: environment[key] for key in MLFLOW_ENV} == MLFLOW_ENV
+
+
+@pytest.mark.parametrize("name", API_SERVICES)
+def test_apis_run_what_bikecount_up_runs(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    assert service["command"] == compose_commands()[name]
+    environment = service["environment"]
+    assert {key: environment[key] for key in compose_api_env()} == compose_api_env()
+    assert interpolate(environment["BIKECOUNT_ENV"]) == "dev"
+    # Passed through only when set: an empty key or bucket is not "none".
+    assert environment["BIKECOUNT_API_KEY"] is None
+    assert environment["BIKECOUNT_GCS_BUCKET"] is None
+
+
+def test_mlflow_accepts_the_hosts_that_call_it(services: dict[str, Any]) -> None:
+    hosts = option_value(services["mlflow"]["command"], "--allowed-hosts").split(",")
+    for host in ("mlflow", "mlflow:5000", "localhost:5000", "127.0.0.1:5000"):
+        assert is_allowed_host_header(hosts, host), host
+    assert not is_allowed_host_header(hosts, "attacker.example:5000")
+
+
+@pytest.mark.parametrize("name", API_SERVICES)
+def test_apis_wait_for_a_healthy_mlflow(services: dict[str, Any], name: str) -> None:
+    assert services[name]["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    assert services[name]["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+
+
+@pytest.mark.parametrize(("name", "port"), [("mlflow", 5000), *((n, None) for n in API_SERVICES)])
+def test_healthchecks_ask_the_health_endpoint(
+    services: dict[str, Any], name: str, port: int | None
+) -> None:
+    port = port or int(option_value(services[name]["command"], "--port"))
+    check = services[name]["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    assert f"http://localhost:{port}/health" in check[-1]
+
+
+def test_container_and_local_commands_differ_only_in_place(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    # Same module, same flags in the same order, same app and port; only the interpreter, the
+    # bind address, paths and the allowed host names may differ.
+    settings = Settings(_env_file=None, mlruns_dir=tmp_path, artifacts_dir=tmp_path)
+    local = build_services(
+        settings,
+        host="127.0.0.1",
+        mlflow_port=5000,
+        api_port=8000,
+        classmodel_port=8080,
+        legacy=True,
+        reload=True,
+    )
+    by_compose_name = {"mlflow": MLFLOW, **API_SERVICES}
+    for compose_name, name in by_compose_name.items():
+        ours = list(next(spec for spec in local if spec.name == name).command)
+        theirs = services[compose_name]["command"]
+        assert ours[0] == sys.executable and theirs[0] == "python"
+        assert ours[1:3] == theirs[1:3]  # -m module
+        assert [t for t in ours if t.startswith("-")] == [t for t in theirs if t.startswith("-")]
+        assert option_value(ours, "--port") == option_value(theirs, "--port")
+        if "--factory" in ours:
+            assert option_value(ours, "--factory") == option_value(theirs, "--factory")
+
+
+def test_dockerfile_is_slim_cached_cpu_and_unprivileged() -> None:
+    text = DOCKERFILE.read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert re.search(r"^FROM python:3\.11-slim", text, re.MULTILINE)
+    assert "download.pytorch.org/whl/cpu" in text
+    assert "uv pip install" in text
+    # Dependencies before code: a code change must not reinstall them.
+    copy_pyproject = next(i for i, line in enumerate(instructions) if "COPY pyproject" in line)
+    copy_src = next(i for i, line in enumerate(instructions) if line.startswith("COPY src"))
+    assert copy_pyproject < copy_src
+    user = [line for line in instructions if line.startswith("USER ")]
+    assert user and user[-1].split()[1] not in {"root", "0"}
+    assert f"PYTHONPATH={Path(COMPOSE_PACKAGE_DIR).parent}" in text
+
+
+def test_dockerfile_torch_satisfies_the_project() -> None:
+    pinned = re.search(r"torch==([\w.]+)", DOCKERFILE.read_text())
+    assert pinned is not None
+    pyproject = (REPO / "pyproject.toml").read_text()
+    spec = next(
+        Requirement(line.strip().strip('",'))
+        for line in pyproject.splitlines()
+        if line.strip().startswith('"torch')
+    )
+    assert spec.specifier.contains(pinned.group(1))
+
+
+def test_build_context_keeps_secrets_out() -> None:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    rules = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert rules[0] == "*"  # an allow-list: only what is re-included below is sent
+    assert {"!pyproject.toml", "!src/"} <= set(rules)
+    assert not any(rule.startswith("!") and ("gcp" in rule or ".env" in rule) for rule in rules)
+
+
+def has_docker_compose() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not has_docker_compose(), reason="docker compose is not installed here")
+def test_docker_compose_accepts_the_file() -> None:
+    # `config` needs no engine: it parses, interpolates and validates against the spec.
+    result = subprocess.run(
+        ["docker", "compose", "--profile", "legacy", "config", "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
