@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     gcs_bucket: str | None = None
     seed: int = 42
     holdout_days: int = Field(default=14, ge=1)
+    outage_hours: int = Field(
+        default=24, ge=1, description="Runs of zero counts this long are outages, not fitted on."
+    )
     test_sample_rows: int = Field(default=1000, ge=10)
     open_data_url: str = (
         "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/"
@@ -49,6 +52,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     classmodel_port: int = Field(default=8080, ge=1, le=65535)
     logs_dir: Path = Path("logs")
+    # The APIs: a bound on records per request, and how often the champion alias is re-read.
+    max_records: int = Field(default=10_000, ge=1)
+    model_check_seconds: float = Field(default=10.0, ge=0)
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:
@@ -56,6 +62,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BIKECOUNT_ENV=prod needs BIKECOUNT_GCS_BUCKET (the gs:// bucket for artifacts)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_prod_api_key(self) -> Settings:
+        # The write endpoints of a prod API must never be open.
+        if self.env == "prod" and not (self.api_key and self.api_key.get_secret_value()):
+            raise ValueError("BIKECOUNT_ENV=prod needs BIKECOUNT_API_KEY (the APIs' write key)")
         return self
 
     @property

@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from bikecount.cleaning import drop_outages
 from bikecount.config import Env, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import read_records
@@ -96,7 +97,9 @@ def train(
         mlflow.log_params({**params.model_dump(), **_split_params(split, parsed.dropped_rows)})
         stage(f"fitting {spec.description} on {len(split.train):,} records")
         model = build_model(request.model_type, params, settings.seed)
-        model.fit(split.train, split.train["count"].to_numpy())
+        fitted_on = drop_outages(split.train, settings.outage_hours)
+        mlflow.log_param("rows_outage_dropped", len(split.train) - len(fitted_on))
+        model.fit(fitted_on, fitted_on["count"].to_numpy())
         stage(f"scoring on the holdout ({len(split.holdout):,} records, {split.rule})")
         metrics = score_model(model, spec.task, split.holdout)
         mlflow.log_metrics(metrics)
