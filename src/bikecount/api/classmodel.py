@@ -1,0 +1,35 @@
+"""The legacy ClassModel API (port 8080): the affluence classifier (``rf_class``) alone.
+
+``POST /predict {records}`` -> ``{predictions: [0|1...], label: ["faible"|"forte"...]}``,
+``GET /refresh_model``, ``GET /health``. Start it with
+``uvicorn --factory bikecount.api.classmodel:create_app``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bikecount import __version__
+from bikecount.api.deps import ApiState, attach_state, serving_lifespan
+from bikecount.api.errors import install_error_handling
+from bikecount.api.model_cache import ModelCache
+from bikecount.api.routes import health, legacy
+from bikecount.config import Settings
+
+MODEL_TYPES = ("rf_class",)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ClassModel API; settings come from ``BIKECOUNT_*`` variables when not given."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="bikecount ClassModel API (legacy)",
+        version=__version__,
+        description="Affluence (faible/forte) of records, from the `rf_class` champion.",
+        lifespan=serving_lifespan,
+    )
+    attach_state(app, ApiState(settings, ModelCache(settings), MODEL_TYPES))
+    install_error_handling(app, settings.max_records)
+    for module in (legacy, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,125 @@
+"""What route handlers receive: the settings, the model cache, the training jobs, write access.
+
+Each app keeps one :class:`ApiState` on ``app.state``; handlers take its parts through the
+``Annotated`` aliases below, so tests and both apps share one wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.security import APIKeyHeader
+
+from bikecount.api.errors import UnauthorizedError
+from bikecount.api.jobs import TrainingJobs
+from bikecount.api.model_cache import ModelCache
+from bikecount.config import Settings
+from bikecount.registry import configure_tracking
+
+logger = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass
+class ApiState:
+    """Everything one API process holds: settings, cached models, and (RegModel) training jobs."""
+
+    settings: Settings
+    cache: ModelCache
+    model_types: tuple[str, ...]
+    jobs: TrainingJobs | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def uptime_seconds(self) -> float:
+        return round(time.monotonic() - self.started_at, 3)
+
+
+def get_state(request: Request) -> ApiState:
+    return request.app.state.bikecount
+
+
+def get_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+def get_cache(request: Request) -> ModelCache:
+    return get_state(request).cache
+
+
+def get_jobs(request: Request) -> TrainingJobs:
+    jobs = get_state(request).jobs
+    assert jobs is not None, "training routes need an app built with training jobs"
+    return jobs
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CacheDep = Annotated[ModelCache, Depends(get_cache)]
+JobsDep = Annotated[TrainingJobs, Depends(get_jobs)]
+
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="Needed by write endpoints when the server has BIKECOUNT_API_KEY (always in prod).",
+)
+
+
+def require_api_key(
+    settings: SettingsDep, given: Annotated[str | None, Security(_api_key_header)]
+) -> None:
+    """Let a write through when no key is configured, or when ``X-API-Key`` matches it."""
+    if settings.api_key is None:
+        return
+    expected = settings.api_key.get_secret_value().encode()
+    # Constant-time comparison: the time taken says nothing about how much of the key matched.
+    if given is None or not secrets.compare_digest(given.encode(), expected):
+        raise UnauthorizedError(
+            f"missing or invalid {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": API_KEY_HEADER},
+        )
+
+
+WriteAccess = Depends(require_api_key)
+
+
+def configure_logging() -> None:
+    """INFO logs for the server process, unless the host application set logging up already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    # MLflow warns on every cloudpickle load and save; the format is a deliberate choice.
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    # One line per MLflow health probe would drown the server log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Download progress bars are for terminals, not for a server's log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@asynccontextmanager
+async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Point MLflow at the tracking server, and load existing champions in the background."""
+    state: ApiState = app.state.bikecount
+    configure_logging()
+    configure_tracking(state.settings)
+    preload = threading.Thread(
+        target=state.cache.preload, args=(state.model_types,), name="preload", daemon=True
+    )
+    preload.start()
+    yield
+    if state.jobs is not None and (job := state.jobs.running()) is not None:
+        logger.warning("stopping while training job %s runs; its MLflow run stays open", job.id)
+
+
+def attach_state(app: FastAPI, state: ApiState) -> None:
+    app.state.bikecount = state

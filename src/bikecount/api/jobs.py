@@ -1,0 +1,212 @@
+"""Training jobs: checked before they start, run one at a time in a worker thread.
+
+``POST /train`` turns its body into a :class:`~bikecount.train.TrainRequest` with
+:func:`build_train_request` (every check that can fail fast, with the field at fault), then hands
+it to :class:`TrainingJobs`. The worker thread keeps the event loop free, so ``/predict`` answers
+while a model trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bikecount.api.errors import (
+    InvalidFieldError,
+    JobNotFoundError,
+    TrainingBusyError,
+    describe_error,
+)
+from bikecount.api.schemas import JobError, JobPublic, TrainPublic, TrainRequestBody
+from bikecount.config import DATASET_FILES, Settings
+from bikecount.data.datasets import resolve_data_source
+from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
+from bikecount.models import HyperparameterError, parse_params
+from bikecount.train import TrainRequest, TrainResult, train
+
+logger = logging.getLogger(__name__)
+
+MAX_KEPT_JOBS = 50
+Trainer = Callable[..., TrainResult]
+
+
+def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequest:
+    """Check a training request before anything starts, and make the library's request of it.
+
+    Raises:
+        InvalidFieldError: the field at fault and why (hyperparameters, data source, env).
+    """
+    env = body.env or settings.env
+    if env == "prod" and not settings.gcs_bucket:
+        raise InvalidFieldError("env", "env=prod needs the server to have BIKECOUNT_GCS_BUCKET")
+    try:
+        parse_params(body.model_type, body.hyperparams, fast=body.test_mode)
+    except HyperparameterError as exc:
+        raise InvalidFieldError("hyperparams", str(exc)) from None
+    source = body.data_source
+    try:
+        if source not in DATASET_FILES:
+            source = str(path_inside_data_dir(source, settings))
+        resolve_data_source(source, settings, test_mode=body.test_mode)
+    except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
+        raise InvalidFieldError("data_source", str(exc)) from None
+    return TrainRequest(
+        model_type=body.model_type,
+        data_source=source,
+        env=env,
+        hyperparams=dict(body.hyperparams),
+        test_mode=body.test_mode,
+    )
+
+
+def path_inside_data_dir(source: str, settings: Settings) -> Path:
+    """The file a ``data_source`` path names, which must lie inside the data folder.
+
+    A relative path is read against the data folder first, then the working directory (as the
+    CLI reads it). Links are resolved before the check, so none can lead outside.
+
+    Raises:
+        InvalidFieldError: the path leaves the data folder, or is not a record file.
+    """
+    root = settings.data_dir.resolve()
+    given = Path(source)
+    candidates = [given] if given.is_absolute() else [root / given, given.resolve()]
+    inside = [path.resolve() for path in candidates if path.resolve().is_relative_to(root)]
+    if not inside:
+        raise InvalidFieldError(
+            "data_source", f"{source!r} is outside the data folder; give a file inside it"
+        )
+    path = next((path for path in inside if path.is_file()), inside[0])
+    if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
+        raise InvalidFieldError(
+            "data_source", f"{source!r}: expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    return path
+
+
+@dataclass
+class TrainingJob:
+    """One training: its request, its state, then its result or the error that ended it."""
+
+    request: TrainRequest
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: str = "queued"
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    stage: str | None = None
+    result: TrainResult | None = None
+    error: JobError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def as_public(self) -> JobPublic:
+        return JobPublic(
+            job_id=self.id,
+            status=self.status,  # type: ignore[arg-type]
+            model_type=self.request.model_type,  # type: ignore[arg-type]
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            stage=self.stage,
+            result=TrainPublic.from_result(self.id, self.result) if self.result else None,
+            error=self.error,
+        )
+
+
+class TrainingJobs:
+    """Runs trainings one at a time in a worker thread, and remembers the last few.
+
+    Args:
+        settings: passed to ``train()``.
+        run: the training function (``bikecount.train.train``; tests pass a stand-in).
+        on_success: called with each result, e.g. to make the API re-read its champion.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run: Trainer = train,
+        on_success: Callable[[TrainResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._run = run
+        self._on_success = on_success
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, TrainingJob] = OrderedDict()
+        self._active: TrainingJob | None = None
+
+    def submit(self, request: TrainRequest) -> TrainingJob:
+        """Start a training in the background.
+
+        Raises:
+            TrainingBusyError: another training is queued or running (with its job id).
+        """
+        with self._lock:
+            if self._active is not None and not self._active.done.is_set():
+                raise TrainingBusyError(self._active.id)
+            job = TrainingJob(request)
+            self._active = job
+            self._jobs[job.id] = job
+            while len(self._jobs) > MAX_KEPT_JOBS:
+                self._jobs.popitem(last=False)
+        thread = threading.Thread(target=self._execute, args=(job,), name=f"train-{job.id[:8]}")
+        thread.daemon = True  # a training never keeps a stopping server alive
+        thread.start()
+        logger.info("training job %s: %s", job.id, request)
+        return job
+
+    def get(self, job_id: str) -> TrainingJob:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(
+                f"no training job {job_id!r} (the last {MAX_KEPT_JOBS} are kept)"
+            )
+        return job
+
+    def running(self) -> TrainingJob | None:
+        with self._lock:
+            active = self._active
+        return active if active is not None and not active.done.is_set() else None
+
+    def _execute(self, job: TrainingJob) -> None:
+        job.status, job.started_at = "running", time.time()
+        try:
+            job.result = self._run(job.request, self.settings, on_stage=self._stage_setter(job))
+            self._notify(job)
+            job.status = "succeeded"
+        except Exception as exc:
+            status_code, message = describe_error(exc)
+            if status_code >= 500:
+                logger.exception("training job %s failed", job.id)
+            else:
+                logger.warning("training job %s refused: %s", job.id, message)
+            job.error = JobError(status_code=status_code, type=type(exc).__name__, message=message)
+            job.status = "failed"
+        finally:
+            job.finished_at = time.time()
+            job.done.set()
+
+    def _notify(self, job: TrainingJob) -> None:
+        # Before the job is marked done, so that a waiting client then sees the new champion.
+        if self._on_success is None or job.result is None:
+            return
+        try:
+            self._on_success(job.result)
+        except Exception:  # the model is trained and registered whatever happens here
+            logger.exception("after training job %s", job.id)
+
+    @staticmethod
+    def _stage_setter(job: TrainingJob) -> Callable[[str], None]:
+        def set_stage(message: str) -> None:
+            job.stage = message
+            logger.info("training job %s: %s", job.id[:8], message)
+
+        return set_stage

@@ -1,0 +1,53 @@
+"""The RegModel API (port 8000): ``/predict``, ``/train``, ``/health``, ``/models``, docs.
+
+Start it with ``uvicorn --factory bikecount.api.regmodel:create_app``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bikecount import __version__
+from bikecount.api.deps import ApiState, attach_state, serving_lifespan
+from bikecount.api.errors import install_error_handling
+from bikecount.api.jobs import TrainingJobs
+from bikecount.api.model_cache import ModelCache
+from bikecount.api.routes import health, models, predict, train
+from bikecount.config import Settings
+from bikecount.models import MODEL_TYPES
+
+DESCRIPTION = """
+Predict hourly bike counts at Paris counters, train and register models, and see what is served.
+
+* **/predict**: records (Open Data export headers or snake_case) in, predictions out, in order.
+* **/train**: fit, score on a temporal holdout, log to MLflow, register; the champion serves.
+* **/models**, **/health**: registered versions; what is loaded and whether MLflow answers.
+
+Write endpoints need the `X-API-Key` header when the server has `BIKECOUNT_API_KEY`.
+"""
+
+TAGS = [
+    {"name": "predict", "description": "Hourly counts from the served model."},
+    {"name": "train", "description": "Train, track and register models."},
+    {"name": "models", "description": "The model registry and the serving cache."},
+    {"name": "health", "description": "Liveness and dependencies."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the RegModel API; settings come from ``BIKECOUNT_*`` variables when not given."""
+    settings = settings or Settings()
+    cache = ModelCache(settings)
+    jobs = TrainingJobs(settings, on_success=lambda result: cache.invalidate(result.model_type))
+    app = FastAPI(
+        title="bikecount RegModel API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=serving_lifespan,
+    )
+    attach_state(app, ApiState(settings, cache, MODEL_TYPES, jobs))
+    install_error_handling(app, settings.max_records)
+    for module in (predict, train, models, health):
+        app.include_router(module.router)
+    return app

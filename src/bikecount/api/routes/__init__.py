@@ -1,0 +1,1 @@
+"""Thin route handlers: each checks its input, calls the library or the cache, shapes the answer."""

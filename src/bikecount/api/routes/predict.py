@@ -1,0 +1,98 @@
+"""``POST /predict``: records in, predictions out in the same order, from the served version."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter
+
+from bikecount.api.deps import CacheDep, SettingsDep
+from bikecount.api.errors import ApiError, InvalidFieldError, TooManyRecordsError
+from bikecount.api.model_cache import ModelCache, ServedModel
+from bikecount.api.schemas import ErrorPublic, PredictionsPublic, PredictRequest
+from bikecount.config import Settings
+from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from bikecount.inference import Predictions, predict_records
+from bikecount.models import get_spec
+from bikecount.records import SNAKE_TO_EXPORT, RecordError, RecordIssue, require_valid
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["predict"])
+
+TASK_METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorPublic, "description": "No champion (or no version with that metric)."},
+    413: {"model": ErrorPublic, "description": "More records than the server accepts."},
+    422: {"model": ErrorPublic, "description": "Invalid records: each row, column and reason."},
+    503: {"model": ErrorPublic, "description": "MLflow unreachable and no model cached."},
+}
+
+
+def serve_predictions(
+    cache: ModelCache,
+    settings: Settings,
+    records: list[dict[str, Any]],
+    model_type: str,
+    metric: str | None = None,
+) -> tuple[ServedModel, Predictions]:
+    """Validate records, pick the model, predict the whole batch at once (input order kept).
+
+    Records are checked before any model is loaded, so bad input is a 4xx even with no model.
+
+    Raises:
+        TooManyRecordsError, InvalidFieldError, RecordError, NoModelError, ModelUnavailableError.
+    """
+    if len(records) > settings.max_records:
+        raise TooManyRecordsError(
+            f"{len(records):,} records; at most {settings.max_records:,} per request"
+        )
+    task = get_spec(model_type).task
+    if metric is not None and metric not in TASK_METRICS[task]:
+        choices = ", ".join(TASK_METRICS[task])
+        raise InvalidFieldError("metric", f"{model_type} is scored by {choices}; not {metric}")
+    frame = require_valid(records_frame(records))
+    served = cache.get(model_type, metric)
+    result = predict_records(served.model, served.task, frame)
+    if not np.isfinite(result.values).all():
+        logger.error("%s v%d returned non-finite predictions", model_type, served.version)
+        raise ApiError(f"{model_type} v{served.version} returned non-finite predictions")
+    return served, result
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One frame in the export's spelling, each record renamed on its own.
+
+    Records of one request may come in different spellings; only a record that holds both
+    spellings of one column is an error.
+
+    Raises:
+        RecordError: the rows holding a column twice.
+    """
+    renamed: list[dict[str, Any]] = []
+    issues: list[RecordIssue] = []
+    for row, record in enumerate(records):
+        names = [SNAKE_TO_EXPORT.get(key, key) for key in record]
+        if len(set(names)) < len(names):
+            doubled = sorted({name for name in names if names.count(name) > 1})
+            issues += [RecordIssue(row, name, "both spellings", "one spelling") for name in doubled]
+        renamed.append(dict(zip(names, record.values(), strict=True)))
+    if issues:
+        raise RecordError(issues, total_rows=len(records))
+    return pd.DataFrame.from_records(renamed)
+
+
+@router.post("/predict", summary="Predict hourly counts", responses=PREDICT_ERRORS)
+def predict(body: PredictRequest, cache: CacheDep, settings: SettingsDep) -> PredictionsPublic:
+    """Predict records given in either spelling; ``metric`` serves the best version by it."""
+    served, result = serve_predictions(cache, settings, body.records, body.model_type, body.metric)
+    return PredictionsPublic(
+        predictions=result.values.tolist(),
+        labels=result.labels,  # type: ignore[arg-type]
+        model_type=body.model_type,
+        model_version=served.version,
+        count=len(result.values),
+    )

@@ -1,0 +1,62 @@
+"""``POST /train`` (synchronous by default, or a job to poll) and ``GET /train/{job_id}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from bikecount.api.deps import JobsDep, SettingsDep, WriteAccess
+from bikecount.api.errors import ApiError
+from bikecount.api.jobs import TrainingJob, build_train_request
+from bikecount.api.schemas import ErrorPublic, JobAccepted, JobPublic, TrainPublic, TrainRequestBody
+
+router = APIRouter(tags=["train"])
+
+TRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": JobAccepted, "description": "Accepted (`wait: false`): poll `status_url`."},
+    401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
+    409: {"model": ErrorPublic, "description": "A training is already running (its job id)."},
+    422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},
+    503: {"model": ErrorPublic, "description": "MLflow failed during the training."},
+}
+
+
+@router.post(
+    "/train",
+    summary="Train and register a model",
+    dependencies=[WriteAccess],
+    responses=TRAIN_RESPONSES,
+    response_model=TrainPublic | JobAccepted,
+)
+def train_model(
+    body: TrainRequestBody, settings: SettingsDep, jobs: JobsDep, response: Response
+) -> TrainPublic | JobAccepted:
+    """Fit, score on a temporal holdout, log to MLflow, register; crown it if it earns it.
+
+    Everything is checked first. One training runs at a time (409 otherwise). With
+    ``wait: true`` (the default) the answer comes when it is done; a training runs in a worker
+    thread either way, so predictions are served meanwhile.
+    """
+    job = jobs.submit(build_train_request(body, settings))
+    if not body.wait:
+        response.status_code = status.HTTP_202_ACCEPTED
+        return JobAccepted(job_id=job.id, status="queued", status_url=f"/train/{job.id}")
+    job.done.wait()  # this handler runs in the thread pool: the event loop stays free
+    return finished_result(job)
+
+
+def finished_result(job: TrainingJob) -> TrainPublic:
+    """The result of a finished job, or its error as the HTTP error it maps to."""
+    if job.error is not None:
+        raise ApiError(f"training failed: {job.error.message}", status_code=job.error.status_code)
+    assert job.result is not None
+    return TrainPublic.from_result(job.id, job.result)
+
+
+@router.get(
+    "/train/{job_id}", summary="Training job status", responses={404: {"model": ErrorPublic}}
+)
+def training_job(job_id: str, jobs: JobsDep) -> JobPublic:
+    """queued, running (with its current stage), succeeded (with the result) or failed."""
+    return jobs.get(job_id).as_public()
