@@ -37,21 +37,24 @@ class Settings(BaseSettings):
     gcs_bucket: str | None = None
     seed: int = 42
     holdout_days: int = Field(default=14, ge=1)
+    outage_hours: int = Field(
+        default=24, ge=1, description="Runs of zero counts this long are outages, not fitted on."
+    )
     test_sample_rows: int = Field(default=1000, ge=10)
     open_data_url: str = (
         "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/"
         "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B"
     )
     api_key: SecretStr | None = None
-    # The APIs: a bound on records per request, and how often the champion alias is re-read.
-    max_records: int = Field(default=10_000, ge=1)
-    model_check_seconds: float = Field(default=10.0, ge=0)
     # `bikecount up`: where the local stack listens (loopback only by default) and logs.
     host: str = "127.0.0.1"
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
     api_port: int = Field(default=8000, ge=1, le=65535)
     classmodel_port: int = Field(default=8080, ge=1, le=65535)
     logs_dir: Path = Path("logs")
+    # The APIs: a bound on records per request, and how often the champion alias is re-read.
+    max_records: int = Field(default=10_000, ge=1)
+    model_check_seconds: float = Field(default=10.0, ge=0)
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:
