@@ -9,8 +9,11 @@ from functools import partial
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from rich.text import Text
 
 from bikecount.cli.console import console, err_console, fail
@@ -22,6 +25,7 @@ from bikecount.stack import (
     BootstrapReport,
     PortInUseError,
     ServiceFailedError,
+    StackError,
     StackHooks,
     StackOptions,
     StopRequested,
@@ -46,10 +50,11 @@ class TrainingProgress:
     def __init__(self) -> None:
         self.progress: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
+        self.failures: dict[str, str] = {}
 
     def hooks(self) -> BootstrapHooks:
         return BootstrapHooks(
-            on_message=lambda message: console.print(f"[bold]bootstrap:[/] {message}"),
+            on_message=lambda message: console.print(f"[bold]bootstrap:[/] {escape(message)}"),
             on_training=self.start,
             on_stage=self.stage,
             on_trained=self.done,
@@ -58,9 +63,9 @@ class TrainingProgress:
     def start(self, model_types: Sequence[str]) -> None:
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.fields[model]:<9}"),
-            BarColumn(bar_width=12),
-            TextColumn("{task.description}"),
+            TextColumn("[bold]{task.fields[model]}", table_column=Column(width=9, no_wrap=True)),
+            BarColumn(bar_width=10),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True, ratio=1)),
             TimeElapsedColumn(),
             console=console,
         )
@@ -73,21 +78,29 @@ class TrainingProgress:
     def stage(self, model_type: str, stage: str) -> None:
         if self.progress is not None:
             self.progress.start_task(self.tasks[model_type])
-            self.progress.update(self.tasks[model_type], description=stage)
+            self.progress.update(self.tasks[model_type], description=escape(stage))
 
     def done(self, model_type: str, result: TrainResult | None, error: Exception | None) -> None:
         if self.progress is None:
             return
-        task = self.tasks[model_type]
         if result is not None:
             metrics = ", ".join(f"{k} {v:.3g}" for k, v in list(result.metrics.items())[:2])
             description = f"[green]v{result.version} registered[/] ({metrics})"
         else:
-            description = f"[red]failed:[/] {error}"
-        self.progress.update(task, description=description, completed=1)
+            self.failures[model_type] = str(error)
+            description = "[red]failed[/] (see below)"
+        self.progress.update(self.tasks[model_type], description=description, completed=1)
         if all(self.progress.tasks[i].finished for i in self.tasks.values()):
-            self.progress.stop()
-            self.progress = None
+            self.stop()
+
+    def stop(self) -> None:
+        """Close the display (also on Ctrl-C) and say what failed, in full."""
+        if self.progress is None:
+            return
+        self.progress.stop()
+        self.progress = None
+        for model_type, error in self.failures.items():
+            err_console.print(f"[red]first {model_type} model failed:[/] {escape(error)}")
 
 
 def print_starting(spec: ServiceSpec) -> None:
@@ -199,7 +212,10 @@ def up_command(
     Logs go to the terminal and to logs/<service>.log. Ctrl-C (or SIGTERM) stops everything.
     """
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fail(f"invalid settings: {exc}")
     options = StackOptions.from_settings(
         settings,
         host=host,
@@ -211,15 +227,8 @@ def up_command(
         bootstrap=not no_bootstrap,
         health_timeout=timeout,
     )
-    hooks = StackHooks(
-        on_line=print_log_line,
-        on_starting=print_starting,
-        on_healthy=print_healthy,
-        on_ready=partial(print_ready, settings),
-        bootstrap=TrainingProgress().hooks(),
-    )
     try:
-        run_stack(settings, options, hooks)
+        run_until_stopped(settings, options)
     except PortInUseError as exc:
         fail(str(exc))
     except ServiceFailedError as exc:
@@ -228,10 +237,28 @@ def up_command(
             f"{exc}; everything else was stopped",
             hint=f"full log: {settings.logs_dir}/{exc.service}.log",
         )
+    except StackError as exc:
+        fail(f"{exc}; every service was stopped")
     except StopRequested as exc:
         console.print(f"[bold]{exc.signal_name}: every service stopped.[/]")
     except KeyboardInterrupt:
         console.print("[bold]interrupted: every service stopped.[/]")
+
+
+def run_until_stopped(settings: Settings, options: StackOptions) -> None:
+    """Run the stack with the terminal's displays attached."""
+    progress = TrainingProgress()
+    hooks = StackHooks(
+        on_line=print_log_line,
+        on_starting=print_starting,
+        on_healthy=print_healthy,
+        on_ready=partial(print_ready, settings),
+        bootstrap=progress.hooks(),
+    )
+    try:
+        run_stack(settings, options, hooks)
+    finally:
+        progress.stop()  # a Ctrl-C during training must not leave the display running
 
 
 def _print_tail(exc: ServiceFailedError) -> None:

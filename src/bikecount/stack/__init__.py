@@ -21,7 +21,7 @@ from bikecount.stack.processes import (
     check_ports,
     stop_on_signals,
 )
-from bikecount.stack.services import MLFLOW, ServiceSpec, build_services
+from bikecount.stack.services import ServiceSpec, build_services
 
 __all__ = [
     "BootstrapHooks",
@@ -114,14 +114,26 @@ def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | Non
     services = plan_services(settings, options)
     check_ports(services)
     manager = ProcessManager(settings.logs_dir, hooks.on_line, options.grace_seconds)
+    mlflow, *apis = services
     with stop_on_signals(), manager:
+        _start_and_wait(manager, [mlflow], options, hooks)
         report = None
-        for spec in services:
-            hooks.on_starting(spec)
-            manager.wait_healthy(manager.start(spec), options.health_timeout)
-            hooks.on_healthy(spec)
-            if spec.name == MLFLOW and options.bootstrap:
-                # After MLflow (models are registered there), before the APIs (which load them).
-                report = bootstrap(settings, spec.url, hooks.bootstrap)
+        if options.bootstrap:
+            # After MLflow (models are registered there), before the APIs (which load them).
+            report = bootstrap(settings, mlflow.url, hooks.bootstrap)
+        _start_and_wait(manager, apis, options, hooks)
         hooks.on_ready(services, report)
         manager.supervise()
+
+
+def _start_and_wait(
+    manager: ProcessManager, specs: Sequence[ServiceSpec], options: StackOptions, hooks: StackHooks
+) -> None:
+    # Start them all, then wait: the APIs boot side by side (imports take seconds each).
+    running = []
+    for spec in specs:
+        hooks.on_starting(spec)
+        running.append(manager.start(spec))
+    for service in running:
+        manager.wait_healthy(service, options.health_timeout)
+        hooks.on_healthy(service.spec)

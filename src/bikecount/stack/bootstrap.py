@@ -16,6 +16,7 @@ from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.prepare import prepare_datasets
 from bikecount.models import MODEL_TYPES
 from bikecount.registry import champion_version
+from bikecount.stack.processes import StackError
 from bikecount.train import TrainRequest, TrainResult, train
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ def _log_message(message: str) -> None:
 
 def _ignore(*args: object) -> None:
     return None
+
+
+class BootstrapError(StackError):
+    """The first-start work could not be done (data sets, or asking MLflow what is registered)."""
 
 
 @dataclass
@@ -78,6 +83,9 @@ def bootstrap(
     A model that fails to train is reported, not raised: the stack still starts, and that type
     answers "no model" until one is trained.
 
+    Raises:
+        BootstrapError: the data sets could not be made, or the registry could not be read.
+
     Args:
         settings: the stack's settings (data folder, seed, env).
         tracking_uri: the running MLflow server, where models are looked up and registered.
@@ -88,12 +96,19 @@ def bootstrap(
     report = BootstrapReport()
     if data_missing(settings):
         hooks.on_message(f"no data sets in {settings.data_dir}/: preparing them")
-        prepare_datasets(settings, on_stage=hooks.on_message)
+        try:
+            prepare_datasets(settings, on_stage=hooks.on_message)
+        except (OSError, ValueError) as exc:
+            raise BootstrapError(f"could not prepare the data sets: {exc}") from exc
         report.data_prepared = True
-    missing = types_without_champion(tracking_uri, model_types)
+    try:
+        missing = types_without_champion(tracking_uri, model_types)
+    except Exception as exc:  # MLflow answered /health but not the registry
+        raise BootstrapError(f"could not list the models registered in MLflow: {exc}") from exc
     report.reused = [t for t in model_types if t not in missing]
-    if not missing:
+    if report.reused:
         hooks.on_message(f"models found for {', '.join(report.reused)}: reusing them")
+    if not missing:
         return report
     hooks.on_message(f"no model registered for {', '.join(missing)}: training first models")
     hooks.on_training(missing)

@@ -1,0 +1,286 @@
+"""The local stack for real: the process manager on stand-in processes, then ``bikecount up`` as a
+user runs it (MLflow, both APIs, first-start training), stopped by SIGINT and by SIGTERM, with no
+process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from bikecount.config import Settings
+from bikecount.data.io import read_records
+from bikecount.data.prepare import write_datasets
+from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.stack.processes import ProcessManager, ServiceFailedError
+from bikecount.stack.services import ServiceSpec
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BIKECOUNT = Path(sys.executable).parent / "bikecount"
+START_TIMEOUT = 240  # first start on two busy cores: MLflow, four first models, two APIs
+STOP_TIMEOUT = 20
+
+# A stand-in service: answers GET /health with 200, and starts a grandchild of its own (as
+# MLflow and uvicorn --reload do) to prove that stopping reaches the whole tree.
+STAND_IN = """
+import http.server, signal, subprocess, sys
+ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if "--stubborn" in sys.argv else ""
+exec(ignore)
+subprocess.Popen([sys.executable, "-c", "import signal, time; " + ignore + "time.sleep(600)"])
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+print("stand-in listening", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stand_in(name: str, *args: str, port: int | None = None) -> ServiceSpec:
+    port = port or free_port()
+    command = (sys.executable, "-c", STAND_IN, str(port), *args)
+    return ServiceSpec(name, command, "127.0.0.1", port, "--port", "a test")
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still alive; zombies are dead (only their exit status is left to collect)."""
+    left = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return left
+
+
+# --- the process manager, on stand-ins ------------------------------------------------------
+
+
+def test_manager_streams_logs_and_stops_the_whole_tree(tmp_path: Path) -> None:
+    lines: list[tuple[str, str]] = []
+    manager = ProcessManager(tmp_path / "logs", on_line=lambda s, line: lines.append((s, line)))
+    with manager:
+        service = manager.start(stand_in("alpha"))
+        manager.wait_healthy(service, timeout=30)
+        time.sleep(0.5)  # let the grandchild start
+        family = tree(service.process.pid)
+        assert len(family) >= 2
+    assert not still_running(family)
+    assert ("alpha", "stand-in listening") in lines
+    assert "stand-in listening" in (tmp_path / "logs" / "alpha.log").read_text()
+
+
+def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    manager = ProcessManager(tmp_path / "logs", grace_seconds=1.0)
+    service = manager.start(stand_in("stubborn", "--stubborn"))
+    manager.wait_healthy(service, timeout=30)
+    time.sleep(0.5)
+    family = tree(service.process.pid)
+    started = time.monotonic()
+    manager.stop_all()
+    assert time.monotonic() - started < 8
+    assert not still_running(family)
+
+
+def test_a_service_that_dies_reports_its_last_lines(tmp_path: Path) -> None:
+    spec = stand_in("broken")
+    spec = ServiceSpec(
+        "broken",
+        (sys.executable, "-c", "print('cannot start: no config'); raise SystemExit(3)"),
+        spec.host,
+        spec.port,
+        "--port",
+        "a test",
+    )
+    with ProcessManager(tmp_path / "logs") as manager:
+        with pytest.raises(ServiceFailedError) as caught:
+            manager.wait_healthy(manager.start(spec), timeout=30)
+    assert "broken exited with code 3" in str(caught.value)
+    assert caught.value.log_tail == ["cannot start: no config"]
+
+
+def test_a_silent_service_times_out(tmp_path: Path) -> None:
+    port = free_port()
+    spec = ServiceSpec(
+        "mute", (sys.executable, "-c", "import time; time.sleep(60)"), "127.0.0.1", port, "-", "-"
+    )
+    with ProcessManager(tmp_path / "logs") as manager:
+        service = manager.start(spec)
+        with pytest.raises(ServiceFailedError, match="did not answer .* within 1 s"):
+            manager.wait_healthy(service, timeout=1)
+        family = tree(service.process.pid)
+    assert not still_running(family)
+
+
+# --- bikecount up, as a user runs it --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory with small data sets (8 counters x 3 months), and no models yet."""
+    home = tmp_path_factory.mktemp("stack")
+    settings = Settings(_env_file=None, data_dir=home / "data")
+    write_datasets(generate_records(SynthConfig(months=3, n_counters=8)), settings)
+    return home
+
+
+def stack_env(ports: dict[str, int]) -> dict[str, str]:
+    """This environment without any bikecount or MLflow setting, plus the ports to use."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("BIKECOUNT_", "MLFLOW_"))
+    }
+    env.update({f"BIKECOUNT_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    return env
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return {"mlflow": free_port(), "api": free_port(), "classmodel": free_port()}
+
+
+@pytest.fixture
+def no_leftovers(home: Path) -> Iterator[None]:
+    """After the test, no live process works in ``home`` (what the stack starts does)."""
+    yield
+    left = []
+    for process in psutil.process_iter(["cwd", "status"]):
+        info = process.info
+        if info["status"] != psutil.STATUS_ZOMBIE and info["cwd"] and info["cwd"] == str(home):
+            left.append(process)
+    for process in left:
+        process.kill()  # clean up for the next test, then fail
+    assert not left, f"left running: {[p.cmdline() for p in left]}"
+
+
+def wait_until_healthy(up: subprocess.Popen[bytes], urls: list[str], output: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    pending = list(urls)
+    while pending:
+        if up.poll() is not None:
+            pytest.fail(f"bikecount up exited with {up.returncode}:\n{output.read_text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not healthy in {START_TIMEOUT} s: {pending}\n{output.read_text()}")
+        try:
+            if httpx.get(pending[0], timeout=2, trust_env=False).status_code == 200:
+                pending.pop(0)
+                continue
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def stop(up: subprocess.Popen[bytes]) -> None:
+    """Stop ``bikecount up`` if a failed assertion left it running (it then stops its children)."""
+    if up.poll() is None:
+        up.terminate()
+        try:
+            up.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            up.kill()
+
+
+def sample_records(home: Path, n: int = 3) -> list[dict[str, str]]:
+    frame = read_records(home / "data" / "test_sample.csv").head(n)
+    return [
+        {
+            "nom_du_compteur": str(row["Nom du compteur"]),
+            "date_et_heure_de_comptage": str(row["Date et heure de comptage"]),
+            "coordonnées_géographiques": str(row["Coordonnées géographiques"]),
+        }
+        for _, row in frame.iterrows()
+    ]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_up_serves_predictions_and_stops_cleanly(
+    home: Path, ports: dict[str, int], stop_signal: signal.Signals, no_leftovers: None
+) -> None:
+    # The first run trains the first models; the second finds and reuses them.
+    first_start = not (home / "mlruns_dev" / "mlflow.db").exists()
+    output = home / f"up-{stop_signal.name}.txt"
+    with output.open("wb") as sink:
+        up = subprocess.Popen(
+            [str(BIKECOUNT), "up", "--legacy"],
+            cwd=home,
+            env=stack_env(ports),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        api = f"http://127.0.0.1:{ports['api']}"
+        legacy = f"http://127.0.0.1:{ports['classmodel']}"
+        wait_until_healthy(up, [f"{api}/health", f"{legacy}/health"], output)
+        records = sample_records(home)
+        answer = httpx.post(f"{api}/predict", json={"records": records, "model_type": "rf"})
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"]) == len(records)
+        answer = httpx.post(f"{legacy}/predict", json={"records": records})
+        assert answer.status_code == 200, answer.text
+        assert set(answer.json()["label"]) <= {"faible", "forte"}
+        assert httpx.get(f"http://127.0.0.1:{ports['mlflow']}/health").status_code == 200
+
+        family = tree(up.pid)
+        up.send_signal(stop_signal)
+        assert up.wait(timeout=STOP_TIMEOUT) == 0
+    finally:
+        stop(up)
+    assert not still_running(family), [p.cmdline() for p in still_running(family)]
+
+    text = output.read_text()
+    assert f"{stop_signal.name}: every service stopped." in text
+    if first_start:
+        assert "no model registered for rf, gbm, nn, rf_class: training first models" in text
+    else:
+        assert "models found for rf, gbm" in text  # nothing trained twice
+    assert f"{api}/docs" in text and f"{api}/redoc" in text and "curl -X POST" in text
+    assert "regmodel   | " in text and "classmodel | " in text
+    for service in ("mlflow", "regmodel", "classmodel"):
+        assert (home / "logs" / f"{service}.log").stat().st_size > 0
+
+
+def test_a_taken_port_fails_clearly_and_starts_nothing(
+    home: Path, ports: dict[str, int], no_leftovers: None
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["mlflow"]))
+        taken.listen()
+        result = subprocess.run(
+            [str(BIKECOUNT), "up"],
+            cwd=home,
+            env=stack_env(ports),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode != 0
+    message = (
+        f"port {ports['mlflow']} is in use (by another MLflow?): stop it or pass --mlflow-port"
+    )
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
