@@ -212,7 +212,7 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
         outside, records[COORDINATES], COORDINATES, "'lat,lon' inside Paris (e.g. 48.8566,2.3522)"
     )
     if COUNT in records.columns:
-        bad_count = count.notna() & ((count < 0) | (count != np.floor(count)))
+        bad_count = count.notna() & ((count < 0) | np.isinf(count) | (count != np.floor(count)))
         if require_count:
             bad_count |= count.isna()
         issues += _issues_where(
