@@ -1,0 +1,46 @@
+"""Shared fixtures: small generated data sets, built once per session.
+
+``tests/`` has no ``__init__.py`` files, so this folder is put on ``sys.path`` for
+``import helpers`` (the test-data factories) to work from every test folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import helpers  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_openmp_thread() -> Iterator[None]:
+    """One OpenMP thread for scikit-learn's native code during the tests.
+
+    The test machines have two cores shared with other work; two OpenMP threads spinning on a
+    busy core made gradient boosting two to three times slower, with no change in results.
+    """
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime that the limit applies to)
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_raw() -> pd.DataFrame:
+    """6 counters x 2 months (March-April 2021) of raw records in the export spelling."""
+    return helpers.generate_raw(helpers.SMALL_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def small_frame(small_raw: pd.DataFrame) -> pd.DataFrame:
+    """The canonical frame of ``small_raw``."""
+    from bikecount.records import parse_records
+
+    return parse_records(small_raw, require_count=True).frame

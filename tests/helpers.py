@@ -1,0 +1,102 @@
+"""Factories of test data: small generated record sets, hand-made records, spelling converters.
+
+Every data set comes from the project's own generator (``bikecount.data.synthetic``) or is built
+here by hand; no test reads files from outside its temporary folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.records import COORDINATES, COUNT, COUNTER, PARIS_TZ, TIMESTAMP, parse_records
+
+# 6 counters x 2 months, spanning the spring DST night (2021-03-28): a few seconds to build.
+SMALL_CONFIG = SynthConfig(start="2021-03-01", months=2, n_counters=6, seed=11)
+# 8 counters x 3 months with weekday public holidays (2020-11-11, 2020-12-25) for model tests.
+MODEL_CONFIG = SynthConfig(start="2020-10-01", months=3, n_counters=8, seed=5)
+
+# One snake_case spelling of each column the contract needs (API clients send these).
+EXPORT_TO_SNAKE = {
+    COUNTER: "nom_du_compteur",
+    TIMESTAMP: "date_et_heure_de_comptage",
+    COORDINATES: "coordonnées_géographiques",
+    COUNT: "comptage_horaire",
+    "Identifiant du compteur": "identifiant_du_compteur",
+    "Identifiant du site de comptage": "identifiant_du_site_de_comptage",
+    "Nom du site de comptage": "nom_du_site_de_comptage",
+}
+
+# A place inside Paris (Hôtel de Ville) for hand-made records.
+PARIS_CENTRE = (48.8566, 2.3522)
+
+
+def generate_raw(config: SynthConfig = SMALL_CONFIG) -> pd.DataFrame:
+    """Raw records in the export's French spelling, from the project's generator."""
+    return generate_records(config)
+
+
+def generate_canonical(config: SynthConfig = SMALL_CONFIG) -> pd.DataFrame:
+    """Canonical records (``counter, timestamp, lat, lon, count``) of a generated data set."""
+    return parse_records(generate_records(config), require_count=True).frame
+
+
+def to_snake_case(
+    raw: pd.DataFrame, coordinates: str = "coordonnées_géographiques"
+) -> pd.DataFrame:
+    """The same records with the API clients' snake_case column names.
+
+    Args:
+        raw: records in the export's French spelling.
+        coordinates: which snake_case spelling of the coordinates column to use (with or
+            without accents).
+    """
+    renames = {**EXPORT_TO_SNAKE, COORDINATES: coordinates}
+    return raw.rename(columns={col: renames[col] for col in raw.columns if col in renames})
+
+
+def raw_records(rows: Iterable[dict[str, object]]) -> pd.DataFrame:
+    """Raw records in the export spelling from dicts; missing fields take valid defaults.
+
+    Defaults: counter ``"10 rue Exemple N-S"``, ``2021-06-01T08:00:00+02:00``, the centre of
+    Paris and a count of ``"12"``; values are strings, as a CSV file gives them.
+    """
+    defaults = {
+        COUNTER: "10 rue Exemple N-S",
+        TIMESTAMP: "2021-06-01T08:00:00+02:00",
+        COORDINATES: f"{PARIS_CENTRE[0]},{PARIS_CENTRE[1]}",
+        COUNT: "12",
+    }
+    return pd.DataFrame([{**defaults, **row} for row in rows], columns=list(defaults))
+
+
+def canonical_records(
+    counters: Sequence[tuple[str, float, float]], local_times: Sequence[str]
+) -> pd.DataFrame:
+    """Canonical records of every (counter, local time): a grid for asking a model questions.
+
+    Args:
+        counters: ``(name, lat, lon)`` of each counter.
+        local_times: naive Europe/Paris wall-clock times such as ``"2020-11-17 08:00"``.
+
+    Returns:
+        Counter-major rows with ``count`` NaN (unknown, as at prediction time).
+    """
+    stamps = pd.DatetimeIndex(pd.to_datetime(list(local_times))).tz_localize(PARIS_TZ)
+    rows = [
+        {"counter": name, "timestamp": ts, "lat": lat, "lon": lon, "count": np.nan}
+        for name, lat, lon in counters
+        for ts in stamps
+    ]
+    frame = pd.DataFrame(rows)
+    frame["timestamp"] = frame["timestamp"].astype(f"datetime64[ns, {PARIS_TZ}]")
+    return frame
+
+
+def counter_places(frame: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """``(name, lat, lon)`` of each counter of canonical records, sorted by name."""
+    places = frame.groupby("counter")[["lat", "lon"]].first()
+    return [(str(name), float(row.lat), float(row.lon)) for name, row in places.iterrows()]

@@ -1,0 +1,220 @@
+"""train() end to end against a real MLflow server: runs, registry versions, the champion rules.
+
+One MLflow server serves the module (it takes ~15-25 s to start). Tests that depend on the
+champion alias first delete the registered model they use, so each starts from an empty
+registry whatever ran before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow_server import mlflow_server  # noqa: F401  (the module-scoped server fixture)
+
+import helpers
+from bikecount.config import Settings
+from bikecount.data.io import read_records, write_records
+from bikecount.data.split import split_by_time
+from bikecount.data.synthetic import SynthConfig
+from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from bikecount.fingerprint import file_fingerprint
+from bikecount.models import get_spec, parse_params
+from bikecount.records import COORDINATES
+from bikecount.registry import CHAMPION, load_version
+from bikecount.train import TrainRequest, TrainResult, train
+
+pytestmark = pytest.mark.integration
+
+# 6 counters: March-April 2021 are the reference data, May 2021 the current data.
+DATA_CONFIG = SynthConfig(start="2021-03-01", months=3, n_counters=6, seed=23)
+SPLIT_AT = "2021-05-01"
+TEST_SAMPLE_ROWS = 1000
+# A full-data forest that is good enough and quick to fit; and one that cannot be good.
+GOOD_FOREST = {"n_estimators": 20}
+BAD_FOREST = {"n_estimators": 1, "max_leaf_nodes": 2}
+RUN_TAGS = ("model_type", "env", "test_mode", "data_source", "data_fingerprint")
+
+
+@pytest.fixture(scope="module")
+def settings(
+    mlflow_server: str,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Settings]:
+    """Settings pointing at the server, with the three data sets written under a temp folder."""
+    root = tmp_path_factory.mktemp("training")
+    settings = Settings(
+        _env_file=None,
+        env="dev",
+        mlflow_tracking_uri=mlflow_server,
+        data_dir=root / "data",
+        mlruns_dir=root / "mlruns",
+        artifacts_dir=root / "artifacts",
+    )
+    reference, current = split_by_time(helpers.generate_raw(DATA_CONFIG), cutoff=SPLIT_AT)
+    test_sample = reference.sample(TEST_SAMPLE_ROWS, random_state=0).sort_index()
+    write_records(reference, settings.dataset_path("reference"))
+    write_records(current, settings.dataset_path("current"))
+    write_records(test_sample, settings.dataset_path("test_sample"))
+
+    # train() points the mlflow module at the server; put back what other tests had.
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield settings
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def raw_sample(settings: Settings) -> pd.DataFrame:
+    """Raw records as read from the current data file (all 16 export columns, as strings)."""
+    return read_records(settings.dataset_path("current")).head(40)
+
+
+def forget_registered_model(client: MlflowClient, model_type: str) -> None:
+    """Delete ``bikecount-<type>`` (its versions and aliases): the next run is the first."""
+    with contextlib.suppress(MlflowException):
+        client.delete_registered_model(get_spec(model_type).registered_name)
+
+
+def champion_of(client: MlflowClient, model_type: str) -> int:
+    version = client.get_model_version_by_alias(get_spec(model_type).registered_name, CHAMPION)
+    return int(version.version)
+
+
+def train_model(
+    settings: Settings, model_type: str = "rf", *, test_mode: bool = False, **hyperparams: object
+) -> TrainResult:
+    request = TrainRequest(model_type=model_type, test_mode=test_mode, hyperparams=hyperparams)
+    return train(request, settings)
+
+
+# --- a first run ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", ["rf", "gbm", "rf_class"])
+def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
+    settings: Settings, client: MlflowClient, raw_sample: pd.DataFrame, model_type: str
+) -> None:
+    forget_registered_model(client, model_type)
+
+    result = train_model(settings, model_type, test_mode=True)
+
+    data_path = settings.dataset_path("test_sample")
+    assert Path(result.data_path) == data_path  # test mode trains on the test sample
+    assert result.rows_train + result.rows_holdout == TEST_SAMPLE_ROWS
+    assert result.rows_dropped == 0
+
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "bikecount-dev"
+    assert {k: run.data.tags.get(k) for k in RUN_TAGS} == {
+        "model_type": model_type,
+        "env": "dev",
+        "test_mode": "true",
+        "data_source": "reference",
+        "data_fingerprint": file_fingerprint(data_path),
+    }
+    fast = parse_params(model_type, fast=True).model_dump()
+    assert {k: run.data.params[k] for k in fast} == {k: str(v) for k, v in fast.items()}
+    assert run.data.params["rows_train"] == str(result.rows_train)
+    assert run.data.params["holdout_rule"] == "last 14 days"
+
+    names = CLASSIFICATION_METRICS if model_type == "rf_class" else REGRESSION_METRICS
+    logged = {name: run.data.metrics[name] for name in names}
+    assert logged == pytest.approx(result.metrics, nan_ok=True)
+    if model_type == "rf_class":
+        assert 0.5 <= logged["accuracy"] <= 1 and 0 < logged["f1_score"] <= 1
+    else:
+        assert logged["rmse"] > 0 and logged["mae"] > 0 and not math.isnan(logged["r2"])
+
+    assert (result.version, result.champion, result.champion_reason) == (1, True, "no champion yet")
+    assert champion_of(client, model_type) == 1
+    assert client.get_model_version(result.model_name, "1").run_id == result.run_id
+    assert result.model_name == f"bikecount-{model_type}"
+
+    model = load_version(model_type, result.version)
+    predictions = model.predict(raw_sample)
+    assert predictions.shape == (len(raw_sample),)
+    if model_type == "rf_class":
+        assert set(np.unique(predictions)) <= {0, 1}
+    else:
+        assert (predictions >= 0).all()
+    np.testing.assert_allclose(model.predict(helpers.to_snake_case(raw_sample)), predictions)
+
+
+# --- the champion rules --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_full_data_run_replaces_a_test_mode_champion(
+    settings: Settings, client: MlflowClient
+) -> None:
+    forget_registered_model(client, "rf")
+    quick = train_model(settings, test_mode=True)
+    assert quick.champion
+
+    full = train_model(settings, **GOOD_FOREST)
+
+    assert full.champion and "test-mode" in full.champion_reason
+    assert champion_of(client, "rf") == full.version == quick.version + 1
+    tags = client.get_run(full.run_id).data.tags
+    assert tags["test_mode"] == "false"
+    assert tags["data_fingerprint"] == file_fingerprint(settings.dataset_path("reference"))
+    assert Path(full.data_path) == settings.dataset_path("reference")
+
+
+@pytest.mark.slow
+def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
+    settings: Settings, client: MlflowClient, tmp_path: Path
+) -> None:
+    forget_registered_model(client, "rf")
+    good = train_model(settings, **GOOD_FOREST)
+    assert good.champion
+
+    # A deliberately worse model on the same data is registered, but not crowned.
+    worse = train_model(settings, **BAD_FOREST)
+    assert not worse.champion
+    assert worse.version == good.version + 1
+    assert champion_of(client, "rf") == good.version
+    worse_run = client.get_run(worse.run_id).data
+    assert worse_run.tags["champion_decision"] == worse.champion_reason
+    assert "does not beat" in worse.champion_reason
+    assert worse_run.metrics["champion_rmse_same_holdout"] < worse.metrics["rmse"]
+
+    # A test-mode run never replaces a champion trained on full data.
+    quick = train_model(settings, test_mode=True)
+    assert not quick.champion and "full data" in quick.champion_reason
+    assert champion_of(client, "rf") == good.version
+
+    # Runs that fail raise, and leave the champion (and the registry) as they were.
+    versions_before = len(client.search_model_versions("name='bikecount-rf'"))
+    bad_rows = read_records(settings.dataset_path("test_sample")).head(30)
+    bad_rows[COORDINATES] = "0,0"
+    no_valid_rows = write_records(bad_rows, tmp_path / "no_valid_rows.csv")
+    with pytest.raises(ValueError, match="no valid records"):
+        train(TrainRequest(model_type="rf", data_source=str(no_valid_rows)), settings)
+    with pytest.raises(ValueError, match="n_jobs"):
+        train_model(settings, n_estimators=2, n_jobs=0)  # valid to the catalogue, fails in fit
+
+    failed = client.search_runs(
+        [client.get_experiment_by_name("bikecount-dev").experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+    assert failed.info.status == "FAILED"
+    assert failed.data.params["n_jobs"] == "0"
+    assert champion_of(client, "rf") == good.version
+    assert len(client.search_model_versions("name='bikecount-rf'")) == versions_before
