@@ -58,9 +58,8 @@ class RecordParser(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        if is_canonical(X):
-            return X
-        return require_valid(X)
+        frame = X if is_canonical(X) else require_valid(X)
+        return frame[list(CANONICAL_COLUMNS)]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(CANONICAL_COLUMNS, dtype=object)
@@ -135,7 +134,9 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
             },
             index=X.index,
         )
-        features = features.join(calendar_features(X["timestamp"]))
+        # Assigned by position: an index with repeated labels must not multiply rows.
+        for name, values in calendar_features(X["timestamp"]).items():
+            features[name] = values.to_numpy()
         return features[list(FEATURE_COLUMNS)]
 
     def encode_counters(self, X: pd.DataFrame) -> np.ndarray:

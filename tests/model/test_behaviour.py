@@ -161,11 +161,6 @@ def test_output_order_follows_input_order(scores: Scores, training_frame: pd.Dat
     np.testing.assert_allclose(scores(sample.iloc[order].reset_index(drop=True)), expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: CounterCalendarFeatures.transform joins the calendar features on the "
-    "index, so a canonical frame with repeated index labels gets extra rows",
-)
 def test_repeated_index_labels_give_one_prediction_per_row(
     fit_model: Callable[[str], Model], training_frame: pd.DataFrame
 ) -> None:

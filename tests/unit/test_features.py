@@ -206,12 +206,6 @@ def test_fitted_pipeline_pickles_and_predicts_the_same(
     pd.testing.assert_frame_equal(restored.transform(raw), fitted_pipeline.transform(raw))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="library bug: RecordParser.transform returns 5 columns (with 'count') while its "
-    "get_feature_names_out names 4, so set_output(transform='pandas') fails",
-)
 def test_set_output_pandas_keeps_the_feature_names(small_frame: pd.DataFrame) -> None:
     pipeline = build_feature_pipeline().set_output(transform="pandas")
     pipeline.fit(small_frame, small_frame["count"])
