@@ -58,6 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(mlflow, regmodel, classmodel, current)
     for server in (regmodel, classmodel):
         assert API_KEY not in server.log(), f"the API key leaked into the {server.name} log"
+        assert "Traceback" not in server.log(), server.log()
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +173,38 @@ def test_unknown_counter_is_predicted(api: httpx.Client, champions: dict[str, in
     record[COORDINATES] = "48.8566,2.3522"
     served = predict(api, [record])
     assert served["count"] == 1 and served["predictions"][0] >= 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({TIMESTAMP: "2100-06-01T08:00:00+02:00"}, 200),
+        ({TIMESTAMP: "2021-10-31T02:30:00+01:00"}, 200),  # the repeated hour, with its offset
+        ({TIMESTAMP: "2021-06-01T06:00:00Z"}, 200),
+        ({TIMESTAMP: "2021-06-01"}, 200),
+        ({COORDINATES: "48.70, 2.15"}, 200),
+        ({COUNTER: "\U0001f6b2 piste ñ" * 500}, 200),
+        ({COUNTER: 12345}, 200),
+        ({"Comptage horaire": "not a number", "extra": None}, 200),
+        ({TIMESTAMP: "2021-03-28T02:30:00"}, 422),  # no such local hour
+        ({TIMESTAMP: "0001-01-01T00:00:00+00:00"}, 422),
+        ({TIMESTAMP: 1622530800}, 422),
+        ({COORDINATES: "nan,nan"}, 422),
+        ({"Comptage horaire": -5}, 422),
+    ],
+)
+def test_odd_records_are_predicted_or_refused(
+    api: httpx.Client, champions: dict[str, int], changes: dict[str, object], status: int
+) -> None:
+    record = {
+        COUNTER: "Face au 20 avenue Denfert-Rochereau N-S",
+        TIMESTAMP: "2020-10-01T08:00:00+02:00",
+        COORDINATES: "48.839328,2.336515",
+        **changes,
+    }
+    for model_type in ("rf", "rf_class"):
+        response = api.post("/predict", json={"records": [record], "model_type": model_type})
+        assert response.status_code == status, response.text
 
 
 def test_metric_picks_the_best_registered_version(

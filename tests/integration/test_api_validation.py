@@ -1,0 +1,258 @@
+"""Bad input never reaches a model: 4xx with the field and the reason, never a 500.
+
+The RegModel API runs as a real uvicorn process on a local SQLite tracking store (no MLflow
+server is needed: nothing here trains or predicts), with an API key and a small bound on
+records so that 413 is cheap to reach. Hand-written cases come first, then a property-based
+fuzz of the OpenAPI schema (schemathesis) over every operation, ``POST /train`` included: the
+server's data folder is empty, so each training request is refused while it is checked
+(fields, hyperparameters, paths) and none can start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from api_server import REGMODEL_APP, ServerProcess, api_env, running, start_api
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "validation-key-77"
+MAX_RECORDS = 40
+MAX_EXAMPLES = 25  # per operation and mode: about a minute in all on two busy cores
+RECORD = {
+    COUNTER: "Face au 20 avenue Denfert-Rochereau N-S",
+    TIMESTAMP: "2020-10-01T08:00:00+02:00",
+    COORDINATES: "48.839328,2.336515",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A RegModel API on a local SQLite store, with an API key and an empty data folder."""
+    root = tmp_path_factory.mktemp("api_validation")
+    (root / "data").mkdir()  # empty on purpose: no training can start
+    (root / "outside.csv").write_text("not inside the data folder\n")
+    tracking = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    env = api_env(root, tracking, api_key=API_KEY, max_records=MAX_RECORDS)
+    with running(start_api("regmodel", REGMODEL_APP, root, env)) as (started,):
+        yield started
+        assert httpx.get(f"{started.url}/models").json()["count"] == 0, "a training ran"
+    assert "Traceback" not in started.log(), started.log()
+
+
+@pytest.fixture(scope="module")
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    """A client that sends the API key."""
+    headers = {"X-API-Key": API_KEY}
+    with httpx.Client(base_url=server.url, timeout=60, headers=headers) as client:
+        yield client
+
+
+def detail_locs(response: httpx.Response) -> list[list[object]]:
+    return [item["loc"] for item in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"records": []}, ["body", "records"]),
+        ({}, ["body", "records"]),
+        ({"records": "abc"}, ["body", "records"]),
+        ({"records": [1, 2]}, ["body", "records", 0]),
+        ({"records": [{COUNTER: {"nested": 1}}]}, ["body", "records", 0, COUNTER, "str"]),
+        ({"records": [RECORD], "model_type": "svm"}, ["body", "model_type"]),
+        ({"records": [RECORD], "model_type": 3}, ["body", "model_type"]),
+        ({"records": [RECORD], "metric": "accuracy_top5"}, ["body", "metric"]),
+        ({"records": [RECORD], "unexpected": True}, ["body", "unexpected"]),
+        ([RECORD], ["body"]),
+    ],
+)
+def test_malformed_predict_bodies_are_422(api: httpx.Client, body: object, loc: list) -> None:
+    response = api.post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert loc in detail_locs(response)
+
+
+def test_unknown_model_type_names_the_valid_ones(api: httpx.Client) -> None:
+    response = api.post("/predict", json={"records": [RECORD], "model_type": "svm"})
+    message = response.json()["detail"][0]["msg"]
+    assert all(name in message for name in ("'rf'", "'gbm'", "'nn'", "'rf_class'"))
+
+
+def test_invalid_records_are_listed_by_row_and_column(api: httpx.Client) -> None:
+    records = [
+        RECORD,
+        {**RECORD, TIMESTAMP: "yesterday at eight"},
+        {COUNTER: "x", TIMESTAMP: "2020-10-01T08:00:00+02:00"},  # no coordinates
+        {**RECORD, COORDINATES: "51.5,-0.12"},  # London
+    ]
+    response = api.post("/predict", json={"records": records})
+    assert response.status_code == 422
+    items = {(item["row"], item["column"]) for item in response.json()["detail"]}
+    assert items == {(1, TIMESTAMP), (2, COORDINATES), (3, COORDINATES)}
+
+
+def test_missing_column_in_every_record_is_named(api: httpx.Client) -> None:
+    response = api.post("/predict", json={"records": [{COUNTER: "x", TIMESTAMP: "2020-10-01"}]})
+    assert response.status_code == 422
+    assert ["body", "records", COORDINATES] in detail_locs(response)
+
+
+def test_unparsable_json_and_nan_values_are_422(api: httpx.Client) -> None:
+    headers = {"content-type": "application/json"}
+    broken = api.post("/predict", content=b'{"records": [', headers=headers)
+    assert broken.status_code == 422
+    # Python's JSON parser accepts NaN and Infinity; they must not break the error's JSON.
+    nan = api.post("/predict", content=b'{"records": NaN, "model_type": Infinity}', headers=headers)
+    assert nan.status_code == 422 and nan.json()["detail"]
+
+
+def test_too_many_records_is_413(api: httpx.Client) -> None:
+    response = api.post("/predict", json={"records": [RECORD] * (MAX_RECORDS + 1)})
+    assert response.status_code == 413
+    assert f"at most {MAX_RECORDS}" in response.json()["detail"]
+    huge = api.post(
+        "/predict", content=b"x" * 10_000_000, headers={"content-type": "application/json"}
+    )
+    assert huge.status_code == 413
+
+
+def test_no_champion_is_404_with_how_to_train(api: httpx.Client) -> None:
+    response = api.post("/predict", json={"records": [RECORD]})
+    assert response.status_code == 404
+    assert "POST /train" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["../../etc/passwd", "/etc/passwd", "data/../../outside.csv", "../outside.csv", "."],
+)
+def test_data_source_outside_the_data_folder_is_refused(api: httpx.Client, source: str) -> None:
+    response = api.post("/train", json={"model_type": "rf", "data_source": source})
+    assert response.status_code == 422, response.text
+    assert detail_locs(response) == [["body", "data_source"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"hyperparams": {"n_estimators": "many"}}, "hyperparams", "n_estimators"),
+        ({"hyperparams": {"n_trees": 10}}, "hyperparams", "unknown hyperparameter"),
+        ({"hyperparams": {"max_features": 2.0}}, "hyperparams", "max_features"),
+        ({"data_source": "missing.csv"}, "data_source", "not found"),
+        ({"data_source": "bad\u0000name.csv"}, "data_source", "control characters"),
+        ({"data_source": "é" * 200 + ".csv"}, "data_source", ""),
+        ({"env": "prod"}, "env", "BIKECOUNT_GCS_BUCKET"),
+        ({"model_type": "xgboost"}, "model_type", "'rf'"),
+        ({"test_mode": "sometimes"}, "test_mode", ""),
+    ],
+)
+def test_training_is_checked_before_it_starts(
+    api: httpx.Client, body: dict, field: str, reason: str
+) -> None:
+    response = api.post("/train", json={"model_type": "rf", **body})
+    assert response.status_code == 422, response.text
+    item = response.json()["detail"][0]
+    assert item["loc"] == ["body", field] and reason in item["msg"]
+
+
+def test_write_endpoints_refuse_missing_or_wrong_keys(api: httpx.Client) -> None:
+    keys: list[str | bytes] = ["", "wrong", API_KEY + "x", "ünïcode".encode("latin-1")]
+    for headers in ({"X-API-Key": key} for key in keys):
+        for path in ("/train", "/models/reload"):
+            response = httpx.post(
+                f"{api.base_url}{path}", json={"model_type": "rf"}, headers=headers
+            )
+            assert response.status_code == 401, (path, headers)
+    anonymous = httpx.post(f"{api.base_url}/train", json={"model_type": "rf"})
+    assert anonymous.status_code == 401 and API_KEY not in anonymous.text
+
+
+def test_unknown_job_is_404(api: httpx.Client) -> None:
+    assert api.get("/train/does-not-exist").status_code == 404
+
+
+def test_docs_and_schema_examples(api: httpx.Client) -> None:
+    assert "swagger" in api.get("/docs").text.lower()
+    assert "redoc" in api.get("/redoc").text.lower()
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("PredictRequest", "PredictionsPublic", "TrainRequestBody", "TrainPublic"):
+        assert schemas[name].get("examples"), f"{name} has no example"
+
+
+def test_health_on_a_local_store(api: httpx.Client) -> None:
+    health = api.get("/health").json()
+    assert health["status"] == "ok" and health["mlflow"]["reachable"] is True
+    assert health["models"] == {"rf": None, "gbm": None, "nn": None, "rf_class": None}
+    assert Path(health["mlflow"]["uri"].removeprefix("sqlite:///")).name == "mlflow.db"
+
+
+# The fuzz: operations are listed rather than discovered so that each is a test of its own; the
+# first test checks the list is complete, so a new endpoint cannot escape.
+OPERATIONS = [
+    ("POST", "/predict"),
+    ("POST", "/train"),
+    ("GET", "/train/{job_id}"),
+    ("GET", "/models"),
+    ("POST", "/models/reload"),
+    ("GET", "/health"),
+]
+# Schema-invalid requests exist only where a body or a constrained parameter does.
+NEGATABLE = {
+    ("POST", "/predict"),
+    ("POST", "/train"),
+    ("GET", "/models"),
+    ("POST", "/models/reload"),
+}
+FUZZ_CASES = [
+    pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
+    for method, path in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode is GenerationMode.POSITIVE or (method, path) in NEGATABLE
+]
+
+
+@pytest.fixture(scope="module")
+def api_schema(server: ServerProcess) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+
+
+def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
+    listed = {(method.upper(), path) for path, item in api_schema.items() for method in item}
+    assert listed == set(OPERATIONS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "path", "mode"), FUZZ_CASES)
+def test_fuzzed_requests_never_get_a_server_error(
+    api_schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode
+) -> None:
+    """Schema-valid (positive) and schema-invalid (negative) requests: 2xx or 4xx, never 5xx,
+    and every documented answer matches its schema."""
+
+    @given(case=api_schema[path][method].as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,  # the same cases on every run: a failure can be replayed
+        database=None,
+    )
+    def call(case: schemathesis.Case) -> None:
+        case.call_and_validate(
+            headers={"X-API-Key": API_KEY},
+            checks=[not_a_server_error, response_schema_conformance],
+            timeout=60,
+        )
+
+    call()

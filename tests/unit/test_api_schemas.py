@@ -1,0 +1,249 @@
+"""The APIs' contract without a server: schemas, request checks, error mapping, the cache's rules.
+
+The cache and the error handlers are exercised with stand-ins (no MLflow, no model files) so that
+their rules (re-check interval, fallback when MLflow is down, one load per model under
+concurrency, no trace in a 500) are checked in milliseconds; the integration tests run the same
+paths for real.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import typing
+import warnings
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from bikecount.api.errors import (
+    InvalidFieldError,
+    ModelUnavailableError,
+    NoModelError,
+    install_error_handling,
+    json_safe,
+    record_error_detail,
+    redact,
+)
+from bikecount.api.jobs import path_inside_data_dir
+from bikecount.api.model_cache import ModelCache
+from bikecount.api.routes.predict import records_frame
+from bikecount.api.schemas import (
+    EXAMPLE_RECORD,
+    Metric,
+    ModelType,
+    PredictRequest,
+    TrainRequestBody,
+    finite_or_none,
+)
+from bikecount.config import Settings
+from bikecount.evaluate import HIGHER_IS_BETTER
+from bikecount.models import MODEL_TYPES
+from bikecount.records import COORDINATES, COUNTER, TIMESTAMP, RecordError, RecordIssue
+from bikecount.registry import ModelNotFoundError
+
+
+def test_literals_match_the_catalogue() -> None:
+    assert typing.get_args(ModelType) == MODEL_TYPES
+    assert set(typing.get_args(Metric)) == set(HIGHER_IS_BETTER)
+
+
+def test_predict_request_defaults_and_examples() -> None:
+    request = PredictRequest(records=[EXAMPLE_RECORD])
+    assert request.model_type == "rf" and request.metric is None
+    for example in PredictRequest.model_json_schema()["examples"]:
+        PredictRequest.model_validate(example)
+    for example in TrainRequestBody.model_json_schema()["examples"]:
+        TrainRequestBody.model_validate(example)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"records": []},
+        {"records": [{"a": {"nested": 1}}]},
+        {"records": [{"a": [1, 2]}]},
+        {"records": [EXAMPLE_RECORD], "model_type": "svm"},
+        {"records": [EXAMPLE_RECORD], "metric": "auc"},
+        {"records": [EXAMPLE_RECORD], "version": 3},
+    ],
+)
+def test_predict_request_refuses(body: dict) -> None:
+    with pytest.raises(ValidationError):
+        PredictRequest.model_validate(body)
+
+
+def test_train_body_defaults_follow_the_seed() -> None:
+    body = TrainRequestBody(model_type="rf")
+    assert (body.data_source, body.env, body.test_mode, body.wait) == (
+        "reference",
+        None,
+        False,
+        True,
+    )
+    assert body.hyperparams == {}
+    with pytest.raises(ValidationError, match="control characters"):
+        TrainRequestBody(model_type="rf", data_source="a\x00b.csv")
+
+
+def test_records_of_one_request_may_use_either_spelling() -> None:
+    snake = {
+        "nom_du_compteur": "A",
+        "date_et_heure_de_comptage": "2021-06-01T08:00:00+02:00",
+        "coordonnées_géographiques": "48.85,2.35",
+    }
+    frame = records_frame([EXAMPLE_RECORD, snake])
+    assert list(frame.columns) == [COUNTER, TIMESTAMP, COORDINATES]
+    assert frame[COUNTER].tolist() == [EXAMPLE_RECORD[COUNTER], "A"]
+
+
+def test_a_record_with_both_spellings_of_a_column_is_refused() -> None:
+    with pytest.raises(RecordError) as caught:
+        records_frame([EXAMPLE_RECORD, {**EXAMPLE_RECORD, "nom_du_compteur": "B"}])
+    assert [(issue.row, issue.column) for issue in caught.value.issues] == [(1, COUNTER)]
+
+
+def test_record_errors_name_row_column_and_expectation() -> None:
+    issues = [RecordIssue(2, TIMESTAMP, float("nan"), "a date")] * 60
+    detail = record_error_detail(RecordError(issues))
+    assert detail[0]["loc"] == ["body", "records", 2, TIMESTAMP]
+    assert detail[0]["msg"] == "expected a date" and detail[0]["input"] == "nan"
+    assert len(detail) == 51 and "10 more" in detail[-1]["msg"]
+
+
+def test_secrets_and_non_finite_numbers_never_reach_a_body() -> None:
+    assert redact("http://user:s3cret@mlflow:5000/api") == "http://***@mlflow:5000/api"
+    assert json_safe({"a": [float("inf"), 1.5]}) == {"a": ["inf", 1.5]}
+    assert finite_or_none({"r2": math.nan, "rmse": 3.0}) == {"r2": None, "rmse": 3.0}
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        ("reference_data.csv", True),
+        ("sub/file.parquet", True),
+        ("../outside.csv", False),
+        ("../../etc/passwd", False),
+        ("/etc/passwd", False),
+        ("sub/../../outside.csv", False),
+        ("notes.txt", False),
+    ],
+)
+def test_data_source_paths_stay_in_the_data_folder(
+    tmp_path: Path, source: str, allowed: bool
+) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    if allowed:
+        assert path_inside_data_dir(source, settings).is_relative_to(tmp_path / "data")
+    else:
+        with pytest.raises(InvalidFieldError):
+            path_inside_data_dir(source, settings)
+
+
+def test_a_symlink_out_of_the_data_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "secret.csv").write_text("x")
+    (tmp_path / "data" / "link.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(InvalidFieldError):
+        path_inside_data_dir("link.csv", Settings(_env_file=None, data_dir=tmp_path / "data"))
+
+
+def test_prod_settings_need_an_api_key() -> None:
+    with pytest.raises(ValidationError, match="BIKECOUNT_API_KEY"):
+        Settings(_env_file=None, env="prod", gcs_bucket="bucket")
+    assert Settings(_env_file=None, env="prod", gcs_bucket="bucket", api_key="k").api_key
+
+
+def test_unexpected_errors_are_a_500_without_the_trace() -> None:
+    app = FastAPI()
+    install_error_handling(app, max_records=10)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    @app.get("/missing")
+    def missing() -> None:
+        raise ModelNotFoundError("bikecount-rf has no champion yet")
+
+    with warnings.catch_warnings():  # Starlette would rather have httpx2: not installed here
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert "internal error" in response.json()["detail"] and "secret" not in response.text
+    assert client.get("/missing").status_code == 404
+
+
+class FakeRegistry:
+    """Stands in for MLflow: a champion per type that tests change, and a switch to go down."""
+
+    def __init__(self) -> None:
+        self.champions: dict[str, int] = {"rf": 1}
+        self.up = True
+        self.resolved = 0
+        self.loaded: list[tuple[str, int]] = []
+
+    def resolve(self, model_type: str, metric: str | None) -> int:
+        self.resolved += 1
+        if model_type not in self.champions:
+            raise ModelNotFoundError(f"bikecount-{model_type} has no champion yet")
+        return self.champions[model_type]
+
+    def load(self, model_type: str, version: int) -> object:
+        time.sleep(0.05)  # long enough for concurrent requests to overlap
+        self.loaded.append((model_type, version))
+        return f"{model_type}-v{version}"
+
+
+def make_cache(registry: FakeRegistry, check_seconds: float) -> ModelCache:
+    settings = Settings(_env_file=None, model_check_seconds=check_seconds)
+    return ModelCache(
+        settings, resolve=registry.resolve, load=registry.load, probe=lambda: registry.up
+    )
+
+
+def test_champion_is_rechecked_only_after_the_interval() -> None:
+    registry = FakeRegistry()
+    cache = make_cache(registry, check_seconds=3600)
+    assert cache.get("rf").model == "rf-v1"
+    registry.champions["rf"] = 2
+    assert cache.get("rf").version == 1 and registry.resolved == 1
+    cache.invalidate("rf")
+    assert cache.get("rf").version == 2
+    assert cache.champion_versions(["rf", "gbm"]) == {"rf": 2, "gbm": None}
+
+
+def test_cached_model_serves_while_mlflow_is_down() -> None:
+    registry = FakeRegistry()
+    cache = make_cache(registry, check_seconds=0)
+    cache.get("rf")
+    registry.up = False
+    assert cache.get("rf").model == "rf-v1"
+    assert cache.mlflow_reachable is False
+    with pytest.raises(ModelUnavailableError):
+        cache.get("gbm")
+    with pytest.raises(ModelUnavailableError):
+        cache.reload(["rf"])
+    assert cache.get("rf").version == 1, "a refused reload keeps the cache"
+
+
+def test_missing_champion_says_how_to_train_one() -> None:
+    with pytest.raises(NoModelError, match="POST /train"):
+        make_cache(FakeRegistry(), check_seconds=0).get("nn")
+
+
+def test_concurrent_requests_load_a_model_once() -> None:
+    registry = FakeRegistry()
+    cache = make_cache(registry, check_seconds=0)
+    threads = [threading.Thread(target=cache.get, args=("rf",)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert registry.loaded == [("rf", 1)]
