@@ -28,6 +28,7 @@ CANONICAL_COLUMNS = ("counter", "timestamp", "lat", "lon")
 FEATURE_COLUMNS: tuple[str, ...] = (
     "counter_code",
     "counter_level",
+    "profile_level",
     "lat",
     "lon",
     "hour",
@@ -82,6 +83,20 @@ def school_holidays(years: np.ndarray) -> set:
     return dates
 
 
+DAY_TYPES = ("weekday", "saturday", "sunday or public holiday")
+
+
+def hours(timestamps: pd.Series) -> np.ndarray:
+    return timestamps.dt.hour.to_numpy()
+
+
+def day_types(timestamps: pd.Series) -> np.ndarray:
+    """0 for a working weekday, 1 for Saturday, 2 for Sunday or a French public holiday."""
+    weekday = timestamps.dt.weekday.to_numpy()
+    holiday = timestamps.dt.date.isin(french_holidays(timestamps.dt.year.unique())).to_numpy()
+    return np.where((weekday == 6) | holiday, 2, np.where(weekday == 5, 1, 0))
+
+
 def calendar_features(timestamps: pd.Series) -> pd.DataFrame:
     """Local-time calendar features of Europe/Paris timestamps."""
     dates = timestamps.dt.date
@@ -111,16 +126,31 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
     """
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CounterCalendarFeatures:
-        target = pd.Series(
-            np.zeros(len(X)) if y is None else np.asarray(y, dtype=float), index=X.index
-        )
+        target = pd.Series(np.zeros(len(X)) if y is None else np.asarray(y, dtype=float))
         level = target.groupby(X["counter"].to_numpy()).mean().sort_values(kind="stable")
         self.counters_ = level.index.to_numpy(dtype=object)
         self.counter_level_ = level.to_numpy(dtype=float)
         places = X.groupby("counter")[["lat", "lon"]].median().loc[self.counters_]
         self.counter_places_ = places.to_numpy(dtype=float)
+        self.profile_ = self.fit_profiles(X, target.to_numpy())
         self.n_features_in_ = X.shape[1]
         return self
+
+    def fit_profiles(self, X: pd.DataFrame, target: np.ndarray) -> np.ndarray:
+        """Mean target per counter, day type and hour: each counter's own weekly rhythm.
+
+        A tree then only has to learn what moves a counter off its rhythm (season, holidays),
+        not the rhythm of every counter. Cells without data take the counter's level.
+        """
+        codes = pd.Index(self.counters_).get_indexer(X["counter"].to_numpy())
+        cells = (codes * len(DAY_TYPES) + day_types(X["timestamp"])) * 24 + hours(X["timestamp"])
+        size = len(self.counters_) * len(DAY_TYPES) * 24
+        sums = np.bincount(cells, weights=target, minlength=size)
+        counts = np.bincount(cells, minlength=size)
+        fallback = np.repeat(self.counter_level_, len(DAY_TYPES) * 24)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            profile = np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+        return profile.reshape(len(self.counters_), len(DAY_TYPES), 24)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "counters_")
@@ -129,6 +159,9 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
             {
                 "counter_code": codes,
                 "counter_level": self.counter_level_[codes],
+                "profile_level": self.profile_[
+                    codes, day_types(X["timestamp"]), hours(X["timestamp"])
+                ],
                 "lat": X["lat"].to_numpy(dtype=float),
                 "lon": X["lon"].to_numpy(dtype=float),
             },

@@ -17,6 +17,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 
+import bikecount.features as features_module
 import helpers
 from bikecount.features import (
     FEATURE_COLUMNS,
@@ -26,7 +27,8 @@ from bikecount.features import (
 )
 from bikecount.records import RecordError, to_raw_records
 
-INTEGER_FEATURES = [col for col in FEATURE_COLUMNS if col not in ("counter_level", "lat", "lon")]
+FLOAT_FEATURES = ("counter_level", "profile_level", "lat", "lon")
+INTEGER_FEATURES = [col for col in FEATURE_COLUMNS if col not in FLOAT_FEATURES]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_features_have_the_declared_columns_and_types(
     assert features.notna().all().all()
     for col in INTEGER_FEATURES:
         assert pd.api.types.is_integer_dtype(features[col]), col
-    for col in ("counter_level", "lat", "lon"):
+    for col in FLOAT_FEATURES:
         assert features[col].dtype == np.float64, col
     assert features["hour"].between(0, 23).all()
     assert features["weekday"].between(0, 6).all()
@@ -213,3 +215,25 @@ def test_set_output_pandas_keeps_the_feature_names(small_frame: pd.DataFrame) ->
     features = pipeline.transform(to_raw_records(small_frame.head(20)))
 
     assert list(features.columns) == list(FEATURE_COLUMNS)
+
+
+def test_profile_level_is_the_counters_mean_at_that_hour_and_day_type(
+    fitted_pipeline: Pipeline, small_frame: pd.DataFrame
+) -> None:
+    counter = small_frame["counter"].iloc[0]
+    rows = small_frame[
+        (small_frame["counter"] == counter)
+        & (small_frame["timestamp"].dt.hour == 8)
+        & (small_frame["timestamp"].dt.weekday == 2)  # Wednesdays, public holidays aside
+    ]
+    rows = rows[~rows["timestamp"].dt.date.astype(str).isin({"2020-11-11", "2021-07-14"})]
+    features = fitted_pipeline.transform(rows.head(1))
+    weekday_8am = small_frame[
+        (small_frame["counter"] == counter)
+        & (small_frame["timestamp"].dt.hour == 8)
+        & (small_frame["timestamp"].dt.weekday < 5)
+    ]
+    holidays = features_module.french_holidays(small_frame["timestamp"].dt.year.unique())
+    weekday_8am = weekday_8am[~weekday_8am["timestamp"].dt.date.isin(holidays)]
+
+    assert features["profile_level"].iloc[0] == pytest.approx(weekday_8am["count"].mean())
