@@ -14,13 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import mlflow
+import pandas as pd
 import psutil
 import pytest
+from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.records import SNAKE_TO_EXPORT
 from bikecount.stack.processes import ProcessManager, ServiceFailedError
 from bikecount.stack.services import ServiceSpec
 
@@ -217,16 +221,25 @@ def sample_records(home: Path, n: int = 3) -> list[dict[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+@pytest.mark.parametrize(
+    ("stop_signal", "options"),
+    [(signal.SIGINT, []), (signal.SIGTERM, ["--reload"])],
+    ids=["sigint", "sigterm-reload"],
+)
 def test_up_serves_predictions_and_stops_cleanly(
-    home: Path, ports: dict[str, int], stop_signal: signal.Signals, no_leftovers: None
+    home: Path,
+    ports: dict[str, int],
+    stop_signal: signal.Signals,
+    options: list[str],
+    no_leftovers: None,
 ) -> None:
-    # The first run trains the first models; the second finds and reuses them.
+    # The first run trains the first models; the second finds and reuses them, with hot reload
+    # on (uvicorn's reloader adds a process per API: all must stop too).
     first_start = not (home / "mlruns_dev" / "mlflow.db").exists()
     output = home / f"up-{stop_signal.name}.txt"
     with output.open("wb") as sink:
         up = subprocess.Popen(
-            [str(BIKECOUNT), "up", "--legacy"],
+            [str(BIKECOUNT), "up", "--legacy", *options],
             cwd=home,
             env=stack_env(ports),
             stdout=sink,
@@ -260,8 +273,26 @@ def test_up_serves_predictions_and_stops_cleanly(
         assert "models found for rf, gbm" in text  # nothing trained twice
     assert f"{api}/docs" in text and f"{api}/redoc" in text and "curl -X POST" in text
     assert "regmodel   | " in text and "classmodel | " in text
+    if "--reload" in options:
+        assert "Will watch for changes" in text
     for service in ("mlflow", "regmodel", "classmodel"):
         assert (home / "logs" / f"{service}.log").stat().st_size > 0
+    assert_champion_loads_without_server(home, "rf", records)
+
+
+def assert_champion_loads_without_server(
+    home: Path, model_type: str, records: list[dict[str, str]]
+) -> None:
+    """What the stack trained stays usable by the CLI once it is stopped (same store, no server)."""
+    store = f"sqlite:///{home / 'mlruns_dev' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    name = f"bikecount-{model_type}"
+    champion = client.get_model_version_by_alias(name, "champion")
+    uri = client.get_model_version_download_uri(name, champion.version)
+    assert uri.startswith("file://"), uri
+    model = mlflow.sklearn.load_model(uri)
+    frame = pd.DataFrame(records).rename(columns=SNAKE_TO_EXPORT)
+    assert len(model.predict(frame)) == len(records)
 
 
 def test_a_taken_port_fails_clearly_and_starts_nothing(

@@ -10,8 +10,7 @@ import pytest
 from mlflow.server.security_utils import is_allowed_host_header
 
 from bikecount.config import Settings
-from bikecount.stack import StackOptions, plan_services
-from bikecount.stack.processes import PortInUseError, check_ports, port_is_free
+from bikecount.stack import PortInUseError, StackOptions, check_ports, plan_services, port_is_free
 from bikecount.stack.services import (
     CLASSMODEL,
     CLASSMODEL_APP,
@@ -78,9 +77,11 @@ def test_mlflow_command_line(settings: Settings, tmp_path: Path) -> None:
     assert option_value(command, "--workers") == "1"
     backend = option_value(command, "--backend-store-uri")
     assert backend == f"sqlite:///{(tmp_path / 'mlruns_dev' / 'mlflow.db').resolve()}"
-    assert option_value(command, "--artifacts-destination") == str(
-        (tmp_path / "mlflow_artifacts").resolve()
-    )
+    artifacts = (tmp_path / "mlflow_artifacts").resolve()
+    assert option_value(command, "--artifacts-destination") == str(artifacts)
+    # What the CLI gives the experiments it creates: one store, with or without the server.
+    assert option_value(command, "--default-artifact-root") == artifacts.as_uri()
+    assert option_value(command, "--default-artifact-root") == settings.artifact_root("dev")
     assert mlflow.health_url == "http://127.0.0.1:5000/health"
     assert mlflow.env == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 

@@ -6,24 +6,25 @@ Library code: it logs and reports through callbacks; ``bikecount.cli.stack`` dra
 
 from __future__ import annotations
 
+import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 
 from bikecount.config import Settings
-from bikecount.stack.bootstrap import BootstrapHooks, BootstrapReport, bootstrap
+from bikecount.stack.bootstrap import BootstrapError, BootstrapHooks, BootstrapReport, bootstrap
 from bikecount.stack.processes import (
     LineCallback,
-    PortInUseError,
     ProcessManager,
     ServiceFailedError,
     StackError,
-    StopRequested,
-    check_ports,
-    stop_on_signals,
+    handling_stop_signals,
 )
 from bikecount.stack.services import ServiceSpec, build_services
 
 __all__ = [
+    "BootstrapError",
     "BootstrapHooks",
     "BootstrapReport",
     "PortInUseError",
@@ -32,9 +33,60 @@ __all__ = [
     "StackHooks",
     "StackOptions",
     "StopRequested",
+    "check_ports",
     "plan_services",
+    "port_is_free",
     "run_stack",
 ]
+
+
+class PortInUseError(StackError):
+    """A port the stack needs is taken (or asked for twice)."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: stop the stack. A KeyboardInterrupt, so one path handles both."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (SO_REUSEADDR, as uvicorn binds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(services: list[ServiceSpec]) -> None:
+    """Fail before starting anything if a port is taken or given to two services.
+
+    Raises:
+        PortInUseError: naming the port, its usual owner and the option that changes it.
+    """
+    seen: dict[int, str] = {}
+    for spec in services:
+        if spec.port in seen:
+            raise PortInUseError(
+                f"port {spec.port} is asked for both {seen[spec.port]} and {spec.name}: "
+                f"pass another {spec.port_option}"
+            )
+        seen[spec.port] = spec.name
+        if not port_is_free(spec.host, spec.port):
+            raise PortInUseError(
+                f"port {spec.port} is in use (by {spec.usual_owner}): "
+                f"stop it or pass {spec.port_option}"
+            )
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopRequested(signal.Signals(signum).name)
 
 
 @dataclass(frozen=True)
@@ -115,7 +167,7 @@ def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | Non
     check_ports(services)
     manager = ProcessManager(settings.logs_dir, hooks.on_line, options.grace_seconds)
     mlflow, *apis = services
-    with stop_on_signals(), manager:
+    with handling_stop_signals(_request_stop), manager:
         _start_and_wait(manager, [mlflow], options, hooks)
         report = None
         if options.bootstrap:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,7 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -103,10 +103,6 @@ class StackError(RuntimeError):
     """The stack could not start or keep running; the message says why and what to do."""
 
 
-class PortInUseError(StackError):
-    """A port the stack needs is taken (or asked for twice)."""
-
-
 class ServiceFailedError(StackError):
     """A service died or never answered its health check; ``log_tail`` holds its last lines."""
 
@@ -116,74 +112,18 @@ class ServiceFailedError(StackError):
         self.log_tail = log_tail
 
 
-class StopRequested(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived: stop the stack. A KeyboardInterrupt, so one path handles both."""
-
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a server could listen on ``host:port`` now (SO_REUSEADDR, as uvicorn binds)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def check_ports(services: list[ServiceSpec]) -> None:
-    """Fail before starting anything if a port is taken or given to two services.
-
-    Raises:
-        PortInUseError: naming the port, its usual owner and the option that changes it.
-    """
-    seen: dict[int, str] = {}
-    for spec in services:
-        if spec.port in seen:
-            raise PortInUseError(
-                f"port {spec.port} is asked for both {seen[spec.port]} and {spec.name}: "
-                f"pass another {spec.port_option}"
-            )
-        seen[spec.port] = spec.name
-        if not port_is_free(spec.host, spec.port):
-            raise PortInUseError(
-                f"port {spec.port} is in use (by {spec.usual_owner}): "
-                f"stop it or pass {spec.port_option}"
-            )
-
-
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into :class:`StopRequested` while the block runs (main thread)."""
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        raise StopRequested(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM while stopping: a second Ctrl-C must not cut the cleanup short."""
+def handling_stop_signals(handler: Callable[..., Any] | int) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM with ``handler`` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -326,7 +266,8 @@ class ProcessManager:
         period, then SIGKILL whatever is left, grandchildren that left the group included."""
         if not self.services:
             return
-        with signals_ignored():
+        # Ignored meanwhile: a second Ctrl-C must not cut the cleanup short.
+        with handling_stop_signals(signal.SIG_IGN):
             running = list(reversed(self.services))
             family = {s.name: descendants(s.process.pid) for s in running}
             for service in running:

@@ -36,6 +36,7 @@ COMPOSE_MLFLOW_HOST = "mlflow"
 COMPOSE_PORTS = {MLFLOW: 5000, REGMODEL: 8000, CLASSMODEL: 8080}
 COMPOSE_MLRUNS = "/mlflow/mlruns"
 COMPOSE_ARTIFACTS = "/mlflow/artifacts"
+COMPOSE_ARTIFACT_ROOT = "mlflow-artifacts:/"
 COMPOSE_PACKAGE_DIR = "/app/src/bikecount"
 
 # MLflow's job runner (four more processes, GenAI features) is of no use to bikecount.
@@ -94,10 +95,16 @@ def mlflow_server_args(
     host: str,
     port: int,
     backend_store_uri: str,
+    default_artifact_root: str,
     artifacts_destination: str,
     hosts_allowed: Sequence[str],
 ) -> list[str]:
-    """Arguments of ``python -m mlflow``: the tracking server, one worker, proxied artifacts."""
+    """Arguments of ``python -m mlflow``: the tracking server, one worker.
+
+    ``default_artifact_root`` is where experiments created through the server keep artifacts;
+    ``artifacts_destination`` is the folder behind the server's artifact proxy
+    (``mlflow-artifacts:/``).
+    """
     return [
         "server",
         "--host",
@@ -106,6 +113,8 @@ def mlflow_server_args(
         str(port),
         "--backend-store-uri",
         backend_store_uri,
+        "--default-artifact-root",
+        default_artifact_root,
         "--artifacts-destination",
         artifacts_destination,
         "--workers",
@@ -142,12 +151,19 @@ def python_module(python: str, module: str, args: Sequence[str]) -> tuple[str, .
 
 
 def mlflow_service(settings: Settings, host: str, port: int) -> ServiceSpec:
-    """The local MLflow server: SQLite under ``mlruns_dir``, artifacts in ``artifacts_dir``."""
+    """The local MLflow server: SQLite under ``mlruns_dir``, artifacts in ``artifacts_dir``.
+
+    Experiments it creates keep their artifacts at the folder's ``file://`` URI, as those the
+    CLI creates without a server do: the CLI, the APIs and the server share this machine's disk,
+    and a model trained through the stack stays loadable once the stack is stopped (a proxied
+    ``mlflow-artifacts:/`` root would need the server running).
+    """
     backend = f"sqlite:///{(settings.mlruns_dir / 'mlflow.db').resolve()}"
     args = mlflow_server_args(
         host=host,
         port=port,
         backend_store_uri=backend,
+        default_artifact_root=settings.artifact_root("dev"),
         artifacts_destination=str(settings.artifacts_dir.resolve()),
         hosts_allowed=allowed_hosts(host),
     )
@@ -209,6 +225,8 @@ def compose_commands() -> dict[str, list[str]]:
         host=COMPOSE_BIND_HOST,
         port=COMPOSE_PORTS[MLFLOW],
         backend_store_uri=f"sqlite:///{COMPOSE_MLRUNS}/mlflow.db",
+        # Containers share no paths with each other: artifacts go through the server's proxy.
+        default_artifact_root=COMPOSE_ARTIFACT_ROOT,
         artifacts_destination=COMPOSE_ARTIFACTS,
         hosts_allowed=allowed_hosts(COMPOSE_BIND_HOST, [COMPOSE_MLFLOW_HOST]),
     )
