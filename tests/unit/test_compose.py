@@ -3,6 +3,7 @@ and that the containers run what ``bikecount up`` runs (``bikecount.stack.servic
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -223,19 +224,33 @@ def test_build_context_keeps_secrets_out() -> None:
     assert not any(rule.startswith("!") and ("gcp" in rule or ".env" in rule) for rule in rules)
 
 
-def has_docker_compose() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+def compose_command() -> list[str] | None:
+    """``docker compose`` (v2), else the older ``docker-compose``, else None."""
+    if shutil.which("docker") is not None:
+        if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
-@pytest.mark.skipif(not has_docker_compose(), reason="docker compose is not installed here")
-def test_docker_compose_accepts_the_file() -> None:
+@pytest.mark.skipif(compose_command() is None, reason="no docker compose installed here")
+@pytest.mark.parametrize("credentials", [None, "./gcp.json"], ids=["no-gcp", "gcp"])
+def test_docker_compose_accepts_the_file(credentials: str | None) -> None:
     # `config` needs no engine: it parses, interpolates and validates against the spec.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIKECOUNT_", "GCP_"))}
+    if credentials:
+        env["GCP_CREDENTIALS_FILE"] = credentials
     result = subprocess.run(
-        ["docker", "compose", "--profile", "legacy", "config", "--quiet"],
+        [*compose_command(), "--profile", "legacy", "config"],  # type: ignore[misc]
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert set(resolved) == {"mlflow", "regmodel-backend", "classmodel-backend"}
+    source = "gcp.json" if credentials else "/dev/null"
+    for service in resolved.values():
+        volume = next(v for v in service["volumes"] if "gcp.json:" in str(v))
+        text = volume if isinstance(volume, str) else f"{volume['source']}:{volume['target']}"
+        assert text.split(":")[0].endswith(source)

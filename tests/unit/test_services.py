@@ -139,6 +139,11 @@ def test_wildcard_bind_is_reached_through_loopback(settings: Settings) -> None:
     assert client_host("::") == "127.0.0.1"
 
 
+def test_ipv6_hosts_are_bracketed_in_urls(settings: Settings) -> None:
+    spec = services_by_name(settings, host="::1")[REGMODEL]
+    assert spec.health_url == "http://[::1]:8000/health"
+
+
 @pytest.mark.parametrize(
     ("bind", "accepted", "refused"),
     [

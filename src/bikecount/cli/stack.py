@@ -41,7 +41,7 @@ PREFIX_WIDTH = max(len(name) for name in SERVICE_STYLES)
 def print_log_line(service: str, line: str) -> None:
     """``mlflow     | line``, the prefix coloured per service; the line is shown as is."""
     prefix = Text(f"{service:<{PREFIX_WIDTH}} | ", style=SERVICE_STYLES.get(service, "white"))
-    console.print(prefix + Text(line), soft_wrap=True, highlight=False)
+    console.print(prefix + Text.from_ansi(line), soft_wrap=True, highlight=False)
 
 
 class TrainingProgress:

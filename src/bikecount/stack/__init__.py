@@ -160,6 +160,7 @@ def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | Non
     Raises:
         PortInUseError: before anything starts.
         ServiceFailedError: a service did not become healthy, or died.
+        BootstrapError: the data sets could not be made, or the registry could not be read.
         StopRequested: a signal asked the stack to stop (after everything has stopped).
     """
     hooks = hooks or StackHooks()

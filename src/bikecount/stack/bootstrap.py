@@ -30,6 +30,13 @@ def _ignore(*args: object) -> None:
     return None
 
 
+def _log_trained(model_type: str, result: TrainResult | None, error: Exception | None) -> None:
+    if error is not None:
+        logger.warning("first %s model failed: %s", model_type, error)
+    elif result is not None:
+        logger.info("first %s model: version %d", model_type, result.version)
+
+
 class BootstrapError(StackError):
     """The first-start work could not be done (data sets, or asking MLflow what is registered)."""
 
@@ -48,7 +55,7 @@ class BootstrapHooks:
     on_message: Callable[[str], None] = _log_message
     on_training: Callable[[Sequence[str]], None] = _ignore
     on_stage: Callable[[str, str], None] = _ignore
-    on_trained: Callable[[str, TrainResult | None, Exception | None], None] = _ignore
+    on_trained: Callable[[str, TrainResult | None, Exception | None], None] = _log_trained
 
 
 @dataclass
@@ -128,7 +135,7 @@ def _train_first(
     try:
         result = train(request, settings, on_stage=lambda stage: hooks.on_stage(model_type, stage))
     except Exception as exc:  # one broken type must not keep the whole stack down
-        logger.warning("first %s model failed: %s", model_type, exc)
+        logger.debug("first %s model failed", model_type, exc_info=True)
         report.failed[model_type] = str(exc)
         hooks.on_trained(model_type, None, exc)
         return

@@ -62,7 +62,8 @@ class ServiceSpec:
     @property
     def url(self) -> str:
         """The base URL a client on this machine uses."""
-        return f"http://{client_host(self.host)}:{self.port}"
+        host = client_host(self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def health_url(self) -> str:
