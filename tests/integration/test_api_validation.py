@@ -126,6 +126,13 @@ def test_too_many_records_is_413(api: httpx.Client) -> None:
     )
     assert huge.status_code == 413
 
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the bound applies as bytes arrive
+        for _ in range(100):
+            yield b" " * 10_000
+
+    chunked = api.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+
 
 def test_no_champion_is_404_with_how_to_train(api: httpx.Client) -> None:
     response = api.post("/predict", json={"records": [RECORD]})

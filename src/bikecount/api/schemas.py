@@ -38,6 +38,32 @@ EXAMPLE_SNAKE_RECORD: dict[str, Any] = {
     "coordonnées_géographiques": "48.839328,2.336515",
     "mois_annee_comptage": "juin 2021",
 }
+EXAMPLE_JOB_ID = "4f0c2b1e9a7d4c3b8e6f5a4d3c2b1a09"
+# fmt: off
+EXAMPLE_PREDICTIONS = [
+    {"predictions": [212.4, 187.9], "labels": None, "model_type": "rf", "model_version": 3,
+     "count": 2},
+    {"predictions": [1, 0], "labels": ["forte", "faible"], "model_type": "rf_class",
+     "model_version": 1, "count": 2},
+]
+EXAMPLE_TRAINED = {
+    "status": "succeeded", "job_id": EXAMPLE_JOB_ID, "run_id": "b676ec87023c42e4902cf3c844dd4f21",
+    "model_type": "rf", "model_name": "bikecount-rf", "model_version": 2,
+    "model_uri": "models:/bikecount-rf/2", "champion": True,
+    "champion_reason": "rmse 37.57 beats 44.26",
+    "metrics": {"rmse": 37.57, "mae": 18.41, "r2": 0.758, "rmse_log1p": 0.483},
+    "data_path": "data/reference_data.csv", "rows_train": 9801, "rows_holdout": 2431,
+    "rows_dropped": 0, "duration_seconds": 2.3,
+}
+EXAMPLE_ACCEPTED = {
+    "job_id": EXAMPLE_JOB_ID, "status": "queued", "status_url": f"/train/{EXAMPLE_JOB_ID}",
+}
+EXAMPLE_HEALTH = {
+    "status": "ok", "mlflow": {"uri": "http://127.0.0.1:5000", "reachable": True},
+    "models": {"rf": 2, "gbm": None, "nn": None, "rf_class": 1}, "uptime_seconds": 73.2,
+    "version": "0.1.0",
+}
+# fmt: on
 RECORDS_DESCRIPTION = (
     "Rows of the Paris Open Data export, in its French headers or in snake_case "
     "(`nom_du_compteur`, `date_et_heure_de_comptage`, `coordonnées_géographiques`). "
@@ -71,26 +97,7 @@ class PredictRequest(BaseModel):
 class PredictionsPublic(BaseModel):
     """Predictions in input order, and the model version that made them."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "predictions": [212.4, 187.9],
-                    "labels": None,
-                    "model_type": "rf",
-                    "model_version": 3,
-                    "count": 2,
-                },
-                {
-                    "predictions": [1, 0],
-                    "labels": ["forte", "faible"],
-                    "model_type": "rf_class",
-                    "model_version": 1,
-                    "count": 2,
-                },
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": EXAMPLE_PREDICTIONS})
 
     predictions: list[int] | list[float] = Field(
         description="Hourly bike counts (regressors) or 0/1 classes (rf_class), in input order."
@@ -177,29 +184,7 @@ def finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
 class TrainPublic(BaseModel):
     """A finished training: the MLflow run, the registered version and its holdout metrics."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "succeeded",
-                    "job_id": "4f0c2b1e9a7d4c3b8e6f5a4d3c2b1a09",
-                    "run_id": "b676ec87023c42e4902cf3c844dd4f21",
-                    "model_type": "rf",
-                    "model_name": "bikecount-rf",
-                    "model_version": 2,
-                    "model_uri": "models:/bikecount-rf/2",
-                    "champion": True,
-                    "champion_reason": "rmse 37.57 beats 44.26",
-                    "metrics": {"rmse": 37.57, "mae": 18.41, "r2": 0.758, "rmse_log1p": 0.483},
-                    "data_path": "data/reference_data.csv",
-                    "rows_train": 9801,
-                    "rows_holdout": 2431,
-                    "rows_dropped": 0,
-                    "duration_seconds": 2.3,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_TRAINED]})
 
     status: Literal["succeeded"] = "succeeded"
     job_id: str
@@ -240,17 +225,7 @@ class TrainPublic(BaseModel):
 class JobAccepted(BaseModel):
     """A training accepted to run in the background (``wait: false``)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "job_id": "4f0c2b1e9a7d4c3b8e6f5a4d3c2b1a09",
-                    "status": "queued",
-                    "status_url": "/train/4f0c2b1e9a7d4c3b8e6f5a4d3c2b1a09",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ACCEPTED]})
 
     job_id: str
     status: JobStatus
@@ -287,19 +262,7 @@ class MlflowStatus(BaseModel):
 class HealthPublic(BaseModel):
     """Liveness and what is served: ``degraded`` when MLflow cannot be reached."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "ok",
-                    "mlflow": {"uri": "http://127.0.0.1:5000", "reachable": True},
-                    "models": {"rf": 2, "gbm": None, "nn": None, "rf_class": 1},
-                    "uptime_seconds": 73.2,
-                    "version": "0.1.0",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_HEALTH]})
 
     status: Literal["ok", "degraded"]
     mlflow: MlflowStatus
