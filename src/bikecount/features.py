@@ -10,6 +10,7 @@ similar traffic. It is logged, never an error.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 import holidays
 import numpy as np
@@ -66,21 +67,37 @@ class RecordParser(TransformerMixin, BaseEstimator):
         return np.asarray(CANONICAL_COLUMNS, dtype=object)
 
 
-def french_holidays(years: np.ndarray) -> set:
+def french_holidays(years: np.ndarray) -> frozenset:
     """The dates of French public holidays in the given years."""
-    return set(holidays.France(years=[int(year) for year in years]).keys())
+    return _french_holidays(tuple(sorted(int(year) for year in years)))
 
 
-def school_holidays(years: np.ndarray) -> set:
+def school_holidays(years: np.ndarray) -> frozenset:
     """The dates of Paris (zone C) school holidays in the given years (none outside the data)."""
-    calendar = SchoolHolidayDates()
+    return _school_holidays(tuple(sorted(int(year) for year in years)))
+
+
+# Cached: building the calendars costs milliseconds, far more than a one-record prediction.
+@lru_cache(maxsize=64)
+def _french_holidays(years: tuple[int, ...]) -> frozenset:
+    return frozenset(holidays.France(years=list(years)).keys())
+
+
+@lru_cache(maxsize=64)
+def _school_holidays(years: tuple[int, ...]) -> frozenset:
+    calendar = _school_calendar()
     dates: set = set()
     for year in years:
         try:
-            dates.update(calendar.holidays_for_year_and_zone(int(year), SCHOOL_ZONE))
+            dates.update(calendar.holidays_for_year_and_zone(year, SCHOOL_ZONE))
         except Exception:  # the package's calendar has no data for that year
             logger.debug("no school holiday calendar for %s", year)
-    return dates
+    return frozenset(dates)
+
+
+@lru_cache(maxsize=1)
+def _school_calendar() -> SchoolHolidayDates:
+    return SchoolHolidayDates()
 
 
 DAY_TYPES = ("weekday", "saturday", "sunday or public holiday")
