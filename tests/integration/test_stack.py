@@ -52,10 +52,20 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 """
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free right now (held together, so the system cannot repeat one)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def stand_in(name: str, *args: str, port: int | None = None) -> ServiceSpec:
@@ -165,7 +175,7 @@ def stack_env(ports: dict[str, int]) -> dict[str, str]:
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return {"mlflow": free_port(), "api": free_port(), "classmodel": free_port()}
+    return dict(zip(("mlflow", "api", "classmodel"), free_ports(3), strict=True))
 
 
 @pytest.fixture
