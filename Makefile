@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= gbm
 
-.PHONY: install run test lint format bench clean
+.PHONY: install system-deps run prepare test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## Create .venv and install bikecount with its dev tools
 
-run: install  ## Prepare data (generated when none is present) and train a first model
+run: install  ## Start the local stack: MLflow (5000), RegModel API (8000); first start makes data and models
+	$(BIN)/bikecount up $(UP_ARGS)
+
+prepare: install  ## Only make the data sets and train one model (no servers)
 	$(BIN)/bikecount data prepare
 	$(BIN)/bikecount train --model $(MODEL)
 	$(BIN)/bikecount models
 
-test: install  ## Lint, then the whole test suite (unit, model, integration with real servers)
+# Programs some tests drive for real: docker-compose validates the compose file (no engine needed).
+system-deps:
+	@if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
+	      || echo "note: could not install docker-compose; its check of docker-compose.yaml is skipped"; \
+	  else echo "note: install docker-compose to validate docker-compose.yaml in the tests"; fi; \
+	fi
+
+test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest
