@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics (metrics.py) and data drift (drift.py)."""
