@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from bikecount import __version__
 from bikecount.api.deps import ApiState, attach_state, serving_lifespan
 from bikecount.api.errors import install_error_handling
+from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, legacy
 from bikecount.config import Settings
@@ -28,8 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Affluence (faible/forte) of records, from the `rf_class` champion.",
         lifespan=serving_lifespan,
     )
-    attach_state(app, ApiState(settings, ModelCache(settings), MODEL_TYPES))
+    cache = ModelCache(settings, on_champion=champion_recorder(settings))
+    attach_state(app, ApiState(settings, cache, MODEL_TYPES))
     install_error_handling(app, settings.max_records)
     for module in (legacy, health):
         app.include_router(module.router)
+    install_metrics(app)
     return app

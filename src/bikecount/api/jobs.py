@@ -28,6 +28,7 @@ from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
 from bikecount.models import HyperparameterError, parse_params
+from bikecount.monitoring.metrics import record_training_finished, record_training_started
 from bikecount.train import TrainRequest, TrainResult, train
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ class TrainingJobs:
 
     def _execute(self, job: TrainingJob) -> None:
         job.status, job.started_at = "running", time.time()
+        record_training_started(job.request.model_type)
         try:
             job.result = self._run(job.request, self.settings, on_stage=self._stage_setter(job))
             self._notify(job)
@@ -192,6 +194,9 @@ class TrainingJobs:
             job.status = "failed"
         finally:
             job.finished_at = time.time()
+            record_training_finished(
+                job.request.model_type, job.status == "succeeded", job.finished_at - job.started_at
+            )
             job.done.set()
 
     def _notify(self, job: TrainingJob) -> None:

@@ -78,6 +78,8 @@ class ModelCache:
         resolve: (model type, metric or None) -> version; default: the registry.
         load: (model type, version) -> fitted model; default: the registry.
         probe: whether MLflow answers; default: its ``/health``.
+        on_champion: called with (model type, version) when a new champion is served, e.g. to
+            set the Prometheus champion gauges.
     """
 
     def __init__(
@@ -88,12 +90,14 @@ class ModelCache:
         load: Loader | None = None,
         probe: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_champion: Callable[[str, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self._resolve = resolve or self._resolve_in_registry
         self._load = load or load_version
         self._probe = probe or (lambda: probe_tracking_server(settings.tracking_uri))
         self._clock = clock
+        self._on_champion = on_champion
         self._lock = threading.Lock()
         self._key_locks: dict[object, threading.Lock] = {}
         self._selections: dict[Key, _Selection] = {}
@@ -136,6 +140,12 @@ class ModelCache:
                 return self._served(model_type, previous.version)
             with self._lock:
                 self._selections[key] = _Selection(version, now)
+            if (
+                metric is None
+                and self._on_champion
+                and (previous is None or previous.version != version)
+            ):
+                self._on_champion(model_type, version)
             return served
 
     def champion_versions(self, model_types: Iterable[str]) -> dict[str, int | None]:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from bikecount import __version__
 from bikecount.api.deps import ApiState, attach_state, serving_lifespan
 from bikecount.api.errors import install_error_handling
+from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, models, predict, train
@@ -22,6 +23,7 @@ Predict hourly bike counts at Paris counters, train and register models, and see
 * **/predict**: records (Open Data export headers or snake_case) in, predictions out, in order.
 * **/train**: fit, score on a temporal holdout, log to MLflow, register; the champion serves.
 * **/models**, **/health**: registered versions; what is loaded and whether MLflow answers.
+* **/metrics**: Prometheus metrics (requests, predictions, champions, training, drift).
 
 Write endpoints need the `X-API-Key` header when the server has `BIKECOUNT_API_KEY`.
 """
@@ -37,7 +39,7 @@ TAGS = [
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the RegModel API; settings come from ``BIKECOUNT_*`` variables when not given."""
     settings = settings or Settings()
-    cache = ModelCache(settings)
+    cache = ModelCache(settings, on_champion=champion_recorder(settings))
     jobs = TrainingJobs(settings, on_success=lambda result: cache.invalidate(result.model_type))
     app = FastAPI(
         title="bikecount RegModel API",
@@ -50,4 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handling(app, settings.max_records)
     for module in (predict, train, models, health):
         app.include_router(module.router)
+    install_metrics(app)
     return app

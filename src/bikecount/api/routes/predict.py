@@ -17,6 +17,7 @@ from bikecount.config import Settings
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.inference import Predictions, predict_records
 from bikecount.models import get_spec
+from bikecount.monitoring.metrics import record_prediction
 from bikecount.records import SNAKE_TO_EXPORT, RecordError, RecordIssue, require_valid
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def serve_predictions(
     if not np.isfinite(result.values).all():
         logger.error("%s v%d returned non-finite predictions", model_type, served.version)
         raise ApiError(f"{model_type} v{served.version} returned non-finite predictions")
+    record_prediction(model_type, len(result.values))
     return served, result
 
 
