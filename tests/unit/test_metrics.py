@@ -28,6 +28,7 @@ EXPECTED = {
     "bikecount_drift_share": ("gauge", set()),
     "bikecount_drift_detected": ("gauge", set()),
     "bikecount_drift_runs": ("counter", {"detected"}),
+    "bikecount_drift_column_detected": ("gauge", {"column"}),
 }
 
 
@@ -60,6 +61,14 @@ def test_record_drift_sets_the_gauges_and_counts_runs() -> None:
     metrics.record_drift(0.0, False)
     assert value("bikecount_drift_detected") == 0.0
     assert value("bikecount_drift_runs_total", detected="true") == before + 1
+
+
+def test_record_drift_replaces_the_column_flags() -> None:
+    metrics.record_drift(0.5, True, {"hour": True, "counter": False})
+    assert value("bikecount_drift_column_detected", column="hour") == 1.0
+    assert value("bikecount_drift_column_detected", column="counter") == 0.0
+    metrics.record_drift(0.0, False, {"month": False})
+    assert REGISTRY.get_sample_value("bikecount_drift_column_detected", {"column": "hour"}) is None
 
 
 def test_requests_are_labelled_by_route_template(client: TestClient) -> None:

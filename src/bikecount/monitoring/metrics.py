@@ -10,6 +10,7 @@ stack does), or each scrape would see one worker's numbers at random.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -84,6 +85,13 @@ DRIFT_DETECTED = Gauge(
     "1 when the last drift run detected dataset drift, else 0.",
     multiprocess_mode="mostrecent",
 )
+# One value per input column of the model: a bounded, known set of labels.
+DRIFT_COLUMN_DETECTED = Gauge(
+    "bikecount_drift_column_detected",
+    "1 when the last drift run found this column drifted, else 0.",
+    ["column"],
+    multiprocess_mode="mostrecent",
+)
 DRIFT_RUNS = Counter(
     "bikecount_drift_runs",
     "Drift runs completed, by outcome (detected: true or false).",
@@ -93,8 +101,18 @@ DRIFT_RUNS = Counter(
 TRAINING_STATUSES = ("started", "succeeded", "failed")
 
 
-def record_drift(share: float, detected: bool) -> None:
-    """Record the outcome of one drift run: its drifted-column share and its drift flag."""
+def record_drift(share: float, detected: bool, columns: Mapping[str, bool] | None = None) -> None:
+    """Record the outcome of one drift run.
+
+    Args:
+        share: share of drifted columns, 0 to 1.
+        detected: whether the run concluded that the data set drifted.
+        columns: optionally, whether each column drifted (for the "drifted columns" panel).
+    """
+    if columns is not None:
+        DRIFT_COLUMN_DETECTED.clear()  # columns of an earlier run must not linger
+        for column, drifted in columns.items():
+            DRIFT_COLUMN_DETECTED.labels(column=column).set(1 if drifted else 0)
     DRIFT_SHARE.set(share)
     DRIFT_DETECTED.set(1 if detected else 0)
     DRIFT_RUNS.labels(detected=str(detected).lower()).inc()
