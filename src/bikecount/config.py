@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     # The APIs: a bound on records per request, and how often the champion alias is re-read.
     max_records: int = Field(default=10_000, ge=1)
     model_check_seconds: float = Field(default=10.0, ge=0)
+    # Drift monitoring: the data set drifts when at least this share of its columns drift.
+    drift_share_threshold: float = Field(default=0.5, gt=0, le=1)
+    # Evidently's per-column test and threshold; None lets it choose by column type and size.
+    drift_method: str | None = None
+    drift_column_threshold: float | None = Field(default=None, gt=0)
+    drift_sample_rows: int = Field(default=100_000, ge=100)
+    reports_dir: Path = Path("reports")
+    monitor_max_records: int = Field(default=50_000, ge=1)
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:

@@ -13,6 +13,7 @@ from bikecount.cli.modeling import (
     predict_command,
     train_command,
 )
+from bikecount.cli.monitor import monitor_command
 from bikecount.cli.stack import up_command
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("up")(up_command)
+app.command("monitor")(monitor_command)
 
 
 @app.callback()
