@@ -13,7 +13,7 @@ from bikecount.api.errors import install_error_handling
 from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
-from bikecount.api.routes import health, models, predict, train
+from bikecount.api.routes import health, models, monitor, predict, train
 from bikecount.config import Settings
 from bikecount.models import MODEL_TYPES
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     attach_state(app, ApiState(settings, cache, MODEL_TYPES, jobs))
     install_error_handling(app, settings.max_records)
-    for module in (predict, train, models, health):
+    for module in (predict, train, models, health, monitor):
         app.include_router(module.router)
     install_metrics(app)
     return app

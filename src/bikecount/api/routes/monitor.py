@@ -1,0 +1,168 @@
+"""``POST /monitor``: drift of current data (a data set or records in the body) and model decay."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bikecount.api.deps import SettingsDep, WriteAccess
+from bikecount.api.errors import InvalidFieldError, TooManyRecordsError
+from bikecount.api.jobs import path_inside_data_dir
+from bikecount.api.schemas import EXAMPLE_RECORD, ErrorPublic, ModelType, Record
+from bikecount.config import DATASET_FILES, Settings
+from bikecount.data.datasets import resolve_data_source
+from bikecount.data.io import DataFileError
+from bikecount.fingerprint import file_fingerprint
+from bikecount.monitoring import metrics
+from bikecount.monitoring.drift import MonitoringResult, monitor_frames, read_canonical
+from bikecount.records import require_valid
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["monitor"])
+
+DATA_SET_HELP = "reference, current, test_sample, or a file path inside the data folder."
+
+
+class MonitorRequestBody(BaseModel):
+    """What to compare: the reference, and the current data as a data set or as records."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"reference": "reference", "current": "current", "model_type": "gbm"},
+                {"reference": "reference", "records": [EXAMPLE_RECORD]},
+            ]
+        },
+    )
+
+    reference: str = Field(
+        default="reference", min_length=1, max_length=255, description=DATA_SET_HELP
+    )
+    current: str | None = Field(
+        default=None, min_length=1, max_length=255, description=f"{DATA_SET_HELP} Default: current."
+    )
+    records: list[Record] | None = Field(
+        default=None,
+        description="Current records in the body (either spelling; with counts to score the "
+        "champion). Bounded by the server's BIKECOUNT_MONITOR_MAX_RECORDS.",
+    )
+    model_type: ModelType = Field(default="gbm", description="The champion to score.")
+
+    @model_validator(mode="after")
+    def _one_current(self) -> MonitorRequestBody:
+        if self.current is not None and self.records is not None:
+            raise ValueError("give either current (a data set) or records, not both")
+        if self.records is not None and not self.records:
+            raise ValueError("records is empty: give at least one record")
+        for name in (self.reference, self.current or ""):
+            if any(ord(char) < 32 for char in name):
+                raise ValueError("control characters are not allowed in a data set name")
+        return self
+
+
+class ColumnDriftPublic(BaseModel):
+    score: float | None
+    method: str | None = None
+    threshold: float | None = None
+    drifted: bool
+
+
+class ChampionPublic(BaseModel):
+    model_type: str
+    version: int | None = None
+    rows: int = 0
+    metrics_current: dict[str, float | None] | None = None
+    metrics_holdout: dict[str, float | None] | None = None
+    reason: str | None = Field(default=None, description="Why the champion was not scored.")
+
+
+class MonitorPublic(BaseModel):
+    """The drift verdict, each column's score, the champion on current data, report and run."""
+
+    drift_detected: bool
+    drift_share: float
+    share_threshold: float
+    drifted_columns: list[str]
+    column_scores: dict[str, ColumnDriftPublic]
+    target_drift: ColumnDriftPublic | None = None
+    n_reference: int
+    n_current: int
+    champion: ChampionPublic
+    report_path: str | None
+    run_id: str
+    experiment: str
+    sources: dict[str, str]
+    duration_seconds: float
+
+
+MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
+    413: {"model": ErrorPublic, "description": "More records than the server accepts."},
+    422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},
+    503: {"model": ErrorPublic, "description": "MLflow failed while logging the run."},
+}
+
+
+@router.post(
+    "/monitor",
+    summary="Run drift monitoring",
+    dependencies=[WriteAccess],
+    responses=MONITOR_RESPONSES,
+)
+def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPublic:
+    """Compare current data with the reference (Evidently), score the champion on it, log the
+    run to MLflow (experiment ``bikecount-monitoring``) and return the summary.
+
+    A sync handler: FastAPI runs it in its thread pool, so the CPU-bound comparison never
+    blocks the event loop.
+    """
+    if body.records is not None and len(body.records) > settings.monitor_max_records:
+        raise TooManyRecordsError(
+            f"{len(body.records):,} records; at most {settings.monitor_max_records:,} per request"
+        )
+    reference_path = data_file("reference", body.reference, settings)
+    sources = {"reference": str(reference_path)}
+    sources["reference_fingerprint"] = file_fingerprint(reference_path)
+    if body.records is not None:
+        current = require_valid(pd.DataFrame(body.records))
+        sources["current"] = f"request body ({len(current):,} records)"
+    else:
+        current_path = data_file("current", body.current or "current", settings)
+        sources["current"] = str(current_path)
+        sources["current_fingerprint"] = file_fingerprint(current_path)
+        current = read_canonical(current_path)
+    try:
+        result = monitor_frames(
+            settings, read_canonical(reference_path), current, body.model_type, sources
+        )
+    except ValueError as exc:  # a side without valid records
+        raise InvalidFieldError("records" if body.records else "current", str(exc)) from None
+    publish_drift(result)
+    return MonitorPublic.model_validate(result.as_dict())
+
+
+def data_file(field: str, source: str, settings: Settings) -> Path:
+    """The existing record file behind a data set name or a path inside the data folder."""
+    try:
+        if source not in DATASET_FILES:
+            source = str(path_inside_data_dir(source, settings))
+        return resolve_data_source(source, settings)
+    except InvalidFieldError as exc:
+        # The /train check names its own field (data_source); name ours.
+        raise InvalidFieldError(field, exc.detail[0]["msg"]) from None
+    except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
+        raise InvalidFieldError(field, str(exc)) from None
+
+
+def publish_drift(result: MonitoringResult) -> None:
+    """The latest drift figures for Prometheus (``GET /metrics``)."""
+    drift = result.drift
+    columns = {name: bool(score["drifted"]) for name, score in drift.column_scores.items()}
+    metrics.record_drift(drift.drift_share, drift.drift_detected, columns)
