@@ -21,6 +21,7 @@ from bikecount.config import Settings
 from bikecount.stack.services import (
     CLASSMODEL,
     COMPOSE_PACKAGE_DIR,
+    COMPOSE_PORTS,
     MLFLOW,
     MLFLOW_ENV,
     REGMODEL,
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 API_SERVICES = {"regmodel-backend": REGMODEL, "classmodel-backend": CLASSMODEL}
+MONITORING_SERVICES = {"prometheus": 9090, "grafana": 3000}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,7 @@ def mounts(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[s
 
 
 def test_the_seed_services(services: dict[str, Any]) -> None:
+    services = {k: v for k, v in services.items() if k not in MONITORING_SERVICES}
     assert set(services) == {"mlflow", "regmodel-backend", "classmodel-backend"}
     names = {name: service["container_name"] for name, service in services.items()}
     assert names == {
@@ -248,9 +251,53 @@ def test_docker_compose_accepts_the_file(credentials: str | None) -> None:
     )
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
+    # Some compose versions list every profile's services in `config`: leave monitoring aside.
+    resolved = {k: v for k, v in resolved.items() if k not in MONITORING_SERVICES}
     assert set(resolved) == {"mlflow", "regmodel-backend", "classmodel-backend"}
     source = "gcp.json" if credentials else "/dev/null"
     for service in resolved.values():
         volume = next(v for v in service["volumes"] if "gcp.json:" in str(v))
         text = volume if isinstance(volume, str) else f"{volume['source']}:{volume['target']}"
         assert text.split(":")[0].endswith(source)
+
+
+@pytest.mark.parametrize("name", MONITORING_SERVICES)
+def test_monitoring_services_are_behind_their_profile(services: dict[str, Any], name: str) -> None:
+    port = MONITORING_SERVICES[name]
+    assert services[name]["profiles"] == ["monitoring"]
+    assert services[name]["ports"] == [f"{port}:{port}"]
+
+
+def test_monitoring_mounts_the_deploy_files(services: dict[str, Any]) -> None:
+    prometheus, grafana = mounts(services["prometheus"]), mounts(services["grafana"])
+    assert prometheus == {"/etc/prometheus": "./deploy/prometheus:ro"}
+    assert grafana == {
+        "/etc/grafana/provisioning": "./deploy/grafana/provisioning:ro",
+        "/var/lib/grafana/dashboards": "./deploy/grafana/dashboards:ro",
+    }
+    for source in [*prometheus.values(), *grafana.values()]:
+        assert (REPO / source.split(":")[0]).is_dir()
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+
+
+def test_prometheus_scrapes_the_compose_apis() -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: target
+        for job in config["scrape_configs"]
+        for target in job["static_configs"][0]["targets"]
+    }
+    for compose_name, name in API_SERVICES.items():
+        assert targets[name] == f"{compose_name}:{COMPOSE_PORTS[name]}"
+
+
+@pytest.mark.skipif(compose_command() is None, reason="no docker compose installed here")
+def test_docker_compose_accepts_the_monitoring_profile() -> None:
+    result = subprocess.run(
+        [*compose_command(), "--profile", "monitoring", "config", "--services"],  # type: ignore[misc]
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(MONITORING_SERVICES) <= set(result.stdout.split())
