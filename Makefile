@@ -26,13 +26,20 @@ prepare: install  ## Only make the data sets and train one model (no servers)
 	$(BIN)/bikecount train --model $(MODEL)
 	$(BIN)/bikecount models
 
-# Programs some tests drive for real: docker-compose validates the compose file (no engine needed).
+# Programs some tests drive for real: docker-compose validates the compose file (no engine needed);
+# Debian's prometheus package brings prometheus and promtool (config checks, the scrape test).
 system-deps:
 	@if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
 	      || echo "note: could not install docker-compose; its check of docker-compose.yaml is skipped"; \
 	  else echo "note: install docker-compose to validate docker-compose.yaml in the tests"; fi; \
+	fi
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+	      || echo "note: could not install prometheus; the promtool checks and the Prometheus test are skipped"; \
+	  else echo "note: install prometheus (apt-get install prometheus) for the monitoring tests"; fi; \
 	fi
 
 test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
