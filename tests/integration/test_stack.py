@@ -260,10 +260,13 @@ def test_up_serves_predictions_and_stops_cleanly(
         legacy = f"http://127.0.0.1:{ports['classmodel']}"
         wait_until_healthy(up, [f"{api}/health", f"{legacy}/health"], output)
         records = sample_records(home)
-        answer = httpx.post(f"{api}/predict", json={"records": records, "model_type": "rf"})
+        # The first request may load the model from MLflow: slow on a busy machine.
+        answer = httpx.post(
+            f"{api}/predict", json={"records": records, "model_type": "rf"}, timeout=120
+        )
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == len(records)
-        answer = httpx.post(f"{legacy}/predict", json={"records": records})
+        answer = httpx.post(f"{legacy}/predict", json={"records": records}, timeout=120)
         assert answer.status_code == 200, answer.text
         assert set(answer.json()["label"]) <= {"faible", "forte"}
         assert httpx.get(f"http://127.0.0.1:{ports['mlflow']}/health").status_code == 200
