@@ -290,7 +290,9 @@ def test_write_endpoints_need_the_api_key(
     assert wait_for_job(api, accepted.json()["job_id"])["status"] == "succeeded"
     reloaded = api.post("/models/reload")
     assert reloaded.status_code == 200 and reloaded.json()["models"]["rf"] is not None
-    refreshed = httpx.get(f"{stack.classmodel.url}/refresh_model", headers={"X-API-Key": API_KEY})
+    refreshed = httpx.get(
+        f"{stack.classmodel.url}/refresh_model", headers={"X-API-Key": API_KEY}, timeout=120
+    )
     assert refreshed.status_code == 200
     assert refreshed.json()["models"] == {"rf_class": champions["rf_class"]}
 
