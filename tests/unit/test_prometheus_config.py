@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bikecount.config import Settings
+from bikecount.stack.services import build_services, write_prometheus_config
+
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 GRAFANA_DIR = REPO / "deploy" / "grafana"
@@ -138,3 +141,31 @@ def test_dashboards_are_provisioned_from_where_compose_mounts_them() -> None:
 def test_dashboard_queries_only_name_bikecount_metrics_or_up(path: Path) -> None:
     for expr in dashboard_exprs(json.loads(path.read_text())):
         assert "bikecount_" in expr or expr.startswith("up{"), expr
+
+
+@needs_promtool
+def test_bikecount_up_writes_a_config_promtool_accepts(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, logs_dir=tmp_path / "logs")
+    services = build_services(
+        settings,
+        host="127.0.0.1",
+        mlflow_port=5000,
+        api_port=8000,
+        classmodel_port=8080,
+        legacy=True,
+        monitoring=True,
+        prometheus_port=9091,
+    )
+    path = write_prometheus_config(settings, services)
+    config = yaml.safe_load(path.read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert targets == {"regmodel": ["127.0.0.1:8000"], "classmodel": ["127.0.0.1:8080"]}
+    assert config["rule_files"] == [str(PROMETHEUS_DIR / "alerts.yml")]
+    result = run_promtool("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    prometheus = services[-1]
+    assert prometheus.command[0] == "prometheus" and prometheus.health_path == "/-/healthy"
+    assert f"--config.file={path.resolve()}" in prometheus.command
+    assert "--web.listen-address=127.0.0.1:9091" in prometheus.command

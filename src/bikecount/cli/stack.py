@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from functools import partial
 from typing import Annotated
@@ -29,12 +30,21 @@ from bikecount.stack import (
     StackHooks,
     StackOptions,
     StopRequested,
+    plan_services,
     run_stack,
 )
-from bikecount.stack.services import CLASSMODEL, MLFLOW, REGMODEL, ServiceSpec
+from bikecount.stack.services import (
+    CLASSMODEL,
+    MLFLOW,
+    PROMETHEUS,
+    PROMETHEUS_INSTALL_HINT,
+    REGMODEL,
+    ServiceSpec,
+    write_prometheus_config,
+)
 from bikecount.train import TrainResult
 
-SERVICE_STYLES = {MLFLOW: "cyan", REGMODEL: "green", CLASSMODEL: "magenta"}
+SERVICE_STYLES = {MLFLOW: "cyan", REGMODEL: "green", CLASSMODEL: "magenta", PROMETHEUS: "yellow"}
 PREFIX_WIDTH = max(len(name) for name in SERVICE_STYLES)
 
 
@@ -125,6 +135,8 @@ def print_ready(
     ]
     if CLASSMODEL in by_name:
         lines.append(f"[bold]ClassModel API[/]   {by_name[CLASSMODEL].url}  (legacy)")
+    if PROMETHEUS in by_name:
+        lines.append(f"[bold]Prometheus[/]       {by_name[PROMETHEUS].url}  (alerts: /alerts)")
     lines.append(f"[bold]logs[/]             {settings.logs_dir}/<service>.log")
     if report is not None and report.failed:
         lines.append(f"[yellow]no first model for {', '.join(report.failed)}: see above[/]")
@@ -197,6 +209,13 @@ def up_command(
         int | None,
         typer.Option(help="ClassModel API port (default 8080, or BIKECOUNT_CLASSMODEL_PORT)."),
     ] = None,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring", help="Also start Prometheus (if installed) scraping the APIs' /metrics."
+        ),
+    ] = False,
+    prometheus_port: Annotated[int, typer.Option(help="Prometheus port.")] = 9090,
     no_bootstrap: Annotated[
         bool,
         typer.Option("--no-bootstrap", help="Do not make data or train first models if missing."),
@@ -205,7 +224,7 @@ def up_command(
         float, typer.Option(help="Seconds each service has to answer its health check.")
     ] = 120.0,
 ) -> None:
-    """Start MLflow and the RegModel API (and the legacy ClassModel API) on this machine.
+    """Start MLflow and the RegModel API (and the legacy ClassModel API, Prometheus) here.
 
     First start: makes the data sets and trains fast first models, so /predict answers at once.
 
@@ -224,9 +243,13 @@ def up_command(
         classmodel_port=classmodel_port,
         legacy=legacy,
         reload=reload,
+        monitoring=monitoring_available() if monitoring else False,
+        prometheus_port=prometheus_port,
         bootstrap=not no_bootstrap,
         health_timeout=timeout,
     )
+    if options.monitoring:
+        write_prometheus_config(settings, plan_services(settings, options))
     try:
         run_until_stopped(settings, options)
     except PortInUseError as exc:
@@ -243,6 +266,18 @@ def up_command(
         console.print(f"[bold]{exc.signal_name}: every service stopped.[/]")
     except KeyboardInterrupt:
         console.print("[bold]interrupted: every service stopped.[/]")
+
+
+def monitoring_available() -> bool:
+    """Whether ``prometheus`` is on PATH; if not, say how to get it (the stack starts anyway)."""
+    if shutil.which("prometheus") is not None:
+        return True
+    err_console.print(
+        f"[yellow]--monitoring: no prometheus on PATH[/] ({PROMETHEUS_INSTALL_HINT}); "
+        "starting without it. /metrics is served anyway; `docker compose --profile monitoring "
+        "up` runs Prometheus and Grafana in containers."
+    )
+    return False
 
 
 def run_until_stopped(settings: Settings, options: StackOptions) -> None:

@@ -99,6 +99,8 @@ class StackOptions:
     classmodel_port: int
     legacy: bool = False
     reload: bool = False
+    monitoring: bool = False
+    prometheus_port: int = 9090
     bootstrap: bool = True
     health_timeout: float = 120.0
     grace_seconds: float = 10.0
@@ -149,6 +151,8 @@ def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec
         classmodel_port=options.classmodel_port,
         legacy=options.legacy,
         reload=options.reload,
+        monitoring=options.monitoring,
+        prometheus_port=options.prometheus_port,
     )
 
 

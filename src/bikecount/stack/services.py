@@ -13,12 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 import bikecount
 from bikecount.config import Settings
 
 MLFLOW = "mlflow"
 REGMODEL = "regmodel"
 CLASSMODEL = "classmodel"
+PROMETHEUS = "prometheus"
 
 REGMODEL_APP = "bikecount.api.regmodel:create_app"
 CLASSMODEL_APP = "bikecount.api.classmodel:create_app"
@@ -38,6 +41,13 @@ COMPOSE_MLRUNS = "/mlflow/mlruns"
 COMPOSE_ARTIFACTS = "/mlflow/artifacts"
 COMPOSE_ARTIFACT_ROOT = "mlflow-artifacts:/"
 COMPOSE_PACKAGE_DIR = "/app/src/bikecount"
+
+PROMETHEUS_HEALTH_PATH = "/-/healthy"
+PROMETHEUS_INSTALL_HINT = (
+    "apt-get install prometheus on Debian/Ubuntu, or a release from https://prometheus.io/download/"
+)
+# Local scrapes are cheap: a short interval shows traffic in Grafana-like queries at once.
+LOCAL_SCRAPE_INTERVAL = "5s"
 
 # MLflow's job runner (four more processes, GenAI features) is of no use to bikecount.
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -196,6 +206,74 @@ def api_service(
     )
 
 
+def prometheus_dir(settings: Settings) -> Path:
+    """Where the local Prometheus keeps its generated config and its time series."""
+    return settings.logs_dir / PROMETHEUS
+
+
+def alert_rules_file() -> Path | None:
+    """``deploy/prometheus/alerts.yml`` of a source checkout (absent from an installed wheel)."""
+    path = Path(package_dir()).parents[1] / "deploy" / "prometheus" / "alerts.yml"
+    return path if path.is_file() else None
+
+
+def prometheus_config(
+    targets: Mapping[str, str],
+    rules_file: Path | None = None,
+    scrape_interval: str = LOCAL_SCRAPE_INTERVAL,
+) -> dict[str, object]:
+    """A Prometheus config scraping ``targets`` (job name -> ``host:port``) with our rules.
+
+    The jobs carry the service names (``regmodel``, ``classmodel``), as in
+    ``deploy/prometheus/prometheus.yml``, so the alert rules and dashboards apply unchanged.
+    """
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(rules_file)] if rules_file else [],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            for job, target in targets.items()
+        ],
+    }
+
+
+def scrape_target(spec: ServiceSpec) -> str:
+    """``host:port`` that a local Prometheus scrapes for a service."""
+    host = client_host(spec.host)
+    return f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
+
+
+def prometheus_service(settings: Settings, host: str, port: int) -> ServiceSpec:
+    """Prometheus from PATH, with the config :func:`write_prometheus_config` writes."""
+    folder = prometheus_dir(settings).resolve()
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    command = (
+        "prometheus",
+        f"--config.file={folder / 'prometheus.yml'}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address={listen}",
+    )
+    return ServiceSpec(
+        name=PROMETHEUS,
+        command=command,
+        host=host,
+        port=port,
+        port_option="--prometheus-port",
+        usual_owner="another Prometheus?",
+        health_path=PROMETHEUS_HEALTH_PATH,
+    )
+
+
+def write_prometheus_config(settings: Settings, services: Sequence[ServiceSpec]) -> Path:
+    """Write the local Prometheus config: scrape the stack's APIs, with the alert rules."""
+    targets = {s.name: scrape_target(s) for s in services if s.name in (REGMODEL, CLASSMODEL)}
+    path = prometheus_dir(settings) / "prometheus.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = prometheus_config(targets, alert_rules_file())
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def build_services(
     settings: Settings,
     *,
@@ -205,14 +283,19 @@ def build_services(
     classmodel_port: int,
     legacy: bool = False,
     reload: bool = False,
+    monitoring: bool = False,
+    prometheus_port: int = 9090,
 ) -> list[ServiceSpec]:
-    """The local stack, in start order: MLflow, the RegModel API, and with ``legacy`` the
-    ClassModel API. The APIs talk to the MLflow server started here."""
+    """The local stack, in start order: MLflow, the RegModel API, with ``legacy`` the
+    ClassModel API, and with ``monitoring`` Prometheus scraping them. The APIs talk to the
+    MLflow server started here."""
     mlflow = mlflow_service(settings, host, mlflow_port)
     common = {"host": host, "tracking_uri": mlflow.url, "reload": reload}
     services = [mlflow, api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)]
     if legacy:
         services.append(api_service(CLASSMODEL, CLASSMODEL_APP, port=classmodel_port, **common))
+    if monitoring:
+        services.append(prometheus_service(settings, host, prometheus_port))
     return services
 
 
