@@ -24,6 +24,7 @@ Predict hourly bike counts at Paris counters, train and register models, and see
 * **/train**: fit, score on a temporal holdout, log to MLflow, register; the champion serves.
 * **/models**, **/health**: registered versions; what is loaded and whether MLflow answers.
 * **/metrics**: Prometheus metrics (requests, predictions, champions, training, drift).
+* **/monitor**: data drift of current data against the reference, and the champion on it.
 
 Write endpoints need the `X-API-Key` header when the server has `BIKECOUNT_API_KEY`.
 """
@@ -33,6 +34,7 @@ TAGS = [
     {"name": "train", "description": "Train, track and register models."},
     {"name": "models", "description": "The model registry and the serving cache."},
     {"name": "health", "description": "Liveness and dependencies."},
+    {"name": "monitor", "description": "Data drift (Evidently) and model decay, logged to MLflow."},
 ]
 
 

@@ -36,8 +36,10 @@ def monitor_command(
 ) -> None:
     """Compare current data with the reference (Evidently), score the champion on it, log to MLflow.
 
-    Writes an HTML report under the reports folder; thresholds are settings
-    (``BIKECOUNT_DRIFT_SHARE_THRESHOLD``, ``BIKECOUNT_DRIFT_METHOD``, ...).
+    Writes an HTML report under the reports folder. Thresholds are settings
+    (BIKECOUNT_DRIFT_SHARE_THRESHOLD, BIKECOUNT_DRIFT_METHOD, BIKECOUNT_DRIFT_COLUMN_THRESHOLD).
+    Seasonal columns (month, day_of_year) differ between any two periods: the share of drifted
+    columns, not one column, decides whether the data set drifted.
     """
     # MLflow warns on every cloudpickle load; the format is a deliberate choice.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
@@ -54,7 +56,7 @@ def monitor_command(
         else:
             with console.status("comparing current data with the reference..."):
                 result = run_monitoring(settings, reference, current, model)
-    except (DataFileError, RecordError, UnknownModelTypeError, ValueError) as exc:
+    except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
         fail(str(exc))
     except MlflowException as exc:
         fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
