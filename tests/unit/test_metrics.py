@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,33 @@ def test_training_jobs_count_runs_and_durations(fails: bool) -> None:
     assert value("bikecount_training_runs_total", model_type="rf", status=status) == ended + 1
     labels = {"model_type": "rf", "status": status}
     assert value("bikecount_training_duration_seconds_count", **labels) >= 1
+
+
+RECORD_IN_A_WORKER = """
+from bikecount.monitoring import metrics
+metrics.record_request("/predict", "POST", 200, 0.01)
+metrics.record_drift({share}, True)
+"""
+RENDER = """
+import sys
+from bikecount.monitoring.metrics import render_metrics
+sys.stdout.write(render_metrics()[0].decode())
+"""
+
+
+def test_multiprocess_mode_adds_up_the_workers(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for share in (0.25, 0.75):  # two workers, one after the other
+        code = RECORD_IN_A_WORKER.format(share=share)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    text = subprocess.run(
+        [sys.executable, "-c", RENDER], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    labels = (("method", "POST"), ("route", "/predict"), ("status", "200"))
+    assert samples[("bikecount_http_requests_total", labels)] == 2
+    assert samples[("bikecount_drift_share", ())] == 0.75  # the last run's, not a sum
