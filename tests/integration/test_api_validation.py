@@ -46,7 +46,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = api_env(root, tracking, api_key=API_KEY, max_records=MAX_RECORDS)
     with running(start_api("regmodel", REGMODEL_APP, root, env)) as (started,):
         yield started
-        assert httpx.get(f"{started.url}/models").json()["count"] == 0, "a training ran"
+        models = httpx.get(f"{started.url}/models", timeout=60).json()
+        assert models["count"] == 0, "a training ran"
     assert "Traceback" not in started.log(), started.log()
 
 
@@ -213,6 +214,7 @@ OPERATIONS = [
     ("GET", "/models"),
     ("POST", "/models/reload"),
     ("GET", "/health"),
+    ("POST", "/monitor"),
 ]
 # Schema-invalid requests exist only where a body or a constrained parameter does.
 NEGATABLE = {
@@ -220,6 +222,7 @@ NEGATABLE = {
     ("POST", "/train"),
     ("GET", "/models"),
     ("POST", "/models/reload"),
+    ("POST", "/monitor"),
 }
 FUZZ_CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
