@@ -31,6 +31,36 @@ class Predictions:
     proba_forte: np.ndarray | None = None
 
 
+def tune_for_serving(model: Any) -> Any:
+    """Make a loaded model predict on one thread, and return it.
+
+    An API serves many small requests at once: a forest that builds a thread pool per call
+    (``n_jobs=-1``) spends most of a one-record prediction doing so, and requests already run
+    in parallel. Walks the fitted estimators (pipelines, target and affluence wrappers).
+    """
+    seen: set[int] = set()
+    pending = [model]
+    while pending:
+        estimator = pending.pop()
+        if id(estimator) in seen:
+            continue
+        seen.add(id(estimator))
+        if hasattr(estimator, "n_jobs"):
+            estimator.n_jobs = 1
+        pending += [step for _, step in getattr(estimator, "steps", [])]
+        pending += [
+            getattr(estimator, name)
+            for name in ("regressor_", "classifier_")
+            if hasattr(estimator, name)
+        ]
+    return model
+
+
+def load_for_serving(model_type: str, version: int) -> Any:
+    """A registered version, tuned for serving (see :func:`tune_for_serving`)."""
+    return tune_for_serving(load_version(model_type, version))
+
+
 def choose_version(
     client: MlflowClient, model_type: str, version: int | None = None, metric: str | None = None
 ) -> int:

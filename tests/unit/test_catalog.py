@@ -202,3 +202,23 @@ def test_assignments_feed_parse_params() -> None:
     params = parse_params("rf", parse_assignments(["n_estimators=200", "max_depth=none"]))
 
     assert (params.n_estimators, params.max_depth) == (200, None)
+
+
+def test_models_are_tuned_to_predict_on_one_thread() -> None:
+    from bikecount.inference import tune_for_serving
+    from bikecount.models.affluence import AffluenceClassifier
+
+    for model_type in ("rf", "rf_class"):
+        model = build_model(model_type, parse_params(model_type, fast=True), seed=0)
+        # Fitted attributes as fit would leave them, without the cost of fitting.
+        if isinstance(model, AffluenceClassifier):
+            model.classifier_ = model.classifier
+            forest = model.classifier_.steps[-1][1]
+        else:
+            model.regressor_ = model.regressor
+            forest = model.regressor_.steps[-1][1]
+        assert forest.n_jobs == -1
+
+        tune_for_serving(model)
+
+        assert forest.n_jobs == 1

@@ -22,9 +22,9 @@ from mlflow.tracking import MlflowClient
 
 from bikecount.api.errors import ModelUnavailableError, NoModelError, redact
 from bikecount.config import Settings
-from bikecount.inference import choose_version
+from bikecount.inference import choose_version, load_for_serving
 from bikecount.models import get_spec
-from bikecount.registry import ModelNotFoundError, load_version
+from bikecount.registry import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ModelCache:
     ) -> None:
         self.settings = settings
         self._resolve = resolve or self._resolve_in_registry
-        self._load = load or load_version
+        self._load = load or load_for_serving
         self._probe = probe or (lambda: probe_tracking_server(settings.tracking_uri))
         self._clock = clock
         self._on_champion = on_champion
