@@ -16,10 +16,10 @@ from bikecount.models import (
 from bikecount.models.catalog import parse_assignments
 
 FOREST_DEFAULTS = {
-    "n_estimators": 60,
+    "n_estimators": 40,
     "max_depth": None,
-    "max_leaf_nodes": 4000,
-    "min_samples_leaf": 3,
+    "max_leaf_nodes": 3000,
+    "min_samples_leaf": 5,
     "max_features": 0.8,
     "max_samples": 0.3,
     "n_jobs": -1,

@@ -15,10 +15,11 @@ class ForestParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_estimators: int = Field(default=60, ge=1, le=2000)
+    # 40 trees x 3,000 leaves: under 20 MB on disk for the Paris data (see benchmarks/train.py).
+    n_estimators: int = Field(default=40, ge=1, le=2000)
     max_depth: int | None = Field(default=None, ge=1)
-    max_leaf_nodes: int | None = Field(default=4000, ge=2)
-    min_samples_leaf: int = Field(default=3, ge=1)
+    max_leaf_nodes: int | None = Field(default=3000, ge=2)
+    min_samples_leaf: int = Field(default=5, ge=1)
     max_features: float = Field(default=0.8, gt=0, le=1)
     max_samples: float | None = Field(default=0.3, gt=0, le=1)
     n_jobs: int = -1
