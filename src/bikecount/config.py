@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     drift_sample_rows: int = Field(default=100_000, ge=100)
     reports_dir: Path = Path("reports")
     monitor_max_records: int = Field(default=50_000, ge=1)
+    # `bikecount pipeline`: the store of raw counts, predictions and audit (any SQLAlchemy URL).
+    pipeline_db_url: str = "sqlite:///pipeline.db"
+    # Retrain when drift is detected and the champion's R² on recent data falls below this.
+    retrain_r2_threshold: float = 0.6
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:

@@ -14,6 +14,7 @@ from bikecount.cli.modeling import (
     train_command,
 )
 from bikecount.cli.monitor import monitor_command
+from bikecount.cli.pipeline import app as pipeline_app
 from bikecount.cli.stack import up_command
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)

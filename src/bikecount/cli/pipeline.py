@@ -1,0 +1,132 @@
+"""``bikecount pipeline``: the daily steps without Airflow (ingest, predict, monitor-retrain)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Annotated
+
+import typer
+from mlflow.exceptions import MlflowException
+from rich.table import Table
+
+from bikecount.cli.console import console, fail, print_json
+from bikecount.config import Settings
+from bikecount.data.io import DataFileError
+from bikecount.pipeline import DEFAULT_API_URL, PipelineError
+from bikecount.records import RecordError
+
+app = typer.Typer(
+    help="Run the pipeline's steps by hand: ingest a day, predict a day, monitor and retrain."
+)
+USER_ERRORS = (PipelineError, DataFileError, RecordError, ValueError, OSError)
+
+DateOption = Annotated[
+    datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="The local day (YYYY-MM-DD).")
+]
+ApiUrlOption = Annotated[
+    str, typer.Option("--api-url", help="The RegModel API.", envvar="BIKECOUNT_PIPELINE_API_URL")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model type: rf, gbm, nn.")]
+
+
+def _day(value: datetime) -> date:
+    return value.date()
+
+
+@app.command("ingest")
+def ingest_command(
+    day: DateOption,
+    source: Annotated[
+        str, typer.Option(help="A file-drop folder (or file) of export files, or 'synthetic'.")
+    ] = "synthetic",
+    as_json: JsonOption = False,
+) -> None:
+    """Validate one day of records and store them, replacing that day if it was ingested before."""
+    from bikecount.pipeline.ingest import ingest
+
+    settings = Settings()
+    try:
+        result = ingest(settings, _day(day), source)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result.as_dict())
+        return
+    console.print(
+        f"[bold]{result.day}[/] from {result.source}: {result.rows_in:,} rows in, "
+        f"[green]{result.rows_written:,} stored[/], [red]{result.rows_rejected:,} rejected[/]"
+    )
+    if result.reasons:
+        table = Table(title="rejected rows")
+        table.add_column("reason")
+        table.add_column("rows", justify="right")
+        for reason, count in result.reasons.items():
+            table.add_row(reason, f"{count:,}")
+        console.print(table)
+
+
+@app.command("predict")
+def predict_command(
+    day: DateOption,
+    api_url: ApiUrlOption = DEFAULT_API_URL,
+    model: ModelOption = "gbm",
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per request.")] = 5000,
+    as_json: JsonOption = False,
+) -> None:
+    """Predict every known counter's hours of the day through the API and store them."""
+    from bikecount.pipeline.predict import predict_day
+
+    settings = Settings()
+    try:
+        result = predict_day(settings, _day(day), api_url, model, batch_size)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result.as_dict())
+        return
+    versions = ", ".join(f"v{v}" for v in result.versions)
+    console.print(
+        f"[bold]{result.day}[/]: {result.rows:,} predictions for {result.counters} counters "
+        f"by {result.model_type} {versions}"
+    )
+    for version, errors in result.errors.items():
+        console.print(
+            f"  v{version}: RMSE {errors['rmse']:.2f}, MAE {errors['mae']:.2f} "
+            f"on {int(errors['n']):,} counted hours"
+        )
+
+
+@app.command("monitor-retrain")
+def monitor_retrain_command(
+    force: Annotated[bool, typer.Option("--force", help="Retrain whatever drift says.")] = False,
+    api_url: ApiUrlOption = DEFAULT_API_URL,
+    model: ModelOption = "gbm",
+    recent_days: Annotated[int, typer.Option(min=1, help="Last stored days to check.")] = 14,
+    as_json: JsonOption = False,
+) -> None:
+    """Check drift and the champion on recent stored counts; retrain through the API if due."""
+    from bikecount.pipeline.retrain import monitor_and_retrain
+
+    # MLflow warns on every cloudpickle load; the format is a deliberate choice.
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    settings = Settings()
+    try:
+        result = monitor_and_retrain(settings, api_url, force, model, recent_days=recent_days)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    except MlflowException as exc:
+        fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
+    if as_json:
+        print_json(result.as_dict())
+        return
+    drift = "[bold red]drift[/]" if result.drift_detected else "[green]no drift[/]"
+    outcome = (
+        f"retrained v{result.new_version} ({'promoted' if result.promoted else 'not promoted'})"
+        if result.retrained
+        else "not retrained"
+    )
+    console.print(f"{drift} (share {result.drift_share:.0%}), {outcome}")
+    console.print(f"why: {result.reason}")
+    console.print(f"audit row {result.audit_id}, MLflow run {result.run_id}")

@@ -1,0 +1,62 @@
+"""The data pipeline without Airflow: ingest a day, predict a day, monitor and retrain.
+
+Each step is a plain function over a :class:`~bikecount.config.Settings` and a SQLAlchemy store;
+``bikecount pipeline ...`` and the Airflow DAGs are thin shells over them. Calls to the RegModel
+API go through :func:`call_api`, which turns transport and HTTP failures into one
+:class:`PipelineError` that says what to check.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from bikecount.config import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+# Connecting should be quick; a prediction batch or a training may take a while to answer.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class PipelineError(RuntimeError):
+    """A pipeline step that cannot go on: the API is down or refused, or data is missing."""
+
+
+def call_api(
+    settings: Settings, api_url: str, path: str, payload: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """POST ``payload`` to the RegModel API and return its JSON answer.
+
+    Raises:
+        PipelineError: the API cannot be reached, times out or answers with an error status.
+    """
+    url = api_url.rstrip("/") + path
+    headers = {}
+    if settings.api_key is not None:
+        headers["X-API-Key"] = settings.api_key.get_secret_value()
+    limits = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_SECONDS)
+    try:
+        response = httpx.post(url, json=payload, headers=headers, timeout=limits)
+    except httpx.TimeoutException as exc:
+        raise PipelineError(
+            f"the RegModel API at {api_url} did not answer {path} in time ({exc})"
+        ) from exc
+    except httpx.TransportError as exc:
+        raise PipelineError(
+            f"the RegModel API at {api_url} is unreachable ({exc}); is it running? "
+            "(`bikecount up`, or give --api-url)"
+        ) from exc
+    if response.status_code >= 400:
+        raise PipelineError(f"POST {path} failed with {response.status_code}: {_detail(response)}")
+    return response.json()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:500]

@@ -1,0 +1,135 @@
+"""Daily predictions: every known counter's hours of one day, through the RegModel API.
+
+Counters and coordinates come from the stored raw counts. Predictions are stored with the version
+that made them; when the day's true counts are in the store, the day's RMSE and MAE per version
+are stored too, so the errors of successive champions can be followed day by day.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from bikecount.config import Settings
+from bikecount.pipeline import PipelineError, call_api
+from bikecount.pipeline.store import (
+    known_counters,
+    open_store,
+    read_counts,
+    replace_daily_error,
+    replace_predictions,
+)
+from bikecount.records import PARIS_TZ, to_raw_records
+
+logger = logging.getLogger(__name__)
+
+PREDICT_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class PredictResult:
+    """One day's predictions: how many, by which versions, and their errors when known."""
+
+    day: str
+    model_type: str
+    rows: int
+    counters: int
+    versions: list[int]
+    errors: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def day_hours(day: date) -> pd.DatetimeIndex:
+    """The local hours of ``day`` (23 or 25 on daylight-saving days), Paris time."""
+    start = pd.Timestamp(day).tz_localize(PARIS_TZ)
+    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(PARIS_TZ)
+    return pd.date_range(start, end, freq="h", inclusive="left")
+
+
+def day_grid(counters: pd.DataFrame, day: date) -> pd.DataFrame:
+    """Canonical records (counter, timestamp, lat, lon) for every counter and hour of the day."""
+    hours = day_hours(day)
+    grid = counters.loc[counters.index.repeat(len(hours))].reset_index(drop=True)
+    grid["timestamp"] = np.tile(hours, len(counters))
+    grid["timestamp"] = pd.to_datetime(grid["timestamp"], utc=True).dt.tz_convert(PARIS_TZ)
+    return grid[["counter", "timestamp", "lat", "lon"]]
+
+
+def predict_day(
+    settings: Settings,
+    day: date,
+    api_url: str,
+    model_type: str = "gbm",
+    batch_size: int = 5000,
+) -> PredictResult:
+    """Predict every known counter's hours of ``day`` through ``POST /predict`` and store them.
+
+    Raises:
+        PipelineError: no counter is known yet, or the API is down or refuses a batch (nothing
+            is stored then: a day is stored whole or not at all).
+    """
+    engine = open_store(settings.pipeline_db_url)
+    counters = known_counters(engine)
+    if counters.empty:
+        raise PipelineError("no counter in the store yet: run `bikecount pipeline ingest` first")
+    grid = day_grid(counters, day)
+    grid["prediction"], grid["model_version"] = request_predictions(
+        settings, api_url, grid, model_type, batch_size
+    )
+    replace_predictions(engine, day, grid, model_type)
+    versions = sorted({int(v) for v in grid["model_version"]})
+    errors = store_errors(engine, day, grid, model_type)
+    logger.info("predicted %d rows of %s with %s versions %s", len(grid), day, model_type, versions)
+    return PredictResult(day.isoformat(), model_type, len(grid), len(counters), versions, errors)
+
+
+def request_predictions(
+    settings: Settings, api_url: str, grid: pd.DataFrame, model_type: str, batch_size: int
+) -> tuple[list[float], list[int]]:
+    """Predictions and the version behind each, in ``grid`` order, one request per batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
+    values: list[float] = []
+    versions: list[int] = []
+    for start in range(0, len(grid), batch_size):
+        batch = to_raw_records(grid.iloc[start : start + batch_size])
+        payload = {"records": batch.to_dict(orient="records"), "model_type": model_type}
+        answer = call_api(settings, api_url, "/predict", payload, PREDICT_TIMEOUT_SECONDS)
+        if len(answer["predictions"]) != len(batch):
+            raise PipelineError(
+                f"the API returned {len(answer['predictions'])} predictions "
+                f"for {len(batch)} records"
+            )
+        values += [float(v) for v in answer["predictions"]]
+        versions += [int(answer["model_version"])] * len(batch)
+    return values, versions
+
+
+def store_errors(
+    engine: Engine, day: date, grid: pd.DataFrame, model_type: str
+) -> dict[int, dict[str, float]]:
+    """RMSE and MAE of the day's predictions per version, where true counts are stored."""
+    truth = read_counts(engine, day, day)
+    truth = truth[truth["count"].notna()]
+    if truth.empty:
+        return {}
+    joined = grid.merge(truth[["counter", "timestamp", "count"]], on=["counter", "timestamp"])
+    errors: dict[int, dict[str, float]] = {}
+    for version, rows in joined.groupby("model_version"):
+        diff = rows["prediction"].to_numpy(float) - rows["count"].to_numpy(float)
+        result = {
+            "rmse": float(np.sqrt(np.mean(diff**2))),
+            "mae": float(np.mean(np.abs(diff))),
+            "n": float(len(rows)),
+        }
+        replace_daily_error(engine, day, model_type, int(version), result)
+        errors[int(version)] = result
+    return errors

@@ -1,0 +1,248 @@
+"""Monitor and retrain: drift of the recent stored counts, the champion on them, and a decision.
+
+Retraining is worth its cost only when the data moved *and* the champion suffers from it: drift
+alone (seasons drift by construction) or a weak score alone (a hard week) is not enough, unless
+forced. The new model is trained by the RegModel API on reference + recent records; the API
+crowns it only if it beats the champion on the same (most recent) holdout, and says so. Every
+decision, and why, is written to the ``audit`` table and logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from bikecount.config import Settings
+from bikecount.data.io import write_records
+from bikecount.monitoring.drift import (
+    EXPERIMENT,
+    MonitoringResult,
+    monitor_frames,
+    monitoring_experiment,
+    read_canonical,
+)
+from bikecount.pipeline import PipelineError, call_api
+from bikecount.pipeline.store import open_store, read_counts, write_audit
+from bikecount.records import COUNT, to_raw_records
+from bikecount.registry import configure_tracking
+
+logger = logging.getLogger(__name__)
+
+RUN_NAME = "monitor-and-retrain"
+TRAIN_TIMEOUT_SECONDS = 900.0
+CANONICAL = ["counter", "timestamp", "lat", "lon", "count"]
+
+
+@dataclass
+class RetrainDecision:
+    """Whether to retrain, and why (in words a reader of the audit table understands)."""
+
+    retrain: bool
+    reason: str
+
+
+@dataclass
+class RetrainResult:
+    """One monitor-and-retrain run: what was measured, decided and done."""
+
+    model_type: str
+    forced: bool
+    drift_detected: bool
+    drift_share: float
+    champion_version: int | None
+    champion_metrics: dict[str, float | None] | None
+    retrained: bool
+    promoted: bool
+    reason: str
+    new_version: int | None = None
+    new_metrics: dict[str, float | None] | None = None
+    data_path: str | None = None
+    audit_id: int | None = None
+    run_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> RetrainDecision:
+    """Retrain when forced, or when drift is detected and the champion's recent R² is too low."""
+    drift, champion = monitoring.drift, monitoring.champion
+    r2 = (champion.metrics_current or {}).get("r2")
+    drift_words = f"drift share {drift.drift_share:.2f} (threshold {drift.share_threshold:.2f})"
+    score_words = (
+        f"champion R² {r2:.3f} on recent data (threshold {threshold:.2f})"
+        if r2 is not None
+        else f"champion not scored: {champion.reason or 'no R²'}"
+    )
+    if force:
+        return RetrainDecision(True, f"forced; {drift_words}; {score_words}")
+    if not drift.drift_detected:
+        return RetrainDecision(False, f"no drift: {drift_words}; {score_words}")
+    if r2 is None:
+        return RetrainDecision(True, f"drift detected: {drift_words}; {score_words}")
+    if r2 < threshold:
+        return RetrainDecision(True, f"drift detected and R² too low: {drift_words}; {score_words}")
+    return RetrainDecision(
+        False, f"drift detected but champion holds: {drift_words}; {score_words}"
+    )
+
+
+def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
+    """The labelled stored counts of the last ``days`` stored days, as canonical records."""
+    engine = open_store(settings.pipeline_db_url)
+    everything = read_counts(engine)
+    if everything.empty:
+        raise PipelineError("no raw counts in the store: run `bikecount pipeline ingest` first")
+    last_day = everything["day"].max()
+    recent = everything[everything["day"] > last_day - timedelta(days=days)]
+    return recent[recent["count"].notna()][CANONICAL].reset_index(drop=True)
+
+
+def reference_records(settings: Settings) -> pd.DataFrame:
+    """The reference data set's valid records (what the champion was trained on)."""
+    path = settings.dataset_path("reference")
+    if not path.is_file():
+        raise PipelineError(f"reference data not found: {path} (run `bikecount data prepare`)")
+    return read_canonical(path)
+
+
+def write_training_file(settings: Settings, reference: pd.DataFrame, recent: pd.DataFrame) -> str:
+    """Reference + recent records as an export file in the data folder; return its name.
+
+    The API reads training files from its own data folder only, so the name is relative to it.
+    A recent value wins over a reference value of the same counter and hour.
+    """
+    both = pd.concat([reference[CANONICAL], recent[CANONICAL]], ignore_index=True)
+    both = both.drop_duplicates(["counter", "timestamp"], keep="last")
+    both = both.sort_values(["timestamp", "counter"]).reset_index(drop=True)
+    raw = to_raw_records(both)
+    raw[COUNT] = both["count"].astype(int).to_numpy()
+    name = f"retrain_{datetime.now(UTC):%Y%m%dT%H%M%S}.csv"
+    write_records(raw, settings.data_dir / name)
+    return name
+
+
+def monitor_and_retrain(
+    settings: Settings,
+    api_url: str,
+    force: bool = False,
+    model_type: str = "gbm",
+    *,
+    recent_days: int = 14,
+    test_mode: bool = False,
+) -> RetrainResult:
+    """Run drift and the champion's score on recent stored counts; retrain through the API if due.
+
+    Args:
+        settings: store URL, data folder, tracking URI, drift and R² thresholds.
+        api_url: the RegModel API that trains (``POST /train``, waiting for the result).
+        force: retrain whatever drift and scores say.
+        model_type: the model family watched and retrained.
+        recent_days: how many of the last stored days count as recent.
+        test_mode: ask the API for its fast training settings (tests, demos).
+
+    Raises:
+        PipelineError: no stored counts, no reference data, or the API failed the training (the
+            audit row of the run records the failure).
+    """
+    reference, recent = reference_records(settings), recent_counts(settings, recent_days)
+    sources = {"reference": str(settings.dataset_path("reference")), "current": "pipeline store"}
+    monitoring = monitor_frames(settings, reference, recent, model_type, sources)
+    decision = decide(monitoring, settings.retrain_r2_threshold, force)
+    result = RetrainResult(
+        model_type=model_type,
+        forced=force,
+        drift_detected=monitoring.drift.drift_detected,
+        drift_share=monitoring.drift.drift_share,
+        champion_version=monitoring.champion.version,
+        champion_metrics=monitoring.champion.metrics_current,
+        retrained=False,
+        promoted=False,
+        reason=decision.reason,
+    )
+    try:
+        if decision.retrain:
+            retrain(
+                settings,
+                api_url,
+                result,
+                write_training_file(settings, reference, recent),
+                test_mode,
+            )
+    except PipelineError as exc:
+        result.reason += f"; retraining failed: {exc}"
+        record(settings, result)
+        raise
+    record(settings, result)
+    return result
+
+
+def retrain(
+    settings: Settings, api_url: str, result: RetrainResult, data_name: str, test_mode: bool
+) -> None:
+    """Train through ``POST /train`` and fill ``result`` with the new version and the verdict."""
+    result.data_path = data_name
+    payload = {
+        "model_type": result.model_type,
+        "data_source": data_name,
+        "wait": True,
+        "test_mode": test_mode,
+    }
+    trained = call_api(settings, api_url, "/train", payload, TRAIN_TIMEOUT_SECONDS)
+    result.retrained = True
+    result.new_version = int(trained["model_version"])
+    result.new_metrics = trained.get("metrics")
+    result.promoted = bool(trained["champion"])
+    verdict = "promoted" if result.promoted else "not promoted"
+    result.reason += f"; retrained v{result.new_version}, {verdict}: {trained['champion_reason']}"
+
+
+def record(settings: Settings, result: RetrainResult) -> None:
+    """Log the run to MLflow, then write its audit row (written even if MLflow fails)."""
+    try:
+        result.run_id = log_decision(settings, result)
+    except Exception as exc:  # noqa: BLE001 - the audit row matters more than the MLflow copy
+        logger.warning("monitor-and-retrain not logged to MLflow: %s", exc)
+    row = {
+        key: getattr(result, key)
+        for key in ("model_type", "forced", "drift_detected", "drift_share", "champion_version",
+                    "champion_metrics", "retrained", "new_version", "promoted", "reason")
+    }  # fmt: skip
+    result.audit_id = write_audit(
+        open_store(settings.pipeline_db_url), {**row, "mlflow_run_id": result.run_id}
+    )
+    logger.info("audit %s: %s", result.audit_id, result.reason)
+
+
+def log_decision(settings: Settings, result: RetrainResult) -> str:
+    """One MLflow run per decision in the monitoring experiment; return its id."""
+    configure_tracking(settings)
+    experiment_id = monitoring_experiment(settings)
+    metrics = {
+        "drift_share": result.drift_share,
+        "drift_detected": float(result.drift_detected),
+        "retrained": float(result.retrained),
+        "promoted": float(result.promoted),
+    }
+    for name, value in (result.champion_metrics or {}).items():
+        if value is not None:
+            metrics[f"champion_{name}_recent"] = value
+    with mlflow.start_run(experiment_id=experiment_id, run_name=RUN_NAME) as run:
+        mlflow.set_tags(
+            {
+                "model_type": result.model_type,
+                "forced": str(result.forced),
+                "reason": result.reason[:5000],
+            }
+        )
+        if result.new_version is not None:
+            mlflow.set_tag("new_version", str(result.new_version))
+        mlflow.log_params({"retrain_r2_threshold": settings.retrain_r2_threshold})
+        mlflow.log_metrics(metrics)
+    logger.debug("logged %s run %s in %s", RUN_NAME, run.info.run_id, EXPERIMENT)
+    return run.info.run_id

@@ -1,0 +1,279 @@
+"""The pipeline's store: raw counts by day, ingest log, predictions, daily errors and the audit.
+
+SQLAlchemy Core over any URL (SQLite by default, PostgreSQL in production). Timestamps are stored
+as naive UTC (SQLite keeps no offset); the local Paris ``day`` is the partition key that ingest
+and prediction replace as a whole, inside one transaction, so a re-run never duplicates a day.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    insert,
+    select,
+)
+
+from bikecount.records import PARIS_TZ
+
+logger = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+raw_counts = Table(
+    "raw_counts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False, index=True),
+    Column("counter", String(255), nullable=False),
+    Column("timestamp", DateTime, nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("count", Float),
+    UniqueConstraint("counter", "timestamp", name="uq_raw_counts_counter_timestamp"),
+)
+
+ingest_log = Table(
+    "ingest_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False, index=True),
+    Column("source", Text, nullable=False),
+    Column("rows_in", Integer, nullable=False),
+    Column("rows_rejected", Integer, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("ingested_at", DateTime, nullable=False),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False, index=True),
+    Column("counter", String(255), nullable=False),
+    Column("timestamp", DateTime, nullable=False),
+    Column("prediction", Float, nullable=False),
+    Column("model_type", String(32), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("predicted_at", DateTime, nullable=False),
+    UniqueConstraint(
+        "model_type", "model_version", "counter", "timestamp", name="uq_predictions_row"
+    ),
+)
+
+daily_errors = Table(
+    "daily_errors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False, index=True),
+    Column("model_type", String(32), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("rmse", Float, nullable=False),
+    Column("mae", Float, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("computed_at", DateTime, nullable=False),
+    UniqueConstraint("day", "model_type", "model_version", name="uq_daily_errors_version"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_at", DateTime, nullable=False),
+    Column("model_type", String(32), nullable=False),
+    Column("forced", Boolean, nullable=False),
+    Column("drift_detected", Boolean),
+    Column("drift_share", Float),
+    Column("champion_version", Integer),
+    Column("champion_metrics", JSON),
+    Column("retrained", Boolean, nullable=False),
+    Column("new_version", Integer),
+    Column("promoted", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("mlflow_run_id", String(64)),
+)
+
+
+def now_utc() -> datetime:
+    """The current time as naive UTC, the store's convention."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def open_store(url: str) -> Engine:
+    """An engine on ``url`` with every table created (creating is a no-op when they exist)."""
+    engine = create_engine(url)
+    metadata.create_all(engine)
+    return engine
+
+
+def to_utc_naive(timestamps: pd.Series) -> list[datetime]:
+    """Aware timestamps as naive UTC datetimes (what the ``DateTime`` columns hold)."""
+    return [ts.to_pydatetime() for ts in timestamps.dt.tz_convert("UTC").dt.tz_localize(None)]
+
+
+def to_paris(values: pd.Series) -> pd.Series:
+    """Naive UTC datetimes from the store back to Europe/Paris local time."""
+    return pd.to_datetime(values).dt.tz_localize("UTC").dt.tz_convert(PARIS_TZ)
+
+
+def replace_day_counts(engine: Engine, day: date, frame: pd.DataFrame) -> int:
+    """Replace the raw counts of ``day`` with the canonical ``frame``, in one transaction.
+
+    Deleting first makes a re-run of a day idempotent; if the insert fails (a duplicate
+    counter and hour, say) the delete is rolled back with it and the day keeps its old rows.
+
+    Returns:
+        The number of rows written.
+    """
+    rows = [
+        {"day": day, "counter": c, "timestamp": ts, "lat": la, "lon": lo, "count": _num(n)}
+        for c, ts, la, lo, n in zip(
+            frame["counter"].astype(str),
+            to_utc_naive(frame["timestamp"]),
+            frame["lat"].astype(float),
+            frame["lon"].astype(float),
+            frame["count"],
+            strict=True,
+        )
+    ]
+    with engine.begin() as conn:
+        deleted = conn.execute(delete(raw_counts).where(raw_counts.c.day == day)).rowcount
+        if rows:
+            conn.execute(insert(raw_counts), rows)
+    logger.info("day %s: %d raw rows replaced by %d", day, deleted, len(rows))
+    return len(rows)
+
+
+def _num(value: Any) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def log_ingest(
+    engine: Engine, day: date, source: str, rows_in: int, rejected: int, reasons: dict[str, int]
+) -> None:
+    """One ``ingest_log`` row per ingest run (re-runs add rows: the log is a history)."""
+    row = {
+        "day": day,
+        "source": source,
+        "rows_in": rows_in,
+        "rows_rejected": rejected,
+        "reasons": reasons,
+        "ingested_at": now_utc(),
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(ingest_log), row)
+
+
+def read_counts(
+    engine: Engine, first_day: date | None = None, last_day: date | None = None
+) -> pd.DataFrame:
+    """Stored raw counts between two days (inclusive) as canonical records, Paris time."""
+    query = select(
+        raw_counts.c.day, raw_counts.c.counter, raw_counts.c.timestamp,
+        raw_counts.c.lat, raw_counts.c.lon, raw_counts.c["count"],
+    ).order_by(raw_counts.c.timestamp, raw_counts.c.counter)  # fmt: skip
+    if first_day is not None:
+        query = query.where(raw_counts.c.day >= first_day)
+    if last_day is not None:
+        query = query.where(raw_counts.c.day <= last_day)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
+        )
+    frame["timestamp"] = to_paris(frame["timestamp"])
+    frame["count"] = frame["count"].astype(float)
+    return frame
+
+
+def known_counters(engine: Engine) -> pd.DataFrame:
+    """Every counter of the raw counts, with its coordinates as last stored."""
+    latest = select(raw_counts.c.counter, raw_counts.c.lat, raw_counts.c.lon).order_by(
+        raw_counts.c.timestamp
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(latest).all(), columns=["counter", "lat", "lon"])
+    return (
+        frame.drop_duplicates("counter", keep="last").sort_values("counter").reset_index(drop=True)
+    )
+
+
+def replace_predictions(engine: Engine, day: date, frame: pd.DataFrame, model_type: str) -> int:
+    """Store a day's predictions (columns counter, timestamp, prediction, model_version).
+
+    Earlier predictions of the same day by the same versions are replaced; those of other
+    versions stay, so the errors of successive champions can be compared.
+    """
+    versions = sorted({int(v) for v in frame["model_version"]})
+    stamp = now_utc()
+    rows = [
+        {"day": day, "counter": c, "timestamp": ts, "prediction": float(p),
+         "model_type": model_type, "model_version": int(v), "predicted_at": stamp}
+        for c, ts, p, v in zip(
+            frame["counter"].astype(str), to_utc_naive(frame["timestamp"]),
+            frame["prediction"], frame["model_version"], strict=True,
+        )
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            delete(predictions).where(
+                predictions.c.day == day,
+                predictions.c.model_type == model_type,
+                predictions.c.model_version.in_(versions),
+            )
+        )
+        if rows:
+            conn.execute(insert(predictions), rows)
+    return len(rows)
+
+
+def replace_daily_error(
+    engine: Engine, day: date, model_type: str, version: int, errors: dict[str, float]
+) -> None:
+    """Store (or replace) one version's RMSE, MAE and row count for one day."""
+    with engine.begin() as conn:
+        conn.execute(
+            delete(daily_errors).where(
+                daily_errors.c.day == day,
+                daily_errors.c.model_type == model_type,
+                daily_errors.c.model_version == version,
+            )
+        )
+        conn.execute(
+            insert(daily_errors),
+            {"day": day, "model_type": model_type, "model_version": version,
+             "rmse": errors["rmse"], "mae": errors["mae"], "n": int(errors["n"]),
+             "computed_at": now_utc()},
+        )  # fmt: skip
+
+
+def write_audit(engine: Engine, row: dict[str, Any]) -> int:
+    """Append one audit row (a monitor-and-retrain decision); return its id."""
+    values = {"run_at": now_utc(), **row}
+    with engine.begin() as conn:
+        result = conn.execute(insert(audit), values)
+    return int(result.inserted_primary_key[0])
+
+
+def read_table(engine: Engine, table: Table) -> pd.DataFrame:
+    """A whole table as a frame (small tables: the audit, logs, tests)."""
+    with engine.connect() as conn:
+        result = conn.execute(select(table).order_by(table.c.id))
+        return pd.DataFrame(result.mappings().all(), columns=[c.name for c in table.columns])
