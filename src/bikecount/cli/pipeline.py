@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from datetime import date, datetime
 from typing import Annotated
 
@@ -112,8 +114,11 @@ def monitor_retrain_command(
     # MLflow warns on every cloudpickle load; the format is a deliberate choice.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     settings = Settings()
+    # MLflow writes "View run ..." links to stdout; with --json, stdout holds the JSON only.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        result = monitor_and_retrain(settings, api_url, force, model, recent_days=recent_days)
+        with quiet:
+            result = monitor_and_retrain(settings, api_url, force, model, recent_days=recent_days)
     except USER_ERRORS as exc:
         fail(str(exc))
     except MlflowException as exc:

@@ -1,0 +1,172 @@
+"""The pipeline's steps end to end: a real MLflow server and RegModel API, a SQLite store.
+
+One stack serves the module, with a test-mode gbm champion trained through ``POST /train``. Days
+are taken from the generated data sets through a file-drop folder: November days (the current
+set, after the reference period) for ingest, predict and a forced retraining; a week of October
+(inside the reference period) for a run that finds no reason to retrain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+from api_server import REGMODEL_APP, api_env, running, start_api, start_mlflow, write_test_data
+from mlflow.tracking import MlflowClient
+from mlflow_server import find_free_port
+from typer.testing import CliRunner
+
+from bikecount.cli import app
+from bikecount.config import Settings
+from bikecount.data.io import read_records, write_records
+from bikecount.monitoring.drift import EXPERIMENT
+from bikecount.pipeline import PipelineError
+from bikecount.pipeline.ingest import ingest
+from bikecount.pipeline.predict import predict_day
+from bikecount.pipeline.retrain import RUN_NAME, monitor_and_retrain
+from bikecount.pipeline.store import (
+    audit,
+    daily_errors,
+    ingest_log,
+    open_store,
+    predictions,
+    read_counts,
+    read_table,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+API_KEY = "pipeline-key-7d2e"
+N_COUNTERS = 8  # api_server.DATA_CONFIG
+DAY = date(2020, 11, 20)
+QUIET_WEEK = [date(2020, 10, 5) + timedelta(days=i) for i in range(7)]
+
+
+@dataclass
+class Stack:
+    root: Path
+    api_url: str
+    settings: Settings  # the pipeline's settings: store, data folder, MLflow server
+    champion: int
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("pipeline")
+    data = write_test_data(root / "data")
+    drop = root / "drop"
+    write_records(read_records(data.dataset_path("current")), drop / "current.csv")
+    write_records(read_records(data.dataset_path("reference")), root / "drop_ref" / "ref.csv")
+    mlflow_server = start_mlflow(root / "mlflow")
+    env = api_env(root, mlflow_server.url, model_check_seconds=0, api_key=API_KEY)
+    regmodel = start_api("regmodel", REGMODEL_APP, root, env)
+    with running(mlflow_server, regmodel):
+        trained = httpx.post(
+            regmodel.url + "/train",
+            json={"model_type": "gbm", "data_source": "reference", "test_mode": True},
+            headers={"X-API-Key": API_KEY},
+            timeout=180,
+        )
+        assert trained.status_code == 200, trained.text
+        settings = pipeline_settings(root, mlflow_server.url, "pipeline.db")
+        yield Stack(root, regmodel.url, settings, trained.json()["model_version"])
+        assert "Traceback" not in regmodel.log(), regmodel.log()
+
+
+def pipeline_settings(root: Path, tracking_uri: str, db_name: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        env="dev",
+        data_dir=root / "data",
+        mlflow_tracking_uri=tracking_uri,
+        artifacts_dir=root / "artifacts",
+        reports_dir=root / "reports",
+        pipeline_db_url=f"sqlite:///{root / db_name}",
+        api_key=API_KEY,
+    )
+
+
+def test_ingesting_a_day_twice_stores_it_once(stack: Stack) -> None:
+    first = ingest(stack.settings, DAY, stack.root / "drop")
+    second = ingest(stack.settings, DAY, stack.root / "drop")
+    assert first.rows_in == second.rows_in == first.rows_written == N_COUNTERS * 24
+    assert second.rows_rejected == 0 and second.reasons == {}
+    engine = open_store(stack.settings.pipeline_db_url)
+    stored = read_counts(engine)
+    assert len(stored) == N_COUNTERS * 24
+    assert not stored.duplicated(["counter", "timestamp"]).any()
+    assert len(read_table(engine, ingest_log)) == 2
+
+
+def test_predict_stores_predictions_and_errors_with_the_version(stack: Stack) -> None:
+    ingest(stack.settings, DAY, stack.root / "drop")
+    result = predict_day(stack.settings, DAY, stack.api_url, "gbm", batch_size=50)
+    assert result.rows == N_COUNTERS * 24 and result.versions == [stack.champion]
+    engine = open_store(stack.settings.pipeline_db_url)
+    stored = read_table(engine, predictions)
+    assert len(stored) == N_COUNTERS * 24
+    assert set(stored["model_version"]) == {stack.champion} and (stored["prediction"] >= 0).all()
+    errors = read_table(engine, daily_errors)
+    assert len(errors) == 1 and errors["n"].iloc[0] == N_COUNTERS * 24
+    assert errors["rmse"].iloc[0] >= errors["mae"].iloc[0] > 0
+    predict_day(stack.settings, DAY, stack.api_url, "gbm")  # a re-run replaces, never adds
+    assert len(read_table(engine, predictions)) == N_COUNTERS * 24
+
+
+def test_api_down_is_a_clear_error_and_changes_nothing(stack: Stack) -> None:
+    ingest(stack.settings, DAY, stack.root / "drop")
+    engine = open_store(stack.settings.pipeline_db_url)
+    before = len(read_table(engine, predictions)), len(read_table(engine, daily_errors))
+    dead_url = f"http://127.0.0.1:{find_free_port()}"
+    with pytest.raises(PipelineError, match="unreachable.*is it running"):
+        predict_day(stack.settings, DAY + timedelta(days=1), dead_url)
+    after = len(read_table(engine, predictions)), len(read_table(engine, daily_errors))
+    assert after == before
+
+
+def test_forced_retraining_is_audited_and_logged(stack: Stack) -> None:
+    ingest(stack.settings, DAY, stack.root / "drop")
+    result = monitor_and_retrain(stack.settings, stack.api_url, force=True, test_mode=True)
+    assert result.retrained and result.new_version is not None
+    assert result.new_version > stack.champion
+    assert result.reason.startswith("forced") and "retrained" in result.reason
+    assert (stack.root / "data" / str(result.data_path)).is_file()
+    rows = read_table(open_store(stack.settings.pipeline_db_url), audit)
+    row = rows.iloc[-1]
+    assert row["retrained"] and row["forced"] and row["new_version"] == result.new_version
+    assert bool(row["promoted"]) == result.promoted and row["reason"] == result.reason
+    assert row["champion_version"] == stack.champion and "r2" in row["champion_metrics"]
+
+    mlflow.set_tracking_uri(stack.settings.tracking_uri)
+    run = MlflowClient().get_run(row["mlflow_run_id"])
+    assert run.info.run_name == RUN_NAME
+    assert MlflowClient().get_experiment(run.info.experiment_id).name == EXPERIMENT
+    assert run.data.metrics["retrained"] == 1.0
+    assert run.data.metrics["promoted"] == float(result.promoted)
+
+
+def test_no_retraining_on_undrifted_data(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = pipeline_settings(stack.root, stack.settings.tracking_uri, "quiet.db")
+    for day in QUIET_WEEK:
+        ingest(settings, day, stack.root / "drop_ref")
+    for key, value in settings.model_dump(mode="json").items():
+        if value is not None and key != "api_key":
+            monkeypatch.setenv(f"BIKECOUNT_{key.upper()}", str(value))
+    monkeypatch.setenv("BIKECOUNT_API_KEY", API_KEY)
+    monkeypatch.chdir(stack.root)
+    result = CliRunner().invoke(
+        app, ["pipeline", "monitor-retrain", "--json", "--api-url", stack.api_url]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert not summary["retrained"] and not summary["promoted"]
+    assert summary["reason"].startswith(("no drift", "drift detected but champion holds"))
+    rows = read_table(open_store(settings.pipeline_db_url), audit)
+    assert len(rows) == 1 and rows["reason"].iloc[0] == summary["reason"]
+    assert not rows["retrained"].iloc[0] and rows["new_version"].isna().all()
