@@ -122,6 +122,7 @@ def test_apis_talk_to_the_started_mlflow(settings: Settings) -> None:
         assert specs[name].env == {
             "BIKECOUNT_MLFLOW_TRACKING_URI": "http://127.0.0.1:5123",
             "MLFLOW_TRACKING_URI": "http://127.0.0.1:5123",
+            "OMP_NUM_THREADS": "1",
         }
 
 

@@ -18,7 +18,6 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import APIKeyHeader
-from threadpoolctl import threadpool_limits
 
 from bikecount.api.errors import UnauthorizedError
 from bikecount.api.jobs import TrainingJobs
@@ -111,11 +110,6 @@ def configure_logging() -> None:
 async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Point MLflow at the tracking server, and load existing champions in the background."""
     state: ApiState = app.state.bikecount
-    # One OpenMP thread per call: gradient boosting enters a parallel region per tree, which
-    # costs a one-record request tens of milliseconds when requests already fill the cores.
-    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the limit applies to)
-
-    threadpool_limits(limits=1, user_api="openmp")
     configure_logging()
     configure_tracking(state.settings)
     preload = threading.Thread(

@@ -149,7 +149,14 @@ def api_env(tracking_uri: str) -> dict[str, str]:
     Both names are set: ours wins over anything in ``.env``, MLflow's is the seed's spelling and
     what MLflow itself reads.
     """
-    return {"BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_TRACKING_URI": tracking_uri}
+    # One OpenMP thread: requests already run in parallel, and gradient boosting entering a
+    # parallel region per tree made one-record predictions wait on busy cores. It must be set
+    # before the OpenMP runtime loads, hence in the environment.
+    return {
+        "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def package_dir() -> str:
