@@ -130,18 +130,31 @@ def test_api_down_is_a_clear_error_and_changes_nothing(stack: Stack) -> None:
     assert after == before
 
 
+def test_drift_and_a_weak_champion_retrain_without_force(stack: Stack) -> None:
+    ingest(stack.settings, DAY, stack.root / "drop")
+    # A bar no champion clears: the decision then rests on drift, found in November vs autumn.
+    settings = stack.settings.model_copy(update={"retrain_r2_threshold": 0.999})
+    result = monitor_and_retrain(settings, stack.api_url, test_mode=True)
+    assert result.drift_detected and result.retrained and not result.forced
+    assert result.reason.startswith("drift detected and R² too low")
+    row = read_table(open_store(settings.pipeline_db_url), audit).iloc[-1]
+    assert row["retrained"] and not row["forced"] and row["reason"] == result.reason
+
+
 def test_forced_retraining_is_audited_and_logged(stack: Stack) -> None:
     ingest(stack.settings, DAY, stack.root / "drop")
     result = monitor_and_retrain(stack.settings, stack.api_url, force=True, test_mode=True)
     assert result.retrained and result.new_version is not None
-    assert result.new_version > stack.champion
+    assert result.new_version > (result.champion_version or 0)
     assert result.reason.startswith("forced") and "retrained" in result.reason
     assert (stack.root / "data" / str(result.data_path)).is_file()
     rows = read_table(open_store(stack.settings.pipeline_db_url), audit)
     row = rows.iloc[-1]
     assert row["retrained"] and row["forced"] and row["new_version"] == result.new_version
     assert bool(row["promoted"]) == result.promoted and row["reason"] == result.reason
-    assert row["champion_version"] == stack.champion and "r2" in row["champion_metrics"]
+    # The champion of the moment (an earlier test may have crowned a newer one than the seed's).
+    assert row["champion_version"] == result.champion_version >= stack.champion
+    assert "r2" in row["champion_metrics"]
 
     mlflow.set_tracking_uri(stack.settings.tracking_uri)
     run = MlflowClient().get_run(row["mlflow_run_id"])
@@ -166,7 +179,7 @@ def test_no_retraining_on_undrifted_data(stack: Stack, monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert not summary["retrained"] and not summary["promoted"]
-    assert summary["reason"].startswith(("no drift", "drift detected but champion holds"))
+    assert summary["reason"].startswith("no drift: drift share")
     rows = read_table(open_store(settings.pipeline_db_url), audit)
     assert len(rows) == 1 and rows["reason"].iloc[0] == summary["reason"]
     assert not rows["retrained"].iloc[0] and rows["new_version"].isna().all()

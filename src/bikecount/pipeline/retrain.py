@@ -122,7 +122,7 @@ def write_training_file(settings: Settings, reference: pd.DataFrame, recent: pd.
     both = both.sort_values(["timestamp", "counter"]).reset_index(drop=True)
     raw = to_raw_records(both)
     raw[COUNT] = both["count"].astype(int).to_numpy()
-    name = f"retrain_{datetime.now(UTC):%Y%m%dT%H%M%S}.csv"
+    name = f"retrain_{datetime.now(UTC):%Y%m%dT%H%M%S%f}.csv"
     write_records(raw, settings.data_dir / name)
     return name
 
