@@ -1,22 +1,32 @@
 """The ``nn`` model: a small PyTorch network behind scikit-learn's estimator contract.
 
-:class:`TorchRegressor` takes the feature frame of :mod:`bikecount.features` (columns
-``FEATURE_COLUMNS``, rows oldest first) and a target (log1p of the count in the full model). It
-learns embeddings for the counter, the hour and the weekday, joins them with standardised numeric
-inputs (cyclic calendar terms, counter level, place, weekend and holiday flags) and feeds a few
-dense layers. Training stops early on the most recent rows, as a forecast would be judged.
+:class:`TorchRegressor` takes the feature frame of :mod:`bikecount.features` (rows oldest first)
+and a target: log1p(count) in the full model that :func:`build_nn_model` assembles.
 
-The estimator does not run scikit-learn's generic ``parametrize_with_checks``: it needs the named
-feature columns with their meaning (an hour in 0..23, a counter code), not arbitrary numbers.
+The network adds up two parts. The counter part sees the counter (embedding, level, weekly
+profile, place) and the time of day and week (hour and weekday embeddings, weekend, public and
+school holiday flags), not the season; the season part sees the cyclic day of year and month
+with the time of day and week, not the counter. So season effects (lockdowns, curfews, weather)
+are shared by all counters, a counter once out of order cannot teach the network that it stays
+broken, and school holidays weigh the same in every season. One year of data cannot tell a
+season from a trend, so a day of the year (or month) unseen in training takes the last one seen
+before it: a forecast keeps the latest season it knows rather than extrapolating the cycle.
+
+Training stops early on the most recent rows (as a forecast is judged), then, by default, a
+fresh network is trained on all rows for the chosen number of epochs: those recent rows are
+what a forecast needs most. (No ``parametrize_with_checks``: the estimator needs the named
+feature columns with their meaning, an hour in 0..23 or a counter code, not arbitrary numbers.)
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import numpy as np
@@ -24,25 +34,34 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from bikecount.features import FEATURE_COLUMNS
+from bikecount.features import FEATURE_COLUMNS, build_feature_pipeline
+from bikecount.models.targets import log_count_regressor
 
 logger = logging.getLogger(__name__)
 
-# Numeric inputs taken as they are (then standardised); the cyclic terms are added to them.
-PLAIN_NUMERIC = ("counter_level", "lat", "lon", "is_weekend", "is_holiday")
-# Cyclic calendar columns and their period: sin/cos make December sit next to January.
-CYCLIC_PERIODS = {"hour": 24.0, "day_of_year": 365.25, "month": 12.0}
-# Seasonal columns (and their table sizes): a day or month never seen in training takes the last
-# one seen before it, so a forecast past the training period keeps the latest season rather than
-# extrapolating the network along the cycle (one year of data cannot tell season from trend).
+# Numeric inputs: these feature columns as they are, then sin/cos of the cyclic ones.
+COUNTER_COLUMNS = ("counter_level", "profile_level", "lat", "lon")
+PLAIN_INPUTS = (*COUNTER_COLUMNS, "is_weekend", "is_holiday", "is_school_holiday")
+CYCLE_PERIODS = {"hour": 24.0, "day_of_year": 365.25, "month": 12.0}
+NUMERIC_INPUTS = PLAIN_INPUTS + tuple(f"{col}_{f}" for col in CYCLE_PERIODS for f in ("sin", "cos"))
+# Seasonal columns and the size of their lookup table (values 0..size-1), see carry_forward_table.
 SEASON_SIZES = {"day_of_year": 367, "month": 13}
+# Which numeric inputs each part of the network sees (see the module docstring).
+WEEK_INPUTS = ("is_weekend", "is_holiday", "hour_sin", "hour_cos")
+COUNTER_INPUTS = (*COUNTER_COLUMNS, "is_school_holiday", *WEEK_INPUTS)
+SEASON_INPUTS = (*WEEK_INPUTS, "day_of_year_sin", "day_of_year_cos", "month_sin", "month_cos")
+USED_COLUMNS = ("counter_code", "weekday", *PLAIN_INPUTS, *CYCLE_PERIODS)
 PREDICT_BATCH_ROWS = 65_536
-# The machines we train on have two cores shared with other work: never take more.
-MAX_THREADS = 1
-ADDITIVE = True
+# One thread: these small matrices gain little from two, and the cores are shared with other
+# work, where waiting threads slow everyone down. It also keeps results identical across hosts.
+N_THREADS = 1
+
+Sizes = tuple[Annotated[int, Field(ge=1, le=4096)], ...]
 
 
 class NNParams(BaseModel):
@@ -51,16 +70,17 @@ class NNParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     embedding_dim: int = Field(default=16, ge=1, le=256)
-    hidden_sizes: tuple[Annotated[int, Field(ge=1, le=4096)], ...] = Field(
-        default=(128, 64), min_length=1, max_length=6
-    )
+    hidden_sizes: Sizes = Field(default=(128, 64), min_length=1, max_length=6)
+    # The season part is kept small: a smooth season persists better than a detailed one.
+    season_hidden_sizes: Sizes = Field(default=(32, 16), min_length=1, max_length=6)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    learning_rate: float = Field(default=2e-3, gt=0.0, le=1.0)
+    learning_rate: float = Field(default=5e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(default=1e-5, ge=0.0, le=1.0)
-    batch_size: int = Field(default=1024, ge=8, le=262_144)
+    batch_size: int = Field(default=512, ge=8, le=262_144)
     max_epochs: int = Field(default=40, ge=1, le=1000)
     patience: int = Field(default=5, ge=1, le=100)
     validation_fraction: float = Field(default=0.1, gt=0.0, le=0.5)
+    refit: bool = True
 
 
 def _mlp(width: int, hidden_sizes: tuple[int, ...], dropout: float) -> nn.Sequential:
@@ -74,47 +94,28 @@ def _mlp(width: int, hidden_sizes: tuple[int, ...], dropout: float) -> nn.Sequen
 
 
 class _Network(nn.Module):
-    """Embeddings (counter, hour, weekday) joined with numeric inputs, then ReLU MLPs.
+    """Counter part plus season part, each an MLP over embeddings and numeric inputs."""
 
-    With ``season_columns``, two MLPs add up: one sees the counter and the time of day/week but
-    not the season, the other the season and the time of day/week but not the counter.
-    """
-
-    def __init__(
-        self,
-        n_codes: int,
-        n_numeric: int,
-        embedding_dim: int,
-        hidden_sizes: tuple[int, ...],
-        dropout: float,
-        season_columns: list[int] | None = None,
-        shared_columns: list[int] | None = None,
-    ) -> None:
+    def __init__(self, n_codes: int, params: NNParams) -> None:
         super().__init__()
-        self.counter_embedding = nn.Embedding(n_codes, embedding_dim)
-        self.hour_embedding = nn.Embedding(24, embedding_dim)
-        self.weekday_embedding = nn.Embedding(7, embedding_dim)
-        self.season_columns = season_columns
-        self.shared_columns = shared_columns
-        if season_columns:
-            self.counter_columns = [i for i in range(n_numeric) if i not in season_columns]
-            self.mlp = _mlp(3 * embedding_dim + len(self.counter_columns), hidden_sizes, dropout)
-            width = 2 * embedding_dim + len(season_columns) + len(shared_columns)
-            self.season_mlp = _mlp(width, hidden_sizes, dropout)
-        else:
-            self.mlp = _mlp(3 * embedding_dim + n_numeric, hidden_sizes, dropout)
+        dim = params.embedding_dim
+        self.counter_embedding = nn.Embedding(n_codes, dim)
+        self.hour_embedding = nn.Embedding(24, dim)
+        self.weekday_embedding = nn.Embedding(7, dim)
+        self.counter_columns = [NUMERIC_INPUTS.index(name) for name in COUNTER_INPUTS]
+        self.season_columns = [NUMERIC_INPUTS.index(name) for name in SEASON_INPUTS]
+        width = 3 * dim + len(COUNTER_INPUTS)
+        self.counter_mlp = _mlp(width, params.hidden_sizes, params.dropout)
+        width = 2 * dim + len(SEASON_INPUTS)
+        self.season_mlp = _mlp(width, params.season_hidden_sizes, params.dropout)
 
     def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         hour = self.hour_embedding(codes[:, 1])
         weekday = self.weekday_embedding(codes[:, 2])
         counter = self.counter_embedding(codes[:, 0])
-        if not self.season_columns:
-            return self.mlp(torch.cat([counter, hour, weekday, numeric], dim=1)).squeeze(1)
         place = torch.cat([counter, hour, weekday, numeric[:, self.counter_columns]], dim=1)
-        season = torch.cat(
-            [hour, weekday, numeric[:, self.shared_columns], numeric[:, self.season_columns]], dim=1
-        )
-        return (self.mlp(place) + self.season_mlp(season)).squeeze(1)
+        season = torch.cat([hour, weekday, numeric[:, self.season_columns]], dim=1)
+        return (self.counter_mlp(place) + self.season_mlp(season)).squeeze(1)
 
 
 @contextmanager
@@ -130,34 +131,38 @@ def _torch_threads(n_threads: int) -> Iterator[None]:
 
 def _feature_frame(X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
     """The feature columns as a frame; a bare array is read in ``FEATURE_COLUMNS`` order."""
-    if isinstance(X, pd.DataFrame):
-        missing = [col for col in FEATURE_COLUMNS if col not in X.columns]
-        if missing:
-            raise ValueError(f"TorchRegressor needs the feature columns {missing}")
-        return X
-    array = np.asarray(X)
-    if array.ndim != 2 or array.shape[1] != len(FEATURE_COLUMNS):
-        raise ValueError(
-            f"TorchRegressor needs {len(FEATURE_COLUMNS)} feature columns "
-            f"{FEATURE_COLUMNS}, got an array of shape {array.shape}"
-        )
-    return pd.DataFrame(array, columns=list(FEATURE_COLUMNS))
+    if not isinstance(X, pd.DataFrame):
+        array = np.asarray(X)
+        if array.ndim != 2 or array.shape[1] != len(FEATURE_COLUMNS):
+            raise ValueError(
+                f"TorchRegressor needs the {len(FEATURE_COLUMNS)} columns {FEATURE_COLUMNS}, "
+                f"got an array of shape {array.shape}"
+            )
+        X = pd.DataFrame(array, columns=list(FEATURE_COLUMNS))
+    missing = [col for col in USED_COLUMNS if col not in X.columns]
+    if missing:
+        raise ValueError(f"TorchRegressor needs the feature columns {missing}")
+    return X
 
 
-def _numeric_names() -> list[str]:
-    names = list(PLAIN_NUMERIC)
-    for col in CYCLIC_PERIODS:
-        names += [f"{col}_sin", f"{col}_cos"]
-    return names
+def carry_forward_table(seen: np.ndarray, size: int) -> np.ndarray:
+    """A lookup table over 0..size-1: seen values map to themselves, others to the last seen
+    value before them, going round the cycle (before the first seen value, the last one counts).
+    """
+    values = np.unique(np.clip(np.asarray(seen, dtype=np.int64), 0, size - 1))
+    if values.size == 0:
+        return np.arange(size, dtype=np.float64)
+    latest = np.full(size, -1, dtype=np.int64)
+    latest[values] = values
+    latest = np.maximum.accumulate(latest)
+    latest[latest < 0] = values[-1]
+    return latest.astype(np.float64)
 
 
 def _raw_numeric(frame: pd.DataFrame, season_maps: dict[str, np.ndarray]) -> np.ndarray:
-    """Numeric inputs before standardisation: plain columns, then sin/cos of cyclic ones.
-
-    ``season_maps`` sends each value of a seasonal column to the latest value seen in training.
-    """
-    columns = [frame[col].to_numpy(dtype=np.float64) for col in PLAIN_NUMERIC]
-    for col, period in CYCLIC_PERIODS.items():
+    """``NUMERIC_INPUTS`` before standardisation, seasonal values first mapped to seen ones."""
+    columns = [frame[col].to_numpy(dtype=np.float64) for col in PLAIN_INPUTS]
+    for col, period in CYCLE_PERIODS.items():
         values = frame[col].to_numpy(dtype=np.float64)
         if col in season_maps:
             table = season_maps[col]
@@ -167,226 +172,123 @@ def _raw_numeric(frame: pd.DataFrame, season_maps: dict[str, np.ndarray]) -> np.
     return np.column_stack(columns)
 
 
-def carry_forward_table(seen: np.ndarray, size: int) -> np.ndarray:
-    """A lookup table over 0..size-1: seen values map to themselves, others to the last seen
-    value before them (going round the cycle), as a forecast keeps the latest season it knows.
-    """
-    seen_values = np.unique(seen.astype(np.int64))
-    table = np.arange(size, dtype=np.float64)
-    if seen_values.size == 0:
-        return table
-    is_seen = np.zeros(size, dtype=bool)
-    is_seen[np.clip(seen_values, 0, size - 1)] = True
-    last = float(seen_values[-1])  # before the first seen value, the cycle's last one counts
-    for value in range(size):
-        if is_seen[value]:
-            last = float(value)
-        else:
-            table[value] = last
-    return table
+@dataclass
+class _Scaling:
+    """How inputs and target are encoded, learned from the training rows."""
 
+    n_codes: int  # known counter codes 0..K-1, then the spare code K for any other
+    season_maps: dict[str, np.ndarray]
+    numeric_mean: np.ndarray
+    numeric_scale: np.ndarray
+    target_mean: float
+    target_scale: float
+    target_range: tuple[float, float]
 
-class TorchRegressor(RegressorMixin, BaseEstimator):
-    """A PyTorch MLP regressor on the bikecount feature frame, with temporal early stopping.
-
-    Parameters mirror :class:`NNParams`, plus ``random_state`` (seeds weights, dropout and the
-    shuffling; the global torch random state is left as it was). Rows must come oldest first: the
-    last ``validation_fraction`` of them is held out to choose the epoch whose weights are kept.
-
-    Fitted attributes: ``module_`` (the network, eval mode), ``n_codes_`` (known counters plus one
-    spare code for any unknown one), ``numeric_mean_``/``numeric_scale_``, ``target_mean_``/
-    ``target_scale_``, ``target_range_`` (predictions are clipped to it), ``n_epochs_``,
-    ``best_epoch_``, ``best_validation_loss_`` (MSE in target units), ``history_``.
-    """
-
-    def __init__(
-        self,
-        embedding_dim: int = 16,
-        hidden_sizes: tuple[int, ...] = (128, 64),
-        dropout: float = 0.1,
-        learning_rate: float = 2e-3,
-        weight_decay: float = 1e-5,
-        batch_size: int = 1024,
-        max_epochs: int = 40,
-        patience: int = 5,
-        validation_fraction: float = 0.1,
-        random_state: int = 42,
-    ) -> None:
-        self.embedding_dim = embedding_dim
-        self.hidden_sizes = hidden_sizes
-        self.dropout = dropout
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
-
-    def _params(self) -> NNParams:
-        """The hyperparameters, validated (``set_params`` may have put in anything)."""
-        return NNParams(**{name: getattr(self, name) for name in NNParams.model_fields})
-
-    def _codes(self, frame: pd.DataFrame) -> np.ndarray:
-        """Integer inputs for the embeddings; unknown or invalid counters take the spare code."""
-        counter = frame["counter_code"].to_numpy(dtype=np.float64)
-        spare = self.n_codes_ - 1
-        counter = np.where((counter >= 0) & (counter < spare), counter, spare)
-        hour = np.clip(frame["hour"].to_numpy(dtype=np.float64), 0, 23)
-        weekday = np.clip(frame["weekday"].to_numpy(dtype=np.float64), 0, 6)
-        return np.column_stack([counter, hour, weekday]).astype(np.int64)
-
-    def _tensors(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        numeric = (
-            _raw_numeric(frame, self.season_maps_) - self.numeric_mean_
-        ) / self.numeric_scale_
-        return (
-            torch.from_numpy(self._codes(frame)),
-            torch.from_numpy(numeric.astype(np.float32)),
-        )
-
-    def _learn_scaling(self, frame: pd.DataFrame, target: np.ndarray) -> None:
-        """Standardisation statistics of the inputs and the target, and the code count."""
-        codes = frame["counter_code"].to_numpy(dtype=np.float64)
-        self.n_codes_ = int(np.nanmax(codes, initial=-1)) + 2  # known codes 0..K-1, spare K
-        self.season_maps_ = {
+    @classmethod
+    def learn(cls, frame: pd.DataFrame, target: np.ndarray) -> _Scaling:
+        season_maps = {
             col: carry_forward_table(frame[col].to_numpy(), size)
             for col, size in SEASON_SIZES.items()
         }
-        raw = _raw_numeric(frame, self.season_maps_)
-        self.numeric_mean_ = raw.mean(axis=0)
-        # A constant column (e.g. no holiday in the data) is centred and left at zero.
+        raw = _raw_numeric(frame, season_maps)
         scale = raw.std(axis=0)
-        self.numeric_scale_ = np.where(scale > 1e-12, scale, 1.0)
-        self.target_mean_ = float(target.mean())
-        self.target_scale_ = float(target.std()) or 1.0
-        self.target_range_ = (float(target.min()), float(target.max()))
-
-    def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray | pd.Series) -> TorchRegressor:
-        """Train on time-ordered rows, early-stopping on the most recent ones.
-
-        Args:
-            X: the feature frame (``FEATURE_COLUMNS``), oldest rows first.
-            y: the target, one value per row (log1p of the count in the full model).
-
-        Returns:
-            self, fitted.
-        """
-        params = self._params()
-        frame = _feature_frame(X)
-        target = np.asarray(y, dtype=np.float64).reshape(-1)
-        if len(target) != len(frame):
-            raise ValueError(f"X has {len(frame)} rows but y has {len(target)}")
-        n_valid = int(round(len(frame) * params.validation_fraction))
-        if len(frame) - n_valid < 1 or n_valid < 1:
-            raise ValueError(
-                f"{len(frame)} rows are too few to hold out a validation_fraction of "
-                f"{params.validation_fraction}"
-            )
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = frame.shape[1]
-        n_train = len(frame) - n_valid
-        # Scaling comes from the training rows only, as the held-out month would not be known.
-        self._learn_scaling(frame.iloc[:n_train], target[:n_train])
-        codes, numeric = self._tensors(frame)
-        scaled = torch.from_numpy(
-            ((target - self.target_mean_) / self.target_scale_).astype(np.float32)
+        return cls(
+            n_codes=int(np.nanmax(frame["counter_code"].to_numpy(), initial=-1)) + 2,
+            season_maps=season_maps,
+            numeric_mean=raw.mean(axis=0),
+            # A constant column (e.g. no holiday in the data) is centred and left at zero.
+            numeric_scale=np.where(scale > 1e-12, scale, 1.0),
+            target_mean=float(target.mean()),
+            target_scale=float(target.std()) or 1.0,
+            target_range=(float(target.min()), float(target.max())),
         )
-        train = (codes[:n_train], numeric[:n_train], scaled[:n_train])
-        valid = (codes[n_train:], numeric[n_train:], scaled[n_train:])
-        with _torch_threads(MAX_THREADS), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self.module_ = self._train(params, train, valid)
-        return self
 
-    def _train(
-        self,
-        params: NNParams,
-        train: tuple[torch.Tensor, ...],
-        valid: tuple[torch.Tensor, ...],
-    ) -> _Network:
-        """The epoch loop: shuffle, step, validate, keep the best weights, stop on patience."""
-        names = _numeric_names()
-        season = [names.index(n) for n in names if n.split("_")[0] in ("day", "month")]
-        shared = [names.index(n) for n in ("is_weekend", "is_holiday", "hour_sin", "hour_cos")]
-        module = _Network(
-            self.n_codes_,
-            train[1].shape[1],
-            params.embedding_dim,
-            params.hidden_sizes,
-            params.dropout,
-            season if ADDITIVE else None,
-            shared if ADDITIVE else None,
-        )
-        optimizer = torch.optim.AdamW(
-            module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
-        )
-        # Halving the step when validation stalls settles the weights before patience runs out.
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-        generator = torch.Generator().manual_seed(self.random_state)
-        best_loss, best_state, best_epoch = float("inf"), copy.deepcopy(module.state_dict()), 0
-        self.history_: list[tuple[float, float]] = []
-        started = time.perf_counter()
-        for epoch in range(1, params.max_epochs + 1):
-            train_loss = _run_epoch(module, optimizer, train, params.batch_size, generator)
-            valid_loss = _evaluate(module, valid) * self.target_scale_**2
-            scheduler.step(valid_loss)
-            self.history_.append((train_loss * self.target_scale_**2, valid_loss))
-            logger.debug(
-                "epoch %d: train loss %.5f, validation loss %.5f (%.1f s)",
-                epoch,
-                self.history_[-1][0],
-                valid_loss,
-                time.perf_counter() - started,
-            )
-            if valid_loss < best_loss:
-                best_loss, best_epoch = valid_loss, epoch
-                best_state = copy.deepcopy(module.state_dict())
-            elif epoch - best_epoch >= params.patience:
-                break
-        module.load_state_dict(best_state)
-        module.eval()
-        self.n_epochs_, self.best_epoch_, self.best_validation_loss_ = epoch, best_epoch, best_loss
-        logger.info(
-            "nn trained %d epoch(s) in %.1f s; best epoch %d, validation MSE %.5f",
-            epoch,
-            time.perf_counter() - started,
-            best_epoch,
-            best_loss,
-        )
-        return module
+    def inputs(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding codes (unknown counters take the spare code) and standardised numbers."""
+        counter = frame["counter_code"].to_numpy(dtype=np.float64)
+        spare = self.n_codes - 1
+        counter = np.where((counter >= 0) & (counter < spare), counter, spare)
+        hour = np.clip(frame["hour"].to_numpy(dtype=np.float64), 0, 23)
+        weekday = np.clip(frame["weekday"].to_numpy(dtype=np.float64), 0, 6)
+        codes = np.column_stack([counter, hour, weekday]).astype(np.int64)
+        numeric = (_raw_numeric(frame, self.season_maps) - self.numeric_mean) / self.numeric_scale
+        return torch.from_numpy(codes), torch.from_numpy(numeric.astype(np.float32))
 
-    def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Predictions in target units, one per row, as a 1-D float array."""
-        check_is_fitted(self, "module_")
-        codes, numeric = self._tensors(_feature_frame(X))
-        self.module_.eval()
-        outputs = []
-        with _torch_threads(MAX_THREADS), torch.inference_mode():
-            for start in range(0, len(codes), PREDICT_BATCH_ROWS):
-                stop = start + PREDICT_BATCH_ROWS
-                outputs.append(self.module_(codes[start:stop], numeric[start:stop]).numpy())
-        scaled = np.concatenate(outputs) if outputs else np.empty(0, dtype=np.float32)
-        predictions = scaled.astype(np.float64) * self.target_scale_ + self.target_mean_
-        # Never outside what training saw: no negative count, no runaway extrapolation.
-        return np.clip(predictions, *self.target_range_)
+    def target(self, target: np.ndarray) -> torch.Tensor:
+        scaled = (target - self.target_mean) / self.target_scale
+        return torch.from_numpy(scaled.astype(np.float32))
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class _Run:
+    """One training run: (train, validation) loss per epoch, and the best epoch if validated."""
+
+    losses: list[tuple[float, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_loss: float = math.nan
+    best_state: dict = field(default_factory=dict)
+
+
+def _train(
+    n_codes: int, params: NNParams, seed: int, train: Batch, valid: Batch | None, n_epochs: int
+) -> tuple[_Network, _Run]:
+    """Train a fresh seeded network for up to ``n_epochs`` epochs.
+
+    The step size follows a cosine decay to zero over the ``n_epochs`` epochs' batches, so a
+    refit for the epoch count that early stopping chose ends on settled weights. With ``valid``,
+    training stops once ``patience`` epochs pass without a better validation loss, and the best
+    epoch's weights are kept; without, the last ones.
+    """
+    torch.manual_seed(seed)
+    module = _Network(n_codes, params)
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
+    generator = torch.Generator().manual_seed(seed)
+    n_batches = math.ceil(len(train[2]) / params.batch_size)
+    steps = np.arange(n_epochs * n_batches) / (n_epochs * n_batches)
+    rates = params.learning_rate * 0.5 * (1.0 + np.cos(np.pi * steps))
+    run, started = _Run(), time.perf_counter()
+    for epoch in range(1, n_epochs + 1):
+        epoch_rates = rates[(epoch - 1) * n_batches : epoch * n_batches]
+        train_loss = _run_epoch(module, optimizer, train, params.batch_size, generator, epoch_rates)
+        valid_loss = math.nan if valid is None else _mean_squared_error(module, valid)
+        run.losses.append((train_loss, valid_loss))
+        logger.debug(
+            "epoch %d: train loss %.4f, validation loss %.4f (scaled MSE, %.1f s)",
+            *(epoch, train_loss, valid_loss, time.perf_counter() - started),
+        )
+        if valid is None:
+            continue
+        if epoch == 1 or valid_loss < run.best_loss:
+            run.best_epoch, run.best_loss = epoch, valid_loss
+            run.best_state = copy.deepcopy(module.state_dict())
+        elif epoch - run.best_epoch >= params.patience:
+            break
+    if valid is not None:
+        module.load_state_dict(run.best_state)
+    return module, run
 
 
 def _run_epoch(
     module: _Network,
     optimizer: torch.optim.Optimizer,
-    data: tuple[torch.Tensor, ...],
+    data: Batch,
     batch_size: int,
     generator: torch.Generator,
+    rates: np.ndarray,
 ) -> float:
-    """One pass over shuffled training rows; returns the mean training loss (scaled units)."""
+    """One pass over shuffled rows, one step size per batch; returns the mean loss (scaled)."""
     codes, numeric, target = data
     module.train()
     order = torch.randperm(len(target), generator=generator)
     total = 0.0
-    for start in range(0, len(order), batch_size):
+    for step, start in enumerate(range(0, len(order), batch_size)):
         batch = order[start : start + batch_size]
+        optimizer.param_groups[0]["lr"] = float(rates[step])
         optimizer.zero_grad(set_to_none=True)
         loss = nn.functional.mse_loss(module(codes[batch], numeric[batch]), target[batch])
         loss.backward()
@@ -395,19 +297,142 @@ def _run_epoch(
     return total / len(order)
 
 
-def _evaluate(module: _Network, data: tuple[torch.Tensor, ...]) -> float:
-    """Mean squared error on held-out rows (scaled units), in eval mode."""
-    codes, numeric, target = data
+def _mean_squared_error(module: _Network, data: Batch) -> float:
+    return float(np.mean((_predict_scaled(module, data[0], data[1]) - data[2].numpy()) ** 2))
+
+
+def _predict_scaled(module: _Network, codes: torch.Tensor, numeric: torch.Tensor) -> np.ndarray:
+    """Network outputs in eval mode, in batches so that memory stays flat."""
     module.eval()
-    squared = 0.0
+    outputs = [np.empty(0, dtype=np.float32)]
     with torch.inference_mode():
-        for start in range(0, len(target), PREDICT_BATCH_ROWS):
+        for start in range(0, len(codes), PREDICT_BATCH_ROWS):
             stop = start + PREDICT_BATCH_ROWS
-            error = module(codes[start:stop], numeric[start:stop]) - target[start:stop]
-            squared += float((error**2).sum())
-    return squared / len(target)
+            outputs.append(module(codes[start:stop], numeric[start:stop]).numpy())
+    return np.concatenate(outputs).astype(np.float64)
+
+
+class TorchRegressor(RegressorMixin, BaseEstimator):
+    """A PyTorch regressor on the bikecount feature frame, with temporal early stopping.
+
+    Parameters mirror :class:`NNParams`, plus ``random_state`` (seeds weights, dropout and the
+    shuffling; the global torch random state is left as it was). Rows must come oldest first: the
+    last ``validation_fraction`` of them is held out to choose the number of epochs.
+
+    Fitted attributes: ``module_`` (the network), ``scaling_`` (input and target encoding),
+    ``n_epochs_`` (epochs run before stopping), ``best_epoch_`` (the epoch kept, and the epoch
+    count of the refit), ``best_validation_loss_`` (its MSE on the held-out rows, in target units)
+    and ``history_`` ((train, validation) MSE per epoch, in target units).
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int = 16,
+        hidden_sizes: tuple[int, ...] = (128, 64),
+        season_hidden_sizes: tuple[int, ...] = (32, 16),
+        dropout: float = 0.1,
+        learning_rate: float = 5e-3,
+        weight_decay: float = 1e-5,
+        batch_size: int = 512,
+        max_epochs: int = 40,
+        patience: int = 5,
+        validation_fraction: float = 0.1,
+        refit: bool = True,
+        random_state: int = 42,
+    ) -> None:
+        self.embedding_dim = embedding_dim
+        self.hidden_sizes = hidden_sizes
+        self.season_hidden_sizes = season_hidden_sizes
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.refit = refit
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray | pd.Series) -> TorchRegressor:
+        """Train on time-ordered rows: early-stop on the most recent ones, then refit on all.
+
+        Args:
+            X: the feature frame (``FEATURE_COLUMNS``), oldest rows first.
+            y: the target, one value per row (log1p of the count in the full model).
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            pydantic.ValidationError: a hyperparameter is out of range.
+            ValueError: X lacks a feature column, or there are too few rows to hold some out.
+        """
+        params = NNParams(**{name: getattr(self, name) for name in NNParams.model_fields})
+        frame = _feature_frame(X)
+        target = np.asarray(y, dtype=np.float64).reshape(-1)
+        n_train = len(frame) - int(round(len(frame) * params.validation_fraction))
+        if len(target) != len(frame) or not 0 < n_train < len(frame):
+            raise ValueError(
+                f"cannot hold out a validation_fraction of {params.validation_fraction} from "
+                f"{len(frame)} rows of X and {len(target)} of y"
+            )
+        self.n_features_in_ = frame.shape[1]
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        started = time.perf_counter()
+        with _torch_threads(N_THREADS), torch.random.fork_rng(devices=[]):
+            self.module_ = self._fit_network(params, frame, target, n_train)
+        self.module_.eval()
+        logger.info(
+            "nn stopped after %d epoch(s), best epoch %d (validation MSE %.4f), %.1f s in all",
+            *(self.n_epochs_, self.best_epoch_, self.best_validation_loss_),
+            time.perf_counter() - started,
+        )
+        return self
+
+    def _fit_network(
+        self, params: NNParams, frame: pd.DataFrame, target: np.ndarray, n_train: int
+    ) -> _Network:
+        # Encoding learned on the training rows only: the held-out rows stand for the future.
+        self.scaling_ = _Scaling.learn(frame.iloc[:n_train], target[:n_train])
+        codes, numeric = self.scaling_.inputs(frame)
+        scaled = self.scaling_.target(target)
+        train = (codes[:n_train], numeric[:n_train], scaled[:n_train])
+        valid = (codes[n_train:], numeric[n_train:], scaled[n_train:])
+        n_codes, seed = self.scaling_.n_codes, self.random_state
+        module, run = _train(n_codes, params, seed, train, valid, params.max_epochs)
+        to_target_units = self.scaling_.target_scale**2
+        self.n_epochs_, self.best_epoch_ = len(run.losses), run.best_epoch
+        self.best_validation_loss_ = run.best_loss * to_target_units
+        self.history_ = [(a * to_target_units, b * to_target_units) for a, b in run.losses]
+        if params.refit:
+            self.scaling_ = _Scaling.learn(frame, target)
+            codes, numeric = self.scaling_.inputs(frame)
+            everything = (codes, numeric, self.scaling_.target(target))
+            n_codes = self.scaling_.n_codes
+            module, _ = _train(n_codes, params, seed, everything, None, run.best_epoch)
+        return module
+
+    def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Predictions in target units, one per row, as a 1-D float array."""
+        check_is_fitted(self, "module_")
+        codes, numeric = self.scaling_.inputs(_feature_frame(X))
+        with _torch_threads(N_THREADS):
+            scaled = _predict_scaled(self.module_, codes, numeric)
+        predictions = scaled * self.scaling_.target_scale + self.scaling_.target_mean
+        # Never outside what training saw: no negative count, no runaway extrapolation.
+        return np.clip(predictions, *self.scaling_.target_range)
 
 
 def build_nn(params: NNParams, seed: int) -> TorchRegressor:
     """A :class:`TorchRegressor` with these hyperparameters and seed (not yet fitted)."""
     return TorchRegressor(**params.model_dump(), random_state=seed)
+
+
+def build_nn_model(params: NNParams, seed: int) -> TransformedTargetRegressor:
+    """The full ``nn`` model on raw records: features, then the network, on log1p(count).
+
+    Predictions are counts, never negative (the inverse of log1p is clipped at zero).
+    """
+    pipeline = Pipeline([*build_feature_pipeline().steps, ("model", build_nn(params, seed))])
+    return log_count_regressor(pipeline)
