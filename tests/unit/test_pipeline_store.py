@@ -18,6 +18,7 @@ from bikecount.pipeline.store import (
     audit,
     ingest_log,
     known_counters,
+    last_day,
     open_store,
     raw_counts,
     read_counts,
@@ -115,7 +116,9 @@ def test_ingest_refuses_an_empty_folder(settings: Settings, tmp_path: Path) -> N
 
 
 def test_known_counters_and_the_day_grid(engine: Engine, small_frame: pd.DataFrame) -> None:
+    assert last_day(engine) is None
     replace_day_counts(engine, DAY, day_of(small_frame, DAY))
+    assert last_day(engine) == DAY
     counters = known_counters(engine)
     assert len(counters) == 6 and counters["counter"].is_unique
     assert len(day_hours(DST_DAY)) == 23 and len(day_hours(date(2021, 10, 31))) == 25

@@ -27,7 +27,7 @@ from bikecount.monitoring.drift import (
     read_canonical,
 )
 from bikecount.pipeline import PipelineError, call_api
-from bikecount.pipeline.store import open_store, read_counts, write_audit
+from bikecount.pipeline.store import last_day, open_store, read_counts, write_audit
 from bikecount.records import COUNT, to_raw_records
 from bikecount.registry import configure_tracking
 
@@ -95,11 +95,11 @@ def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> Retra
 def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
     """The labelled stored counts of the last ``days`` stored days, as canonical records."""
     engine = open_store(settings.pipeline_db_url)
-    everything = read_counts(engine)
-    if everything.empty:
+    latest = last_day(engine)
+    if latest is None:
         raise PipelineError("no raw counts in the store: run `bikecount pipeline ingest` first")
-    last_day = everything["day"].max()
-    recent = everything[everything["day"] > last_day - timedelta(days=days)]
+    # Only the recent days leave the database: the store may hold years.
+    recent = read_counts(engine, latest - timedelta(days=days - 1), latest)
     return recent[recent["count"].notna()][CANONICAL].reset_index(drop=True)
 
 

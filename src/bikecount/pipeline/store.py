@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     delete,
+    func,
     insert,
     select,
 )
@@ -201,6 +202,12 @@ def read_counts(
     frame["timestamp"] = to_paris(frame["timestamp"])
     frame["count"] = frame["count"].astype(float)
     return frame
+
+
+def last_day(engine: Engine) -> date | None:
+    """The latest day with stored raw counts, None when there are none."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(raw_counts.c.day))).scalar_one_or_none()
 
 
 def known_counters(engine: Engine) -> pd.DataFrame:
