@@ -7,7 +7,6 @@ counters over October-December 2020, a period with two weekday public holidays (
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 from collections.abc import Callable
 
@@ -19,22 +18,7 @@ import helpers
 from bikecount.models import build_model, parse_params
 from bikecount.records import parse_records, to_raw_records
 
-# nn joins when its module exists. Until build_nn wraps the network in the record pipeline (as
-# rf and gbm are), its cases are strict expected failures: they turn red once it is fixed, to be
-# unmarked then.
-REGRESSORS: list = ["rf", "gbm"]
-if importlib.util.find_spec("bikecount.models.neural") is not None:
-    REGRESSORS.append(
-        pytest.param(
-            "nn",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ValueError,
-                reason="library bug: build_nn returns a bare TorchRegressor that needs the "
-                "feature frame; it is not wrapped in the record pipeline like rf and gbm",
-            ),
-        )
-    )
+REGRESSORS: list = ["rf", "gbm", "nn"]
 MODEL_TYPES = [*REGRESSORS, "rf_class"]
 
 # A Tuesday and a Thursday in term time, not public holidays, before any counter's outage

@@ -39,7 +39,7 @@ class ModelSpec:
 def _specs() -> dict[str, ModelSpec]:
     # Imported here so that listing model types does not import PyTorch.
     from bikecount.models.affluence import build_affluence
-    from bikecount.models.neural import NNParams, build_nn
+    from bikecount.models.neural import NNParams, build_nn_model
     from bikecount.models.trees import BoostingParams, ForestParams, build_boosting, build_forest
 
     return {
@@ -64,7 +64,7 @@ def _specs() -> dict[str, ModelSpec]:
             "regression",
             "PyTorch network with a counter embedding",
             NNParams,
-            build_nn,
+            build_nn_model,
             {"max_epochs": 5, "patience": 2},
             torch=True,
         ),
