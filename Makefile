@@ -13,10 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU PyTorch first, so that resolving the package never pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,airflow]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv and install bikecount with its dev tools
+install: $(STAMP)  ## Create .venv and install bikecount with its dev tools and Airflow
 
 run: install  ## Start the local stack: MLflow (5000), RegModel API (8000); first start makes data and models
 	$(BIN)/bikecount up $(UP_ARGS)
@@ -43,16 +43,16 @@ system-deps:
 	fi
 
 test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks dags
+	$(BIN)/ruff format --check src tests benchmarks dags
 	$(BIN)/python -m pytest
 
 bench: install  ## Training benchmark: fit time, memory, size and accuracy per model type
 	$(BIN)/python benchmarks/train.py
 
 format: install
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks dags
+	$(BIN)/ruff check --fix src tests benchmarks dags
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -63,8 +63,25 @@ class Settings(BaseSettings):
     drift_sample_rows: int = Field(default=100_000, ge=100)
     reports_dir: Path = Path("reports")
     monitor_max_records: int = Field(default=50_000, ge=1)
-    # `bikecount pipeline`: the store of raw counts, predictions and audit (any SQLAlchemy URL).
+    # `bikecount pipeline` and the Airflow DAGs: the store of raw counts, predictions and audit
+    # (any SQLAlchemy URL), and the RegModel API they call.
     pipeline_db_url: str = "sqlite:///pipeline.db"
+    pipeline_api_url: str = "http://127.0.0.1:8000"
+    # Ingest asks Paris Open Data first; when it cannot be reached, this source is read instead:
+    # a file-drop folder, one export file, or 'synthetic'. Unset: the generator in dev, none in
+    # prod (generated counts must never slip into a production store).
+    pipeline_open_data: bool = True
+    pipeline_source: str | None = None
+    pipeline_model_type: Literal["rf", "gbm", "nn"] = "gbm"
+    pipeline_recent_days: int = Field(default=14, ge=1)
+    pipeline_batch_size: int = Field(default=5000, ge=1)
+    # An ingest whose share of rejected rows is above this fails its run, so it is looked at.
+    pipeline_max_rejected_share: float = Field(default=0.2, ge=0, le=1)
+    # Airflow task retries (an API restarting, Open Data late) and the pause between them.
+    pipeline_retries: int = Field(default=2, ge=0)
+    pipeline_retry_delay_seconds: float = Field(default=300.0, ge=0)
+    # Retrain through the API's fast test-mode settings (demos and tests only).
+    pipeline_test_mode: bool = False
     # Retrain when drift is detected and the champion's R² on recent data falls below this.
     retrain_r2_threshold: float = 0.6
 
@@ -102,6 +119,13 @@ class Settings(BaseSettings):
                 raise ValueError("env=prod needs BIKECOUNT_GCS_BUCKET to be set")
             return f"gs://{self.gcs_bucket}/mlflow"
         return self.artifacts_dir.resolve().as_uri()
+
+    @property
+    def ingest_fallback(self) -> str | None:
+        """The source ingest reads when Paris Open Data is off or unreachable."""
+        if self.pipeline_source:
+            return self.pipeline_source
+        return "synthetic" if self.env == "dev" else None
 
     def dataset_path(self, name: str) -> Path:
         """The file behind a data set name (``reference``, ``current``, ``test_sample``)."""

@@ -14,23 +14,30 @@ from rich.table import Table
 
 from bikecount.cli.console import console, fail, print_json
 from bikecount.config import Settings
+from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
-from bikecount.pipeline import DEFAULT_API_URL, PipelineError
+from bikecount.pipeline import PipelineError
 from bikecount.records import RecordError
 
 app = typer.Typer(
     help="Run the pipeline's steps by hand: ingest a day, predict a day, monitor and retrain."
 )
-USER_ERRORS = (PipelineError, DataFileError, RecordError, ValueError, OSError)
+USER_ERRORS = (PipelineError, FetchError, DataFileError, RecordError, ValueError, OSError)
 
 DateOption = Annotated[
     datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="The local day (YYYY-MM-DD).")
 ]
 ApiUrlOption = Annotated[
-    str, typer.Option("--api-url", help="The RegModel API.", envvar="BIKECOUNT_PIPELINE_API_URL")
+    str | None,
+    typer.Option("--api-url", help="The RegModel API [default: BIKECOUNT_PIPELINE_API_URL]."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model type: rf, gbm, nn.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model type: rf, gbm, nn [default: BIKECOUNT_PIPELINE_MODEL_TYPE]."
+    ),
+]
 
 
 def _day(value: datetime) -> date:
@@ -41,16 +48,20 @@ def _day(value: datetime) -> date:
 def ingest_command(
     day: DateOption,
     source: Annotated[
-        str, typer.Option(help="A file-drop folder (or file) of export files, or 'synthetic'.")
-    ] = "synthetic",
+        str | None,
+        typer.Option(
+            help="'opendata', a file-drop folder (or file) of export files, or 'synthetic'. "
+            "Default: Paris Open Data, else BIKECOUNT_PIPELINE_SOURCE when it is unreachable."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Validate one day of records and store them, replacing that day if it was ingested before."""
-    from bikecount.pipeline.ingest import ingest
+    from bikecount.pipeline.ingest import ingest_day
 
     settings = Settings()
     try:
-        result = ingest(settings, _day(day), source)
+        result = ingest_day(settings, _day(day), source)
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:
@@ -60,6 +71,8 @@ def ingest_command(
         f"[bold]{result.day}[/] from {result.source}: {result.rows_in:,} rows in, "
         f"[green]{result.rows_written:,} stored[/], [red]{result.rows_rejected:,} rejected[/]"
     )
+    if result.note:
+        console.print(f"[yellow]{result.note}[/]")
     if result.reasons:
         table = Table(title="rejected rows")
         table.add_column("reason")
@@ -72,9 +85,12 @@ def ingest_command(
 @app.command("predict")
 def predict_command(
     day: DateOption,
-    api_url: ApiUrlOption = DEFAULT_API_URL,
-    model: ModelOption = "gbm",
-    batch_size: Annotated[int, typer.Option(min=1, help="Records per request.")] = 5000,
+    api_url: ApiUrlOption = None,
+    model: ModelOption = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Records per request [default: BIKECOUNT_PIPELINE_BATCH_SIZE]."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict every known counter's hours of the day through the API and store them."""
@@ -93,19 +109,50 @@ def predict_command(
         f"[bold]{result.day}[/]: {result.rows:,} predictions for {result.counters} counters "
         f"by {result.model_type} {versions}"
     )
-    for version, errors in result.errors.items():
+    _print_errors(result.errors)
+
+
+@app.command("score")
+def score_command(
+    day: DateOption,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the day's stored predictions against its stored counts (RMSE, MAE per version)."""
+    from bikecount.pipeline.predict import score_day
+
+    settings = Settings()
+    try:
+        result = score_day(settings, _day(day), model)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result.as_dict())
+        return
+    if result.reason:
+        console.print(f"[bold]{result.day}[/] not scored: {result.reason}")
+    _print_errors(result.errors)
+
+
+def _print_errors(errors: dict[int, dict[str, float]]) -> None:
+    for version, values in errors.items():
         console.print(
-            f"  v{version}: RMSE {errors['rmse']:.2f}, MAE {errors['mae']:.2f} "
-            f"on {int(errors['n']):,} counted hours"
+            f"  v{version}: RMSE {values['rmse']:.2f}, MAE {values['mae']:.2f} "
+            f"on {int(values['n']):,} counted hours"
         )
 
 
 @app.command("monitor-retrain")
 def monitor_retrain_command(
     force: Annotated[bool, typer.Option("--force", help="Retrain whatever drift says.")] = False,
-    api_url: ApiUrlOption = DEFAULT_API_URL,
-    model: ModelOption = "gbm",
-    recent_days: Annotated[int, typer.Option(min=1, help="Last stored days to check.")] = 14,
+    api_url: ApiUrlOption = None,
+    model: ModelOption = None,
+    recent_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Last stored days to check [default: BIKECOUNT_PIPELINE_RECENT_DAYS]."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check drift and the champion on recent stored counts; retrain through the API if due."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
+
+from bikecount.records import PARIS_TZ
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +24,20 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 class FetchError(Exception):
     """A download that failed; the message says what went wrong and how to fix it."""
+
+
+def day_export_url(url: str, day: date) -> str:
+    """The export ``url`` narrowed to the counts of one Europe/Paris ``day``.
+
+    The Explore API (v2.1) filters with an ODSQL ``where`` clause; the bounds carry their UTC
+    offset, so a daylight-saving day has its 23 or 25 hours. The caller still keeps only the
+    rows of the day: a server that ignores the filter costs bandwidth, not correctness.
+    """
+    paris = ZoneInfo(PARIS_TZ)
+    start = datetime.combine(day, time(), paris).isoformat()
+    end = datetime.combine(day + timedelta(days=1), time(), paris).isoformat()
+    where = f"date >= date'{start}' AND date < date'{end}'"
+    return str(httpx.URL(url).copy_merge_params({"where": where, "timezone": PARIS_TZ}))
 
 
 def partial_path(dest: Path) -> Path:

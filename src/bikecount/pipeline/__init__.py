@@ -17,7 +17,6 @@ from bikecount.config import Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 # Connecting should be quick; a prediction batch or a training may take a while to answer.
 CONNECT_TIMEOUT_SECONDS = 5.0
 

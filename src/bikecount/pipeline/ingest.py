@@ -1,13 +1,17 @@
 """Daily ingest: one local day of records from a source, validated, written to the store.
 
-A source is a file-drop folder (every export file in it, or one file) or ``synthetic`` (the
-generator, for demos). Rows of other days are not this run's business and are skipped silently;
-rows of the day that break the record contract are rejected and counted with their reasons.
+A source is Paris Open Data (the day asked of the Explore API), a file-drop folder (every export
+file in it, or one file) or ``synthetic`` (the generator, for demos). Without a source named,
+Open Data is asked first and the configured fallback read when it cannot be reached. Rows of
+other days are not this run's business and are skipped silently; rows of the day that break the
+record contract are rejected and counted with their reasons. A source with no valid row of the
+day leaves the stored day as it was: an empty answer is a late export, not a day without bikes.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,8 +20,10 @@ from typing import Any
 import pandas as pd
 
 from bikecount.config import Settings
+from bikecount.data.fetch import FetchError, day_export_url, download_export
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError, read_records
 from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.pipeline import PipelineError
 from bikecount.pipeline.store import log_ingest, open_store, replace_day_counts
 from bikecount.records import (
     PARIS_TZ,
@@ -29,6 +35,7 @@ from bikecount.records import (
 
 logger = logging.getLogger(__name__)
 
+OPEN_DATA = "opendata"
 SYNTHETIC = "synthetic"
 DUPLICATE_REASON = "counter and hour: expected one record per counter and hour"
 
@@ -43,26 +50,62 @@ class IngestResult:
     rows_written: int
     rows_rejected: int
     reasons: dict[str, int] = field(default_factory=dict)
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rows_rejected / self.rows_in if self.rows_in else 0.0
+
+
+def ingest_day(settings: Settings, day: date, source: str | Path | None = None) -> IngestResult:
+    """Ingest ``day`` from ``source``; without one, from Open Data, else the configured fallback.
+
+    Raises:
+        PipelineError: Open Data is unreachable and no fallback is configured, or the source
+            holds no valid record of the day.
+        FetchError: Open Data was named as the source and cannot be reached.
+        DataFileError: a folder or file source does not exist or holds no readable record file.
+    """
+    if source is not None:
+        return ingest(settings, day, source)
+    note = None
+    if settings.pipeline_open_data:
+        try:
+            return ingest(settings, day, OPEN_DATA)
+        except FetchError as exc:
+            note = f"Paris Open Data unreachable ({exc})"
+            logger.warning("%s", note)
+    fallback = settings.ingest_fallback
+    if fallback is None:
+        raise PipelineError(
+            f"{note or 'Paris Open Data is switched off'} and no fallback source is set: "
+            "set BIKECOUNT_PIPELINE_SOURCE to a file-drop folder (or 'synthetic' for a demo)"
+        )
+    result = ingest(settings, day, fallback)
+    result.note = f"{note}; read {fallback} instead" if note else None
+    return result
 
 
 def ingest(settings: Settings, day: date, source: str | Path = SYNTHETIC) -> IngestResult:
     """Ingest the records of local ``day`` from ``source`` into the store, replacing that day.
 
     Args:
-        settings: the store URL (``pipeline_db_url``) and the generator's seed.
+        settings: the store URL (``pipeline_db_url``), Open Data URL and generator seed.
         day: the Europe/Paris calendar day to ingest.
-        source: a folder of export files, one export file, or ``"synthetic"``.
+        source: ``"opendata"``, a folder of export files, one export file, or ``"synthetic"``.
 
     Returns:
         Rows of the day in the source, written and rejected, with the rejection reasons.
 
     Raises:
+        PipelineError: the source holds no valid record of the day (the stored day is kept).
+        FetchError: Open Data cannot be reached or answers an error.
         DataFileError: the source does not exist or holds no readable record file.
     """
-    raw = read_source(source, day, settings.seed)
+    raw = read_source(settings, source, day)
     day_rows = rows_of_day(raw, day)
     parsed = parse_records(day_rows, require_count=True)
     reasons = parsed.drop_reasons()
@@ -73,20 +116,41 @@ def ingest(settings: Settings, day: date, source: str | Path = SYNTHETIC) -> Ing
         reasons[DUPLICATE_REASON] = int(duplicated.sum())
         frame = frame[~duplicated]
     engine = open_store(settings.pipeline_db_url)
-    written = replace_day_counts(engine, day, frame)
+    written = replace_day_counts(engine, day, frame) if len(frame) else 0
     rejected = len(day_rows) - written
     log_ingest(engine, day, str(source), len(day_rows), rejected, reasons)
     logger.info("ingest %s from %s: %d in, %d rejected", day, source, len(day_rows), rejected)
+    if not written:
+        raise PipelineError(
+            f"no valid record of {day} in {source} ({len(day_rows)} rows of the day, "
+            f"{rejected} rejected); the stored day is left as it was"
+        )
     return IngestResult(day.isoformat(), str(source), len(day_rows), written, rejected, reasons)
 
 
-def read_source(source: str | Path, day: date, seed: int) -> pd.DataFrame:
-    """Raw records (export columns) from a folder, a file or the generator."""
+def check_rejections(result: IngestResult, max_share: float) -> None:
+    """Raise when more than ``max_share`` of the day's rows were rejected (the source broke).
+
+    Raises:
+        PipelineError: naming the share and the reasons.
+    """
+    if result.rejected_share > max_share:
+        reasons = "; ".join(f"{n} × {reason}" for reason, n in result.reasons.items())
+        raise PipelineError(
+            f"{result.day}: {result.rows_rejected} of {result.rows_in} rows rejected "
+            f"({result.rejected_share:.0%}, above {max_share:.0%}): {reasons}"
+        )
+
+
+def read_source(settings: Settings, source: str | Path, day: date) -> pd.DataFrame:
+    """Raw records (export columns) from Open Data, a folder, a file or the generator."""
+    if str(source) == OPEN_DATA:
+        return read_open_data(settings.open_data_url, day)
     if str(source) == SYNTHETIC:
         # A whole month from its first day, so that a day's values do not depend on which day
         # of the month a demo starts with.
         config = SynthConfig(
-            start=day.replace(day=1).isoformat(), months=1, n_counters=20, seed=seed
+            start=day.replace(day=1).isoformat(), months=1, n_counters=20, seed=settings.seed
         )
         return generate_records(config)
     path = Path(source)
@@ -94,7 +158,8 @@ def read_source(source: str | Path, day: date, seed: int) -> pd.DataFrame:
         return to_export_columns(read_records(path))
     if not path.is_dir():
         raise DataFileError(
-            f"{path}: no such folder or file (give a file-drop folder or 'synthetic')"
+            f"{path}: no such folder or file (give a file-drop folder, '{OPEN_DATA}' "
+            f"or '{SYNTHETIC}')"
         )
     files = sorted(
         p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUPPORTED_SUFFIXES)
@@ -104,6 +169,13 @@ def read_source(source: str | Path, day: date, seed: int) -> pd.DataFrame:
             f"{path}: no record file ({', '.join(SUPPORTED_SUFFIXES)}) in the folder"
         )
     return pd.concat([to_export_columns(read_records(p)) for p in files], ignore_index=True)
+
+
+def read_open_data(url: str, day: date) -> pd.DataFrame:
+    """The day's export from the Open Data API, through a temporary file."""
+    with tempfile.TemporaryDirectory(prefix="bikecount-opendata-") as folder:
+        path = download_export(day_export_url(url, day), Path(folder) / f"{day}.csv", timeout=60)
+        return to_export_columns(read_records(path))
 
 
 def rows_of_day(raw: pd.DataFrame, day: date) -> pd.DataFrame:

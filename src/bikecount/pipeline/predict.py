@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
 
 from bikecount.config import Settings
 from bikecount.pipeline import PipelineError, call_api
@@ -22,6 +21,7 @@ from bikecount.pipeline.store import (
     known_counters,
     open_store,
     read_counts,
+    read_predictions,
     replace_daily_error,
     replace_predictions,
 )
@@ -47,6 +47,19 @@ class PredictResult:
         return asdict(self)
 
 
+@dataclass
+class ScoreResult:
+    """One day's errors per model version, or why the day could not be scored yet."""
+
+    day: str
+    model_type: str
+    errors: dict[int, dict[str, float]] = field(default_factory=dict)
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def day_hours(day: date) -> pd.DatetimeIndex:
     """The local hours of ``day`` (23 or 25 on daylight-saving days), Paris time."""
     start = pd.Timestamp(day).tz_localize(PARIS_TZ)
@@ -66,27 +79,32 @@ def day_grid(counters: pd.DataFrame, day: date) -> pd.DataFrame:
 def predict_day(
     settings: Settings,
     day: date,
-    api_url: str,
-    model_type: str = "gbm",
-    batch_size: int = 5000,
+    api_url: str | None = None,
+    model_type: str | None = None,
+    batch_size: int | None = None,
 ) -> PredictResult:
     """Predict every known counter's hours of ``day`` through ``POST /predict`` and store them.
+
+    When the day's true counts are already stored, its errors are scored at once.
+    ``api_url``, ``model_type`` and ``batch_size`` default to the ``pipeline_*`` settings.
 
     Raises:
         PipelineError: no counter is known yet, or the API is down or refuses a batch (nothing
             is stored then: a day is stored whole or not at all).
     """
+    api_url = api_url or settings.pipeline_api_url
+    model_type = model_type or settings.pipeline_model_type
     engine = open_store(settings.pipeline_db_url)
     counters = known_counters(engine)
     if counters.empty:
         raise PipelineError("no counter in the store yet: run `bikecount pipeline ingest` first")
     grid = day_grid(counters, day)
     grid["prediction"], grid["model_version"] = request_predictions(
-        settings, api_url, grid, model_type, batch_size
+        settings, api_url, grid, model_type, batch_size or settings.pipeline_batch_size
     )
     replace_predictions(engine, day, grid, model_type)
     versions = sorted({int(v) for v in grid["model_version"]})
-    errors = store_errors(engine, day, grid, model_type)
+    errors = score_day(settings, day, model_type).errors
     logger.info("predicted %d rows of %s with %s versions %s", len(grid), day, model_type, versions)
     return PredictResult(day.isoformat(), model_type, len(grid), len(counters), versions, errors)
 
@@ -113,23 +131,30 @@ def request_predictions(
     return values, versions
 
 
-def store_errors(
-    engine: Engine, day: date, grid: pd.DataFrame, model_type: str
-) -> dict[int, dict[str, float]]:
-    """RMSE and MAE of the day's predictions per version, where true counts are stored."""
+def score_day(settings: Settings, day: date, model_type: str | None = None) -> ScoreResult:
+    """Store the RMSE and MAE per version of the day's stored predictions against its counts.
+
+    Nothing is scored (and the result says why) when the day has no stored predictions or no
+    counted hours yet; predictions made before the counts arrived are scored once they have.
+    """
+    model_type = model_type or settings.pipeline_model_type
+    engine = open_store(settings.pipeline_db_url)
+    predicted = read_predictions(engine, day, model_type)
     truth = read_counts(engine, day, day)
     truth = truth[truth["count"].notna()]
-    if truth.empty:
-        return {}
-    joined = grid.merge(truth[["counter", "timestamp", "count"]], on=["counter", "timestamp"])
-    errors: dict[int, dict[str, float]] = {}
+    result = ScoreResult(day.isoformat(), model_type)
+    if predicted.empty or truth.empty:
+        result.reason = "no stored predictions" if predicted.empty else "no counts stored yet"
+        logger.info("%s not scored: %s", day, result.reason)
+        return result
+    joined = predicted.merge(truth[["counter", "timestamp", "count"]], on=["counter", "timestamp"])
     for version, rows in joined.groupby("model_version"):
         diff = rows["prediction"].to_numpy(float) - rows["count"].to_numpy(float)
-        result = {
+        errors = {
             "rmse": float(np.sqrt(np.mean(diff**2))),
             "mae": float(np.mean(np.abs(diff))),
             "n": float(len(rows)),
         }
-        replace_daily_error(engine, day, model_type, int(version), result)
-        errors[int(version)] = result
-    return errors
+        replace_daily_error(engine, day, model_type, int(version), errors)
+        result.errors[int(version)] = errors
+    return result

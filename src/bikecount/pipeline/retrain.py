@@ -56,6 +56,7 @@ class RetrainResult:
     drift_share: float
     champion_version: int | None
     champion_metrics: dict[str, float | None] | None
+    retrain_due: bool
     retrained: bool
     promoted: bool
     reason: str
@@ -67,6 +68,11 @@ class RetrainResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RetrainResult:
+        """The result back from :meth:`as_dict` (how Airflow tasks hand it on)."""
+        return cls(**values)
 
 
 def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> RetrainDecision:
@@ -129,17 +135,17 @@ def write_training_file(settings: Settings, reference: pd.DataFrame, recent: pd.
 
 def monitor_and_retrain(
     settings: Settings,
-    api_url: str,
+    api_url: str | None = None,
     force: bool = False,
-    model_type: str = "gbm",
+    model_type: str | None = None,
     *,
-    recent_days: int = 14,
-    test_mode: bool = False,
+    recent_days: int | None = None,
+    test_mode: bool | None = None,
 ) -> RetrainResult:
-    """Run drift and the champion's score on recent stored counts; retrain through the API if due.
+    """Assess drift and the champion on recent stored counts, retrain if due, record it all.
 
     Args:
-        settings: store URL, data folder, tracking URI, drift and R² thresholds.
+        settings: store URL, data folder, tracking URI, thresholds and ``pipeline_*`` defaults.
         api_url: the RegModel API that trains (``POST /train``, waiting for the result).
         force: retrain whatever drift and scores say.
         model_type: the model family watched and retrained.
@@ -150,6 +156,28 @@ def monitor_and_retrain(
         PipelineError: no stored counts, no reference data, or the API failed the training (the
             audit row of the run records the failure).
     """
+    result = assess(settings, model_type, force, recent_days)
+    try:
+        retrain(settings, result, api_url, test_mode)
+    except PipelineError as exc:
+        record(settings, result, failure=str(exc))
+        raise
+    return record(settings, result)
+
+
+def assess(
+    settings: Settings,
+    model_type: str | None = None,
+    force: bool = False,
+    recent_days: int | None = None,
+) -> RetrainResult:
+    """Drift of the recent stored counts against reference, the champion on them, the decision.
+
+    When retraining is due, the training file (reference + recent) is written to the data
+    folder and named in ``data_path``.
+    """
+    model_type = model_type or settings.pipeline_model_type
+    recent_days = recent_days or settings.pipeline_recent_days
     reference, recent = reference_records(settings), recent_counts(settings, recent_days)
     sources = {"reference": str(settings.dataset_path("reference")), "current": "pipeline store"}
     monitoring = monitor_frames(settings, reference, recent, model_type, sources)
@@ -161,38 +189,39 @@ def monitor_and_retrain(
         drift_share=monitoring.drift.drift_share,
         champion_version=monitoring.champion.version,
         champion_metrics=monitoring.champion.metrics_current,
+        retrain_due=decision.retrain,
         retrained=False,
         promoted=False,
         reason=decision.reason,
     )
-    try:
-        if decision.retrain:
-            retrain(
-                settings,
-                api_url,
-                result,
-                write_training_file(settings, reference, recent),
-                test_mode,
-            )
-    except PipelineError as exc:
-        result.reason += f"; retraining failed: {exc}"
-        record(settings, result)
-        raise
-    record(settings, result)
+    if decision.retrain:
+        result.data_path = write_training_file(settings, reference, recent)
     return result
 
 
 def retrain(
-    settings: Settings, api_url: str, result: RetrainResult, data_name: str, test_mode: bool
-) -> None:
-    """Train through ``POST /train`` and fill ``result`` with the new version and the verdict."""
-    result.data_path = data_name
+    settings: Settings,
+    result: RetrainResult,
+    api_url: str | None = None,
+    test_mode: bool | None = None,
+) -> RetrainResult:
+    """Train through ``POST /train`` when due and fill ``result`` with the version and verdict.
+
+    The API crowns the new version only if it beats the champion on the new run's holdout (the
+    most recent days), and says why either way.
+
+    Raises:
+        PipelineError: the API is down, or refused or failed the training.
+    """
+    if not result.retrain_due:
+        return result
     payload = {
         "model_type": result.model_type,
-        "data_source": data_name,
+        "data_source": result.data_path,
         "wait": True,
-        "test_mode": test_mode,
+        "test_mode": settings.pipeline_test_mode if test_mode is None else test_mode,
     }
+    api_url = api_url or settings.pipeline_api_url
     trained = call_api(settings, api_url, "/train", payload, TRAIN_TIMEOUT_SECONDS)
     result.retrained = True
     result.new_version = int(trained["model_version"])
@@ -200,10 +229,16 @@ def retrain(
     result.promoted = bool(trained["champion"])
     verdict = "promoted" if result.promoted else "not promoted"
     result.reason += f"; retrained v{result.new_version}, {verdict}: {trained['champion_reason']}"
+    return result
 
 
-def record(settings: Settings, result: RetrainResult) -> None:
-    """Log the run to MLflow, then write its audit row (written even if MLflow fails)."""
+def record(settings: Settings, result: RetrainResult, failure: str | None = None) -> RetrainResult:
+    """Log the run to MLflow, then write its audit row (written even if MLflow fails).
+
+    ``failure`` says why a due retraining did not happen; it joins the reason.
+    """
+    if failure:
+        result.reason += f"; retraining failed: {failure}"
     try:
         result.run_id = log_decision(settings, result)
     except Exception as exc:  # noqa: BLE001 - the audit row matters more than the MLflow copy
@@ -217,6 +252,7 @@ def record(settings: Settings, result: RetrainResult) -> None:
         open_store(settings.pipeline_db_url), {**row, "mlflow_run_id": result.run_id}
     )
     logger.info("audit %s: %s", result.audit_id, result.reason)
+    return result
 
 
 def log_decision(settings: Settings, result: RetrainResult) -> str:

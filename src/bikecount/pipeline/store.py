@@ -210,6 +210,17 @@ def last_day(engine: Engine) -> date | None:
         return conn.execute(select(func.max(raw_counts.c.day))).scalar_one_or_none()
 
 
+def ingested_days(engine: Engine, first_day: date, last_day: date) -> set[date]:
+    """The days between two days (inclusive) that have stored raw counts."""
+    query = (
+        select(raw_counts.c.day)
+        .where(raw_counts.c.day >= first_day, raw_counts.c.day <= last_day)
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
+
+
 def known_counters(engine: Engine) -> pd.DataFrame:
     """Every counter of the raw counts, with its coordinates as last stored."""
     latest = select(raw_counts.c.counter, raw_counts.c.lat, raw_counts.c.lon).order_by(
@@ -249,6 +260,24 @@ def replace_predictions(engine: Engine, day: date, frame: pd.DataFrame, model_ty
         if rows:
             conn.execute(insert(predictions), rows)
     return len(rows)
+
+
+def read_predictions(engine: Engine, day: date, model_type: str) -> pd.DataFrame:
+    """A day's stored predictions of one model type, every version, Paris time."""
+    query = (
+        select(
+            predictions.c.counter, predictions.c.timestamp,
+            predictions.c.prediction, predictions.c.model_version,
+        )
+        .where(predictions.c.day == day, predictions.c.model_type == model_type)
+        .order_by(predictions.c.model_version, predictions.c.timestamp, predictions.c.counter)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        frame = pd.DataFrame(
+            conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
+        )
+    frame["timestamp"] = to_paris(frame["timestamp"])
+    return frame
 
 
 def replace_daily_error(

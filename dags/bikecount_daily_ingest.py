@@ -1,0 +1,74 @@
+"""bikecount_daily_ingest: the day that just ended, from Paris Open Data into the pipeline store.
+
+Thin tasks over ``bikecount.pipeline``; ``bikecount pipeline ingest --date D`` is the same step
+without Airflow. Give ``{"day": "YYYY-MM-DD"}`` as the run's configuration to (re)ingest a day:
+a day ingested twice is replaced, never duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from bikecount.config import Settings
+from bikecount.pipeline.schedule import run_day, task_defaults
+
+logger = logging.getLogger(__name__)
+# Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
+SETTINGS = Settings()
+
+
+@dag(
+    dag_id="bikecount_daily_ingest",
+    schedule="@daily",
+    start_date=pendulum.datetime(2018, 1, 1, tz="Europe/Paris"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=task_defaults(SETTINGS),
+    params={
+        "day": Param(
+            None, type=["null", "string"], description="YYYY-MM-DD; default: the day before the run"
+        )
+    },
+    tags=["bikecount"],
+    doc_md=__doc__,
+)
+def bikecount_daily_ingest() -> None:
+    @task
+    def ingest() -> dict[str, Any]:
+        """Fetch the day, validate it against the record contract and replace it in the store."""
+        from bikecount.pipeline.ingest import ingest_day
+
+        context = get_current_context()
+        day = run_day(
+            context["params"].get("day"), context["logical_date"], context["dag_run"].run_after
+        )
+        return ingest_day(Settings(), day).as_dict()
+
+    @task
+    def report(result: dict[str, Any]) -> None:
+        """Log rows in, stored and rejected (and why); fail when too many rows were rejected."""
+        from bikecount.pipeline.ingest import IngestResult, check_rejections
+
+        ingested = IngestResult(**result)
+        logger.info(
+            "%s from %s: %d rows in, %d stored, %d rejected",
+            ingested.day,
+            ingested.source,
+            ingested.rows_in,
+            ingested.rows_written,
+            ingested.rows_rejected,
+        )
+        for reason, count in ingested.reasons.items():
+            logger.info("rejected %d × %s", count, reason)
+        if ingested.note:
+            logger.warning("%s", ingested.note)
+        check_rejections(ingested, Settings().pipeline_max_rejected_share)
+
+    report(ingest())
+
+
+bikecount_daily_ingest()

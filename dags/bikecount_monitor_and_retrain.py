@@ -1,0 +1,76 @@
+"""bikecount_monitor_and_retrain: weekly drift check, champion score, and retraining when due.
+
+``assess`` compares the recent stored counts with the reference data (Evidently) and scores the
+champion on them; retraining is due when drift is detected and the champion's R² fell below
+BIKECOUNT_RETRAIN_R2_THRESHOLD, or when the run is forced (``{"force": true}``). ``retrain``
+trains through ``POST /train`` on reference + recent data; the API crowns the new version only
+if it beats the champion on the same recent holdout. ``record`` writes the audit row and the
+MLflow run whatever happened, then fails the run if the retraining did. Without Airflow:
+``bikecount pipeline monitor-retrain [--force]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+
+from bikecount.config import Settings
+from bikecount.pipeline.schedule import task_defaults
+
+logger = logging.getLogger(__name__)
+# Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
+SETTINGS = Settings()
+
+
+@dag(
+    dag_id="bikecount_monitor_and_retrain",
+    schedule="@weekly",
+    start_date=pendulum.datetime(2018, 1, 1, tz="Europe/Paris"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=task_defaults(SETTINGS),
+    params={"force": Param(False, type="boolean", description="Retrain whatever drift says")},
+    tags=["bikecount"],
+    doc_md=__doc__,
+)
+def bikecount_monitor_and_retrain() -> None:
+    @task
+    def assess_drift_and_champion() -> dict[str, Any]:
+        """Drift and the champion's score on recent data, and the decision with its reason."""
+        from bikecount.pipeline.retrain import assess
+
+        force = bool(get_current_context()["params"].get("force"))
+        result = assess(Settings(), force=force)
+        logger.info("retrain %s: %s", "due" if result.retrain_due else "not due", result.reason)
+        return result.as_dict()
+
+    @task
+    def retrain_if_due(assessed: dict[str, Any]) -> dict[str, Any]:
+        """Train through the API when due; the API decides the promotion."""
+        from bikecount.pipeline.retrain import RetrainResult, retrain
+
+        return retrain(Settings(), RetrainResult.from_dict(assessed)).as_dict()
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def record_decision(assessed: dict[str, Any]) -> dict[str, Any]:
+        """Audit row and MLflow run for every outcome; fail the run if retraining failed."""
+        from bikecount.pipeline import PipelineError
+        from bikecount.pipeline.retrain import RetrainResult, record
+
+        trained = get_current_context()["ti"].xcom_pull(task_ids="retrain_if_due")
+        failure = None if trained else "the retrain_if_due task failed (see its log)"
+        result = record(Settings(), RetrainResult.from_dict(trained or assessed), failure=failure)
+        if failure:
+            raise PipelineError(f"audit row {result.audit_id}: {result.reason}")
+        return result.as_dict()
+
+    assessed = assess_drift_and_champion()
+    retrained = retrain_if_due(assessed)
+    recorded = record_decision(assessed)
+    retrained >> recorded
+
+
+bikecount_monitor_and_retrain()

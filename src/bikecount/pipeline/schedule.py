@@ -1,0 +1,38 @@
+"""What a scheduled run works on, and how its tasks retry: shared by the DAGs, without Airflow.
+
+A daily run due at midnight (Paris) works on the day that has just ended; a run given a day
+(``{"day": "2021-06-01"}`` as its configuration, or a backfill) works on that day instead.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bikecount.config import Settings
+from bikecount.records import PARIS_TZ
+
+
+def run_day(given: str | None, logical_date: datetime | None, run_after: datetime) -> date:
+    """The local day a run works on: ``given``, else the Paris day before the run was due.
+
+    Raises:
+        ValueError: ``given`` is not a YYYY-MM-DD date.
+    """
+    if given:
+        try:
+            return date.fromisoformat(given)
+        except ValueError as exc:
+            raise ValueError(f"day {given!r}: expected a date as YYYY-MM-DD") from exc
+    due = logical_date or run_after
+    return due.astimezone(ZoneInfo(PARIS_TZ)).date() - timedelta(days=1)
+
+
+def task_defaults(settings: Settings) -> dict[str, Any]:
+    """Airflow ``default_args``: retries for the API restarting or Open Data being late."""
+    return {
+        "owner": "bikecount",
+        "retries": settings.pipeline_retries,
+        "retry_delay": timedelta(seconds=settings.pipeline_retry_delay_seconds),
+    }
