@@ -21,6 +21,7 @@ from bikecount.config import Settings
 from bikecount.data.io import write_records
 from bikecount.monitoring.drift import (
     EXPERIMENT,
+    DriftSummary,
     MonitoringResult,
     monitor_frames,
     monitoring_experiment,
@@ -53,6 +54,7 @@ class RetrainResult:
     model_type: str
     forced: bool
     drift_detected: bool
+    counts_drifted: bool
     drift_share: float
     champion_version: int | None
     champion_metrics: dict[str, float | None] | None
@@ -76,10 +78,18 @@ class RetrainResult:
 
 
 def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> RetrainDecision:
-    """Retrain when forced, or when drift is detected and the champion's recent R² is too low."""
+    """Retrain when forced, or when drift is detected and the champion's recent R² is too low.
+
+    Drift is detected when the share of drifted columns reaches its threshold, or when the
+    counts themselves drifted: calendar columns drift between any two periods, so the share
+    alone misses a change in traffic that leaves the calendar as it was (a lockdown, say).
+    """
     drift, champion = monitoring.drift, monitoring.champion
     r2 = (champion.metrics_current or {}).get("r2")
-    drift_words = f"drift share {drift.drift_share:.2f} (threshold {drift.share_threshold:.2f})"
+    drift_words = (
+        f"drift share {drift.drift_share:.2f} (threshold {drift.share_threshold:.2f}), "
+        f"counts {'drifted' if counts_drifted(drift) else 'stable'}"
+    )
     score_words = (
         f"champion R² {r2:.3f} on recent data (threshold {threshold:.2f})"
         if r2 is not None
@@ -87,7 +97,7 @@ def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> Retra
     )
     if force:
         return RetrainDecision(True, f"forced; {drift_words}; {score_words}")
-    if not drift.drift_detected:
+    if not drift_detected(drift):
         return RetrainDecision(False, f"no drift: {drift_words}; {score_words}")
     if r2 is None:
         return RetrainDecision(True, f"drift detected: {drift_words}; {score_words}")
@@ -96,6 +106,16 @@ def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> Retra
     return RetrainDecision(
         False, f"drift detected but champion holds: {drift_words}; {score_words}"
     )
+
+
+def counts_drifted(drift: DriftSummary) -> bool:
+    """Whether the hourly counts (the target) drifted; False when they were not compared."""
+    return bool((drift.target_drift or {}).get("drifted"))
+
+
+def drift_detected(drift: DriftSummary) -> bool:
+    """Drift of the data set (share of columns) or of the counts."""
+    return drift.drift_detected or counts_drifted(drift)
 
 
 def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
@@ -185,7 +205,8 @@ def assess(
     result = RetrainResult(
         model_type=model_type,
         forced=force,
-        drift_detected=monitoring.drift.drift_detected,
+        drift_detected=drift_detected(monitoring.drift),
+        counts_drifted=counts_drifted(monitoring.drift),
         drift_share=monitoring.drift.drift_share,
         champion_version=monitoring.champion.version,
         champion_metrics=monitoring.champion.metrics_current,
@@ -245,8 +266,9 @@ def record(settings: Settings, result: RetrainResult, failure: str | None = None
         logger.warning("monitor-and-retrain not logged to MLflow: %s", exc)
     row = {
         key: getattr(result, key)
-        for key in ("model_type", "forced", "drift_detected", "drift_share", "champion_version",
-                    "champion_metrics", "retrained", "new_version", "promoted", "reason")
+        for key in ("model_type", "forced", "drift_detected", "counts_drifted", "drift_share",
+                    "champion_version", "champion_metrics", "retrained", "new_version",
+                    "promoted", "reason")
     }  # fmt: skip
     result.audit_id = write_audit(
         open_store(settings.pipeline_db_url), {**row, "mlflow_run_id": result.run_id}
@@ -262,6 +284,7 @@ def log_decision(settings: Settings, result: RetrainResult) -> str:
     metrics = {
         "drift_share": result.drift_share,
         "drift_detected": float(result.drift_detected),
+        "counts_drifted": float(result.counts_drifted),
         "retrained": float(result.retrained),
         "promoted": float(result.promoted),
     }

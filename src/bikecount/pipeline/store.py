@@ -102,6 +102,7 @@ audit = Table(
     Column("model_type", String(32), nullable=False),
     Column("forced", Boolean, nullable=False),
     Column("drift_detected", Boolean),
+    Column("counts_drifted", Boolean),
     Column("drift_share", Float),
     Column("champion_version", Integer),
     Column("champion_metrics", JSON),
