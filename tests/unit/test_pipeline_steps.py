@@ -1,0 +1,148 @@
+"""The pipeline's pieces that need no server: run days, Open Data queries, ingest fallbacks,
+rejection checks and the retraining decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import pytest
+
+from bikecount.config import Settings
+from bikecount.data.fetch import day_export_url
+from bikecount.data.io import write_records
+from bikecount.monitoring.drift import ChampionScore, DriftSummary, MonitoringResult
+from bikecount.pipeline import PipelineError
+from bikecount.pipeline.ingest import IngestResult, check_rejections, ingest, ingest_day
+from bikecount.pipeline.retrain import RetrainResult, decide
+from bikecount.pipeline.schedule import run_day, task_defaults
+from bikecount.pipeline.store import ingest_log, open_store, read_counts, read_table
+from bikecount.records import COUNT
+
+DAY = date(2021, 3, 10)
+
+
+def test_a_run_works_on_the_given_day_else_the_paris_day_before_it_was_due() -> None:
+    due = datetime(2021, 3, 10, 23, 0, tzinfo=UTC)  # midnight of 11 March in Paris
+    assert run_day(None, due, due) == date(2021, 3, 10)
+    assert run_day(None, None, due) == date(2021, 3, 10)  # runs without a logical date
+    assert run_day("2020-01-31", due, due) == date(2020, 1, 31)
+    with pytest.raises(ValueError, match="'31/01/2020': expected a date as YYYY-MM-DD"):
+        run_day("31/01/2020", due, due)
+
+
+def test_task_defaults_follow_the_settings() -> None:
+    defaults = task_defaults(
+        Settings(_env_file=None, pipeline_retries=4, pipeline_retry_delay_seconds=30)
+    )
+    assert defaults["retries"] == 4 and defaults["retry_delay"].total_seconds() == 30
+
+
+def test_the_open_data_query_spans_the_local_day_with_its_offsets() -> None:
+    url = day_export_url("https://example.org/exports/csv?delimiter=%3B", date(2021, 3, 28))
+    query = parse_qs(urlsplit(url).query)
+    assert query["delimiter"] == [";"] and query["timezone"] == ["Europe/Paris"]
+    # The night the clocks go forward: the day starts at +01:00 and the next one at +02:00.
+    assert query["where"] == [
+        "date >= date'2021-03-28T00:00:00+01:00' AND date < date'2021-03-29T00:00:00+02:00'"
+    ]
+
+
+@pytest.fixture
+def drop(tmp_path: Path, small_raw: pd.DataFrame) -> Path:
+    write_records(small_raw, tmp_path / "drop" / "export.csv")
+    return tmp_path / "drop"
+
+
+def settings_for(tmp_path: Path, **values: object) -> Settings:
+    # Port 9 (discard) refuses connections: Open Data is "unreachable" at once.
+    return Settings(
+        _env_file=None,
+        pipeline_db_url=f"sqlite:///{tmp_path / 'pipeline.db'}",
+        open_data_url="http://127.0.0.1:9/exports/csv",
+        **values,
+    )
+
+
+def test_unreachable_open_data_falls_back_to_the_configured_source(
+    tmp_path: Path, drop: Path
+) -> None:
+    result = ingest_day(settings_for(tmp_path, pipeline_source=str(drop)), DAY)
+    assert result.source == str(drop) and result.rows_written == 6 * 24
+    assert result.note is not None and result.note.startswith("Paris Open Data unreachable")
+
+
+def test_prod_has_no_generated_fallback(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, env="prod", gcs_bucket="b", api_key="k")
+    assert settings.ingest_fallback is None
+    with pytest.raises(PipelineError, match="no fallback source is set: set BIKECOUNT_PIPELINE_"):
+        ingest_day(settings, DAY)
+    assert settings_for(tmp_path).ingest_fallback == "synthetic"  # dev demos
+
+
+def test_a_source_without_the_day_leaves_the_stored_day_alone(
+    tmp_path: Path, drop: Path, small_raw: pd.DataFrame
+) -> None:
+    settings = settings_for(tmp_path)
+    ingest(settings, DAY, drop)
+    broken = small_raw.assign(**{COUNT: "n/a"})  # every count of the day unreadable
+    write_records(broken, tmp_path / "broken" / "export.csv")
+    with pytest.raises(PipelineError, match="no valid record of 2021-03-10 in .*left as it was"):
+        ingest(settings, DAY, tmp_path / "broken")
+    engine = open_store(settings.pipeline_db_url)
+    assert len(read_counts(engine)) == 6 * 24  # the first ingest's rows are still there
+    log = read_table(engine, ingest_log)
+    assert list(log["rows_rejected"]) == [0, 6 * 24]  # the failed attempt is logged too
+
+
+def test_too_many_rejected_rows_fail_the_check() -> None:
+    fine = IngestResult("2021-03-10", "drop", 100, 90, 10, {"count: not a number": 10})
+    check_rejections(fine, 0.2)
+    bad = IngestResult("2021-03-10", "drop", 100, 50, 50, {"count: not a number": 50})
+    with pytest.raises(PipelineError, match=r"50 of 100 rows rejected \(50%, above 20%\)"):
+        check_rejections(bad, 0.2)
+    assert IngestResult("d", "s", 0, 0, 0).rejected_share == 0.0
+
+
+def monitoring(share_drifted: bool, counts_drifted: bool, r2: float | None) -> MonitoringResult:
+    drift = DriftSummary(
+        drift_detected=share_drifted,
+        drift_share=0.6 if share_drifted else 0.2,
+        drifted_columns=[],
+        column_scores={},
+        n_reference=100,
+        n_current=10,
+        share_threshold=0.5,
+        target_drift={"drifted": counts_drifted, "score": 0.01},
+    )
+    metrics = None if r2 is None else {"r2": r2}
+    champion = ChampionScore("gbm", version=3, rows=10, metrics_current=metrics)
+    return MonitoringResult(drift, champion, "run", {}, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("share", "counts", "r2", "force", "retrain", "starts"),
+    [
+        (False, False, 0.1, False, False, "no drift: drift share 0.20 (threshold 0.50), counts"),
+        (True, False, 0.1, False, True, "drift detected and R² too low"),
+        (False, True, 0.1, False, True, "drift detected and R² too low"),  # counts alone
+        (True, True, 0.9, False, False, "drift detected but champion holds"),
+        (True, False, None, False, True, "drift detected: "),  # no champion to defend
+        (False, False, 0.9, True, True, "forced; "),
+    ],
+)
+def test_the_decision_needs_drift_and_a_weak_champion_unless_forced(
+    share: bool, counts: bool, r2: float | None, force: bool, retrain: bool, starts: str
+) -> None:
+    decision = decide(monitoring(share, counts, r2), threshold=0.6, force=force)
+    assert decision.retrain is retrain
+    assert decision.reason.startswith(starts)
+
+
+def test_a_retrain_result_survives_the_trip_through_xcom() -> None:
+    result = RetrainResult(
+        "gbm", False, True, True, 0.5, 3, {"r2": 0.1}, True, False, False, "why", data_path="x"
+    )
+    assert RetrainResult.from_dict(result.as_dict()) == result
