@@ -35,6 +35,14 @@ COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 API_SERVICES = {"regmodel-backend": REGMODEL, "classmodel-backend": CLASSMODEL}
 MONITORING_SERVICES = {"prometheus": 9090, "grafana": 3000}
+ORCHESTRATION_SERVICES = {
+    "airflow-db",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+}
+OPTIONAL_SERVICES = {*MONITORING_SERVICES, *ORCHESTRATION_SERVICES}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +78,7 @@ def mounts(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[s
 
 
 def test_the_seed_services(services: dict[str, Any]) -> None:
-    services = {k: v for k, v in services.items() if k not in MONITORING_SERVICES}
+    services = {k: v for k, v in services.items() if k not in OPTIONAL_SERVICES}
     assert set(services) == {"mlflow", "regmodel-backend", "classmodel-backend"}
     names = {name: service["container_name"] for name, service in services.items()}
     assert names == {
@@ -251,8 +259,8 @@ def test_docker_compose_accepts_the_file(credentials: str | None) -> None:
     )
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
-    # Some compose versions list every profile's services in `config`: leave monitoring aside.
-    resolved = {k: v for k, v in resolved.items() if k not in MONITORING_SERVICES}
+    # Some compose versions list every profile's services in `config`: leave the others aside.
+    resolved = {k: v for k, v in resolved.items() if k not in OPTIONAL_SERVICES}
     assert set(resolved) == {"mlflow", "regmodel-backend", "classmodel-backend"}
     source = "gcp.json" if credentials else "/dev/null"
     for service in resolved.values():
@@ -301,3 +309,66 @@ def test_docker_compose_accepts_the_monitoring_profile() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert set(MONITORING_SERVICES) <= set(result.stdout.split())
+
+
+@pytest.mark.parametrize("name", sorted(ORCHESTRATION_SERVICES))
+def test_orchestration_services_are_behind_their_profile(
+    services: dict[str, Any], name: str
+) -> None:
+    assert services[name]["profiles"] == ["orchestration"]
+
+
+def test_airflow_serves_its_ui_on_8081_and_runs_the_repository_dags(
+    services: dict[str, Any],
+) -> None:
+    assert services["airflow-apiserver"]["ports"] == ["8081:8080"]
+    assert option_value(services["airflow-apiserver"]["command"], "--port") == "8080"
+    for name in ORCHESTRATION_SERVICES - {"airflow-db"}:
+        service = services[name]
+        assert service["build"]["args"] == {"EXTRAS": "airflow"}
+        folder = service["environment"]["AIRFLOW__CORE__DAGS_FOLDER"]
+        assert mounts(service)[folder] == "./dags:ro"
+        assert (REPO / "dags").is_dir()
+
+
+def test_airflow_reaches_the_compose_api_mlflow_and_its_database(
+    services: dict[str, Any],
+) -> None:
+    env = services["airflow-scheduler"]["environment"]
+    assert env["BIKECOUNT_PIPELINE_API_URL"] == f"http://regmodel-backend:{COMPOSE_PORTS[REGMODEL]}"
+    assert env["BIKECOUNT_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "@airflow-db:5432/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert "@airflow-db:5432/bikecount" in env["BIKECOUNT_PIPELINE_DB_URL"]
+    init_sql = mounts(services["airflow-db"])["/docker-entrypoint-initdb.d/init-bikecount.sql"]
+    assert "CREATE DATABASE bikecount" in (REPO / init_sql.split(":")[0]).read_text()
+    # Retraining writes its training file where the API reads it.
+    assert mounts(services["airflow-scheduler"])["/app/data"] == "./data"
+    assert mounts(services["regmodel-backend"])["/app/data"] == "./data:ro"
+    depends = services["airflow-scheduler"]["depends_on"]
+    assert depends["airflow-init"] == {"condition": "service_completed_successfully"}
+    assert depends["regmodel-backend"] == {"condition": "service_healthy"}
+
+
+def test_the_airflow_extra_pins_the_installed_airflow() -> None:
+    import airflow
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'"apache-airflow=={airflow.__version__}"' in pyproject
+
+
+def test_the_image_carries_the_dags() -> None:
+    rules = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!dags/" in rules
+    assert "COPY dags/ ./dags/" in DOCKERFILE.read_text()
+
+
+@pytest.mark.skipif(compose_command() is None, reason="no docker compose installed here")
+def test_docker_compose_accepts_the_orchestration_profile() -> None:
+    result = subprocess.run(
+        [*compose_command(), "--profile", "orchestration", "config", "--services"],  # type: ignore[misc]
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert ORCHESTRATION_SERVICES | {"mlflow", "regmodel-backend"} <= set(result.stdout.split())
