@@ -14,7 +14,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from bikecount.config import Settings
-from bikecount.pipeline.schedule import run_day, task_defaults
+from bikecount.pipeline.schedule import context_day, task_defaults
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
@@ -26,7 +26,6 @@ SETTINGS = Settings()
     schedule="@daily",
     start_date=pendulum.datetime(2018, 1, 1, tz="Europe/Paris"),
     catchup=False,
-    max_active_runs=1,
     default_args=task_defaults(SETTINGS),
     params={
         "day": Param(
@@ -42,10 +41,7 @@ def bikecount_daily_ingest() -> None:
         """Fetch the day, validate it against the record contract and replace it in the store."""
         from bikecount.pipeline.ingest import ingest_day
 
-        context = get_current_context()
-        day = run_day(
-            context["params"].get("day"), context["logical_date"], context["dag_run"].run_after
-        )
+        day = context_day(get_current_context())
         return ingest_day(Settings(), day).as_dict()
 
     @task

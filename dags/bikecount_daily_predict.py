@@ -16,18 +16,11 @@ import pendulum
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
 from bikecount.config import Settings
-from bikecount.pipeline.schedule import run_day, task_defaults
+from bikecount.pipeline.schedule import context_day, task_defaults
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
 SETTINGS = Settings()
-
-
-def the_day() -> date:
-    context = get_current_context()
-    return run_day(
-        context["params"].get("day"), context["logical_date"], context["dag_run"].run_after
-    )
 
 
 @dag(
@@ -35,7 +28,6 @@ def the_day() -> date:
     schedule="@daily",
     start_date=pendulum.datetime(2018, 1, 1, tz="Europe/Paris"),
     catchup=False,
-    max_active_runs=1,
     default_args=task_defaults(SETTINGS),
     params={
         "day": Param(
@@ -52,7 +44,7 @@ def bikecount_daily_predict() -> None:
         """Wait until the day has stored counts."""
         from bikecount.pipeline.store import ingested_days, open_store
 
-        day = the_day()
+        day = context_day(get_current_context())
         done = day in ingested_days(open_store(Settings().pipeline_db_url), day, day)
         logger.info("day %s %s", day, "ingested" if done else "not ingested yet")
         return PokeReturnValue(is_done=done, xcom_value=day.isoformat())

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     pipeline_test_mode: bool = False
     # Retrain when drift is detected and the champion's R² on recent data falls below this.
     retrain_r2_threshold: float = 0.6
+    # `bikecount up --airflow`: Airflow's home (config, SQLite metadata, task logs) and UI port.
+    airflow_home: Path = Path("airflow_home")
+    airflow_port: int = Field(default=8081, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:

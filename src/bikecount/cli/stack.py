@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -34,17 +35,26 @@ from bikecount.stack import (
     run_stack,
 )
 from bikecount.stack.services import (
+    AIRFLOW,
+    AIRFLOW_INSTALL_HINT,
     CLASSMODEL,
     MLFLOW,
     PROMETHEUS,
     PROMETHEUS_INSTALL_HINT,
     REGMODEL,
     ServiceSpec,
+    dags_folder,
     write_prometheus_config,
 )
 from bikecount.train import TrainResult
 
-SERVICE_STYLES = {MLFLOW: "cyan", REGMODEL: "green", CLASSMODEL: "magenta", PROMETHEUS: "yellow"}
+SERVICE_STYLES = {
+    MLFLOW: "cyan",
+    REGMODEL: "green",
+    CLASSMODEL: "magenta",
+    PROMETHEUS: "yellow",
+    AIRFLOW: "blue",
+}
 PREFIX_WIDTH = max(len(name) for name in SERVICE_STYLES)
 
 
@@ -137,6 +147,11 @@ def print_ready(
         lines.append(f"[bold]ClassModel API[/]   {by_name[CLASSMODEL].url}  (legacy)")
     if PROMETHEUS in by_name:
         lines.append(f"[bold]Prometheus[/]       {by_name[PROMETHEUS].url}  (alerts: /alerts)")
+    if AIRFLOW in by_name:
+        lines.append(
+            f"[bold]Airflow UI[/]       {by_name[AIRFLOW].url}  (DAGs start paused: unpause "
+            "them there)"
+        )
     lines.append(f"[bold]logs[/]             {settings.logs_dir}/<service>.log")
     if report is not None and report.failed:
         lines.append(f"[yellow]no first model for {', '.join(report.failed)}: see above[/]")
@@ -216,6 +231,17 @@ def up_command(
         ),
     ] = False,
     prometheus_port: Annotated[int, typer.Option(help="Prometheus port.")] = 9090,
+    airflow: Annotated[
+        bool,
+        typer.Option(
+            "--airflow",
+            help="Also start Airflow (standalone) running the DAGs of dags/ against the stack.",
+        ),
+    ] = False,
+    airflow_port: Annotated[
+        int | None,
+        typer.Option(help="Airflow UI and API port (default 8081, or BIKECOUNT_AIRFLOW_PORT)."),
+    ] = None,
     no_bootstrap: Annotated[
         bool,
         typer.Option("--no-bootstrap", help="Do not make data or train first models if missing."),
@@ -224,7 +250,7 @@ def up_command(
         float, typer.Option(help="Seconds each service has to answer its health check.")
     ] = 120.0,
 ) -> None:
-    """Start MLflow and the RegModel API (and the legacy ClassModel API, Prometheus) here.
+    """Start MLflow and the RegModel API (and the legacy ClassModel API, Prometheus, Airflow).
 
     First start: makes the data sets and trains fast first models, so /predict answers at once.
 
@@ -245,11 +271,15 @@ def up_command(
         reload=reload,
         monitoring=monitoring_available() if monitoring else False,
         prometheus_port=prometheus_port,
+        airflow=airflow,
+        airflow_port=airflow_port,
         bootstrap=not no_bootstrap,
         health_timeout=timeout,
     )
     if options.monitoring:
         write_prometheus_config(settings, plan_services(settings, options))
+    if options.airflow:
+        check_airflow()
     try:
         run_until_stopped(settings, options)
     except PortInUseError as exc:
@@ -266,6 +296,17 @@ def up_command(
         console.print(f"[bold]{exc.signal_name}: every service stopped.[/]")
     except KeyboardInterrupt:
         console.print("[bold]interrupted: every service stopped.[/]")
+
+
+def check_airflow() -> None:
+    """Fail before anything starts when Airflow or the DAG folder is missing."""
+    if importlib.util.find_spec("airflow") is None:
+        fail("--airflow: Airflow is not installed", hint=AIRFLOW_INSTALL_HINT)
+    if dags_folder() is None:
+        fail(
+            "--airflow: no dags/ folder beside the bikecount sources",
+            hint="run from a checkout of the repository (pip install -e .)",
+        )
 
 
 def monitoring_available() -> bool:

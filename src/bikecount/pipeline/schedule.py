@@ -6,6 +6,7 @@ A daily run due at midnight (Paris) works on the day that has just ended; a run 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +28,16 @@ def run_day(given: str | None, logical_date: datetime | None, run_after: datetim
             raise ValueError(f"day {given!r}: expected a date as YYYY-MM-DD") from exc
     due = logical_date or run_after
     return due.astimezone(ZoneInfo(PARIS_TZ)).date() - timedelta(days=1)
+
+
+def context_day(context: Mapping[str, Any]) -> date:
+    """:func:`run_day` of an Airflow task's context.
+
+    A run triggered by hand (UI, REST API) may have no logical date: the key is then absent.
+    """
+    return run_day(
+        context["params"].get("day"), context.get("logical_date"), context["dag_run"].run_after
+    )
 
 
 def task_defaults(settings: Settings) -> dict[str, Any]:

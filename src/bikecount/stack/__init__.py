@@ -101,6 +101,8 @@ class StackOptions:
     reload: bool = False
     monitoring: bool = False
     prometheus_port: int = 9090
+    airflow: bool = False
+    airflow_port: int = 8081
     bootstrap: bool = True
     health_timeout: float = 120.0
     grace_seconds: float = 10.0
@@ -113,6 +115,7 @@ class StackOptions:
             "mlflow_port": settings.mlflow_port,
             "api_port": settings.api_port,
             "classmodel_port": settings.classmodel_port,
+            "airflow_port": settings.airflow_port,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -153,6 +156,8 @@ def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec
         reload=options.reload,
         monitoring=options.monitoring,
         prometheus_port=options.prometheus_port,
+        airflow=options.airflow,
+        airflow_port=options.airflow_port,
     )
 
 

@@ -8,12 +8,14 @@ file, and the test tells you if you forgot one.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from sqlalchemy.engine import make_url
 
 import bikecount
 from bikecount.config import Settings
@@ -22,6 +24,7 @@ MLFLOW = "mlflow"
 REGMODEL = "regmodel"
 CLASSMODEL = "classmodel"
 PROMETHEUS = "prometheus"
+AIRFLOW = "airflow"
 
 REGMODEL_APP = "bikecount.api.regmodel:create_app"
 CLASSMODEL_APP = "bikecount.api.classmodel:create_app"
@@ -48,6 +51,9 @@ PROMETHEUS_INSTALL_HINT = (
 )
 # Local scrapes are cheap: a short interval shows traffic in Grafana-like queries at once.
 LOCAL_SCRAPE_INTERVAL = "5s"
+
+AIRFLOW_HEALTH_PATH = "/api/v2/monitor/health"
+AIRFLOW_INSTALL_HINT = "pip install -e '.[airflow]' (`make install` does)"
 
 # MLflow's job runner (four more processes, GenAI features) is of no use to bikecount.
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -281,6 +287,64 @@ def write_prometheus_config(settings: Settings, services: Sequence[ServiceSpec])
     return path
 
 
+def dags_folder() -> Path | None:
+    """``dags/`` of a source checkout (absent from an installed wheel)."""
+    path = Path(package_dir()).parents[1] / "dags"
+    return path if path.is_dir() else None
+
+
+def absolute_database_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (other databases are left as they are).
+
+    Airflow runs tasks in processes of its own: a path relative to where the stack started
+    must not depend on where they run.
+    """
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return url
+    database = str(Path(parsed.database).resolve())
+    return parsed.set(database=database).render_as_string(hide_password=False)
+
+
+def airflow_service(
+    settings: Settings, host: str, port: int, *, api_url: str, tracking_uri: str
+) -> ServiceSpec:
+    """``airflow standalone``: its API server and UI, scheduler, DAG processor and triggerer.
+
+    The metadata database is SQLite in ``airflow_home``; the DAGs are the checkout's ``dags/``
+    and their tasks call the stack's API and MLflow server. DAGs start paused, as Airflow's
+    default has it: unpausing one is a decision (it starts the latest scheduled run at once).
+    """
+    url = f"http://{client_host(host)}:{port}"
+    env = {
+        "AIRFLOW_HOME": str(settings.airflow_home.resolve()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # A local stack for one user: no login page.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        # standalone starts its components as `airflow ...`: this environment's comes first.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        **api_env(tracking_uri),
+        "BIKECOUNT_PIPELINE_API_URL": api_url,
+        "BIKECOUNT_PIPELINE_DB_URL": absolute_database_url(settings.pipeline_db_url),
+        "BIKECOUNT_DATA_DIR": str(settings.data_dir.resolve()),
+        "BIKECOUNT_REPORTS_DIR": str(settings.reports_dir.resolve()),
+    }
+    return ServiceSpec(
+        name=AIRFLOW,
+        command=python_module(sys.executable, "airflow", ["standalone"]),
+        host=host,
+        port=port,
+        port_option="--airflow-port",
+        usual_owner="another Airflow?",
+        env=env,
+        health_path=AIRFLOW_HEALTH_PATH,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -292,17 +356,26 @@ def build_services(
     reload: bool = False,
     monitoring: bool = False,
     prometheus_port: int = 9090,
+    airflow: bool = False,
+    airflow_port: int = 8081,
 ) -> list[ServiceSpec]:
     """The local stack, in start order: MLflow, the RegModel API, with ``legacy`` the
-    ClassModel API, and with ``monitoring`` Prometheus scraping them. The APIs talk to the
-    MLflow server started here."""
+    ClassModel API, with ``monitoring`` Prometheus scraping them, and with ``airflow`` Airflow
+    running the DAGs against them. The APIs talk to the MLflow server started here."""
     mlflow = mlflow_service(settings, host, mlflow_port)
     common = {"host": host, "tracking_uri": mlflow.url, "reload": reload}
-    services = [mlflow, api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)]
+    regmodel = api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)
+    services = [mlflow, regmodel]
     if legacy:
         services.append(api_service(CLASSMODEL, CLASSMODEL_APP, port=classmodel_port, **common))
     if monitoring:
         services.append(prometheus_service(settings, host, prometheus_port))
+    if airflow:
+        services.append(
+            airflow_service(
+                settings, host, airflow_port, api_url=regmodel.url, tracking_uri=mlflow.url
+            )
+        )
     return services
 
 
