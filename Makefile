@@ -27,7 +27,8 @@ prepare: install  ## Only make the data sets and train one model (no servers)
 	$(BIN)/bikecount models
 
 # Programs some tests drive for real: docker-compose validates the compose file (no engine needed);
-# Debian's prometheus package brings prometheus and promtool (config checks, the scrape test).
+# Debian's prometheus package brings prometheus and promtool (config checks, the scrape test);
+# Debian's postgresql package the server that the pipeline store is tested on.
 system-deps:
 	@if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -40,6 +41,12 @@ system-deps:
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
 	      || echo "note: could not install prometheus; the promtool checks and the Prometheus test are skipped"; \
 	  else echo "note: install prometheus (apt-get install prometheus) for the monitoring tests"; fi; \
+	fi
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+	      || echo "note: could not install postgresql; the PostgreSQL store tests will fail"; \
+	  else echo "note: install postgresql (apt-get install postgresql) for the store tests"; fi; \
 	fi
 
 test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
