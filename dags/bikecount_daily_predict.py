@@ -12,11 +12,10 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
 from bikecount.config import Settings
-from bikecount.pipeline.schedule import context_day, task_defaults
+from bikecount.pipeline.schedule import context_day, dag_arguments
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
@@ -26,16 +25,13 @@ SETTINGS = Settings()
 @dag(
     dag_id="bikecount_daily_predict",
     schedule="@daily",
-    start_date=pendulum.datetime(2018, 1, 1, tz="Europe/Paris"),
-    catchup=False,
-    default_args=task_defaults(SETTINGS),
     params={
         "day": Param(
             None, type=["null", "string"], description="YYYY-MM-DD; default: the day before the run"
         )
     },
-    tags=["bikecount"],
     doc_md=__doc__,
+    **dag_arguments(SETTINGS),
 )
 def bikecount_daily_predict() -> None:
     # Waits on the store, not on the ingest DAG: a day ingested by hand counts as well.

@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
 from bikecount.config import Settings
-from bikecount.pipeline.schedule import task_defaults
+from bikecount.pipeline.schedule import dag_arguments
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
@@ -28,13 +27,10 @@ SETTINGS = Settings()
 @dag(
     dag_id="bikecount_monitor_and_retrain",
     schedule="@weekly",
-    start_date=pendulum.datetime(2018, 1, 1, tz="Europe/Paris"),
-    catchup=False,
     max_active_runs=1,
-    default_args=task_defaults(SETTINGS),
     params={"force": Param(False, type="boolean", description="Retrain whatever drift says")},
-    tags=["bikecount"],
     doc_md=__doc__,
+    **dag_arguments(SETTINGS),
 )
 def bikecount_monitor_and_retrain() -> None:
     @task

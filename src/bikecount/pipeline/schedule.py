@@ -40,6 +40,21 @@ def context_day(context: Mapping[str, Any]) -> date:
     )
 
 
+# Before any data the DAGs will be asked about; runs are never caught up (catchup=False).
+START_DATE = datetime(2018, 1, 1, tzinfo=ZoneInfo(PARIS_TZ))
+
+
+def dag_arguments(settings: Settings) -> dict[str, Any]:
+    """What every bikecount DAG shares: the start in Paris time (schedules follow its time
+    zone), no catching up, the task retries, the tag."""
+    return {
+        "start_date": START_DATE,
+        "catchup": False,
+        "default_args": task_defaults(settings),
+        "tags": ["bikecount"],
+    }
+
+
 def task_defaults(settings: Settings) -> dict[str, Any]:
     """Airflow ``default_args``: retries for the API restarting or Open Data being late."""
     return {
