@@ -9,7 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.fetch import day_export_url
 from bikecount.data.io import write_records
@@ -146,3 +148,31 @@ def test_a_retrain_result_survives_the_trip_through_xcom() -> None:
         "gbm", False, True, True, 0.5, 3, {"r2": 0.1}, True, False, False, "why", data_path="x"
     )
     assert RetrainResult.from_dict(result.as_dict()) == result
+
+
+def test_the_cli_ingests_through_the_fallback_and_says_so(
+    tmp_path: Path, drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BIKECOUNT_OPEN_DATA_URL", "http://127.0.0.1:9/exports/csv")
+    monkeypatch.setenv("BIKECOUNT_PIPELINE_SOURCE", str(drop))
+    runner = CliRunner()
+    result = runner.invoke(app, ["pipeline", "ingest", "--date", DAY.isoformat()])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"{DAY}" in text and "144 stored" in text and "Paris Open Data unreachable" in text
+    scored = runner.invoke(app, ["pipeline", "score", "--date", DAY.isoformat()])
+    assert scored.exit_code == 0 and "not scored: no stored predictions" in scored.output
+
+
+def test_the_cli_says_what_to_do_when_no_source_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BIKECOUNT_OPEN_DATA_URL", "http://127.0.0.1:9/exports/csv")
+    result = CliRunner().invoke(
+        app, ["pipeline", "ingest", "--date", DAY.isoformat(), "--source", "opendata"]
+    )
+    assert result.exit_code == 1
+    assert "could not reach http://127.0.0.1:9" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
