@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -38,23 +39,35 @@ class HoldoutSplit:
     rule: str
 
 
-def split_holdout(frame: pd.DataFrame, days: int, *, min_share: float = 0.05) -> HoldoutSplit:
-    """Keep the last ``days`` days of canonical records out of fitting.
+def split_holdout(
+    frame: pd.DataFrame, days: int, *, min_share: float = 0.05, start: date | None = None
+) -> HoldoutSplit:
+    """Keep the last ``days`` days of canonical records out of fitting, or those from ``start``.
 
-    When those days hold too small or too large a share of the rows (short or sparse data, such as
-    the 1,000-row test sample), the last 20% of the time span is held out instead.
+    Without ``start``, when the last days hold too small or too large a share of the rows (short
+    or sparse data, such as the 1,000-row test sample), the last 20% of the time span is held
+    out instead. With ``start`` (a local day), the holdout is exactly the records from that day
+    on: the retraining pipeline compares the champion and the new model on the recent days.
 
     Raises:
-        ValueError: fewer than two distinct timestamps, so no temporal holdout is possible.
+        ValueError: fewer than two distinct timestamps, so no temporal holdout is possible; or
+            no record on one side of ``start``.
     """
     frame = frame.sort_values("timestamp", kind="stable")
-    start, end = frame["timestamp"].min(), frame["timestamp"].max()
-    if start == end:
+    if start is not None:
+        cutoff = pd.Timestamp(start).tz_localize(frame["timestamp"].dt.tz)
+        later = frame["timestamp"] >= cutoff
+        if later.all() or not later.any():
+            side = "before" if later.all() else "from"
+            raise ValueError(f"holdout from {start}: the data has no record {side} that day")
+        return HoldoutSplit(frame[~later], frame[later], cutoff, f"from {start}")
+    start_time, end = frame["timestamp"].min(), frame["timestamp"].max()
+    if start_time == end:
         raise ValueError("the data covers a single hour: a temporal holdout needs more")
     cutoff, rule = end - pd.Timedelta(days=days), f"last {days} days"
     share = float((frame["timestamp"] > cutoff).mean())
     if not min_share <= share <= 0.5:
-        cutoff, rule = start + (end - start) * 0.8, "last 20% of the period"
+        cutoff, rule = start_time + (end - start_time) * 0.8, "last 20% of the period"
         logger.info("holdout of %d days holds %.0f%% of rows; using %s", days, share * 100, rule)
     later = frame["timestamp"] > cutoff
     return HoldoutSplit(frame[~later], frame[later], cutoff, rule)

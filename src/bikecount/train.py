@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -43,6 +44,8 @@ class TrainRequest:
     env: Env = "dev"
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     test_mode: bool = False
+    # Hold out the records from this local day on (default: the last ``holdout_days`` days).
+    holdout_from: date | None = None
 
 
 @dataclass
@@ -88,7 +91,7 @@ def train(
     parsed = parse_records(read_records(path), require_count=True)
     if parsed.frame.empty:
         raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
-    split = split_holdout(parsed.frame, settings.holdout_days)
+    split = split_holdout(parsed.frame, settings.holdout_days, start=request.holdout_from)
 
     configure_tracking(settings)
     experiment_id = ensure_experiment(settings, request.env)

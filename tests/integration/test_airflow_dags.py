@@ -50,7 +50,9 @@ API_KEY = "airflow-key-51c9"
 N_COUNTERS = 8  # api_server.DATA_CONFIG
 SHIFT, SHIFT_START = 0.35, date(2020, 11, 10)
 DAY = date(2020, 11, 20)
-RECENT = [date(2020, 11, 10) + timedelta(days=i) for i in range(21)]  # 10 to 30 November
+# 10 to 30 November in the store: the last 14 are the recent days checked and, when retraining,
+# the holdout; the 7 before them are what a retrained model can learn the shift from.
+RECENT = [date(2020, 11, 10) + timedelta(days=i) for i in range(21)]
 RUN_TIMEOUT_SECONDS = 420
 THRESHOLD = 0.3
 
@@ -144,7 +146,7 @@ def airflow_env(root: Path, tracking_uri: str, api_url: str, opendata_url: str) 
         BIKECOUNT_PIPELINE_SOURCE=str(root / "drop"),
         BIKECOUNT_PIPELINE_DB_URL=store_url(root, "store.db"),
         BIKECOUNT_PIPELINE_TEST_MODE="true",
-        BIKECOUNT_PIPELINE_RECENT_DAYS=str(len(RECENT)),
+        BIKECOUNT_PIPELINE_RECENT_DAYS="14",
         BIKECOUNT_PIPELINE_RETRIES="1",
         BIKECOUNT_PIPELINE_RETRY_DELAY_SECONDS="0",
         # The bar for this small test-mode champion: R² about 0.47 on the unshifted recent
@@ -309,6 +311,8 @@ def test_monitor_retrains_and_promotes_when_the_shift_hurts(stack: Stack) -> Non
     recorded = run["tasks"]["record_decision"]["result"]
     assert recorded["retrained"] and recorded["promoted"], recorded["reason"]
     assert recorded["new_version"] > stack.champion
+    # Both were scored on the recent days: the new model on its holdout, the champion by assess.
+    assert recorded["holdout_from"] == (RECENT[-1] - timedelta(days=13)).isoformat()
     assert recorded["new_metrics"]["rmse"] < assessed["champion_metrics"]["rmse"]
     row = read_table(open_store(settings.pipeline_db_url), audit).iloc[-1]
     assert row["reason"] == recorded["reason"]

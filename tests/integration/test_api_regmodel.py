@@ -306,3 +306,10 @@ def test_data_source_cannot_leave_the_data_folder(api: httpx.Client) -> None:
     refused = api.post("/train", json={"model_type": "rf", "data_source": "../../etc/passwd"})
     assert refused.status_code == 422
     assert refused.json()["detail"][0]["loc"] == ["body", "data_source"]
+
+
+def test_a_holdout_after_the_data_is_a_clear_422(api: httpx.Client) -> None:
+    body = {"model_type": "rf", "test_mode": True, "holdout_from": "2031-01-01"}
+    response = api.post("/train", json=body)
+    assert response.status_code == 422, response.text
+    assert "holdout from 2031-01-01: the data has no record from that day" in response.text

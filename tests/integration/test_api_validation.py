@@ -163,6 +163,7 @@ def test_data_source_outside_the_data_folder_is_refused(api: httpx.Client, sourc
         ({"env": "prod"}, "env", "BIKECOUNT_GCS_BUCKET"),
         ({"model_type": "xgboost"}, "model_type", "'rf'"),
         ({"test_mode": "sometimes"}, "test_mode", ""),
+        ({"holdout_from": "June"}, "holdout_from", "date"),
     ],
 )
 def test_training_is_checked_before_it_starts(

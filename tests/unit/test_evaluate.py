@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,26 @@ def test_sparse_recent_data_falls_back_to_the_last_fifth_of_the_period() -> None
     assert split.cutoff == start + (end - start) * 0.8
     assert len(split.holdout) == (frame["timestamp"] > split.cutoff).sum() > 14
     assert len(split.train) + len(split.holdout) == len(frame)
+
+
+def test_a_holdout_from_a_day_holds_out_exactly_that_day_on() -> None:
+    frame = hourly_records("2021-06-01", 30 * 24).sample(frac=1.0, random_state=0)
+
+    split = split_holdout(frame, days=7, start=date(2021, 6, 25))
+
+    assert split.rule == "from 2021-06-25"
+    assert split.holdout["timestamp"].min() == pd.Timestamp("2021-06-25", tz="Europe/Paris")
+    assert split.train["timestamp"].max() == pd.Timestamp("2021-06-24 23:00", tz="Europe/Paris")
+    assert len(split.holdout) == 6 * 24 and len(split.train) == 24 * 24
+
+
+@pytest.mark.parametrize(
+    ("day", "side"), [(date(2021, 5, 1), "before"), (date(2021, 8, 1), "from")]
+)
+def test_a_holdout_day_outside_the_data_is_refused(day: date, side: str) -> None:
+    frame = hourly_records("2021-06-01", 10 * 24)
+    with pytest.raises(ValueError, match=f"holdout from {day}: the data has no record {side}"):
+        split_holdout(frame, days=7, start=day)
 
 
 def test_a_single_hour_cannot_be_split() -> None:

@@ -63,6 +63,7 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
         env=env,
         hyperparams=dict(body.hyperparams),
         test_mode=body.test_mode,
+        holdout_from=body.holdout_from,
     )
 
 

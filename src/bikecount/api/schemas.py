@@ -6,6 +6,7 @@ Families follow one naming rule: ``*Request``/``*Body`` come in, ``*Public`` go 
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -163,6 +164,11 @@ class TrainRequestBody(BaseModel):
     )
     test_mode: bool = Field(
         default=False, description="Train on test_sample.csv with fast settings (seconds)."
+    )
+    holdout_from: date | None = Field(
+        default=None,
+        description="Hold out the records from this local day on (YYYY-MM-DD) to score the "
+        "model and the champion; default: the last BIKECOUNT_HOLDOUT_DAYS days.",
     )
     wait: bool = Field(
         default=True, description="Answer when done (default), or at once with a job to poll."

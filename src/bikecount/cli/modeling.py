@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +57,15 @@ def train_command(
     test_mode: Annotated[
         bool, typer.Option("--test-mode", help="Train on test_sample.csv with fast settings.")
     ] = False,
+    holdout_from: Annotated[
+        datetime | None,
+        typer.Option(
+            "--holdout-from",
+            formats=["%Y-%m-%d"],
+            help="Hold out the records from this local day on (default: the last "
+            "BIKECOUNT_HOLDOUT_DAYS days).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a model, score it on a temporal holdout, log it to MLflow and register it.
@@ -71,6 +81,7 @@ def train_command(
             env=_env(env, settings),
             hyperparams=parse_assignments(param or []),
             test_mode=test_mode,
+            holdout_from=holdout_from.date() if holdout_from else None,
         )
         if as_json:
             result = train(request, settings)

@@ -2,8 +2,8 @@
 
 Retraining is worth its cost only when the data moved *and* the champion suffers from it: drift
 alone (seasons drift by construction) or a weak score alone (a hard week) is not enough, unless
-forced. The new model is trained by the RegModel API on reference + recent records; the API
-crowns it only if it beats the champion on the same (most recent) holdout, and says so. Every
+forced. The new model is trained by the RegModel API on reference + stored records, holding
+out the recent days; the API crowns it only if it beats the champion on them, and says so. Every
 decision, and why, is written to the ``audit`` table and logged to MLflow.
 """
 
@@ -65,6 +65,7 @@ class RetrainResult:
     new_version: int | None = None
     new_metrics: dict[str, float | None] | None = None
     data_path: str | None = None
+    holdout_from: str | None = None
     audit_id: int | None = None
     run_id: str | None = None
 
@@ -124,9 +125,17 @@ def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
     latest = last_day(engine)
     if latest is None:
         raise PipelineError("no raw counts in the store: run `bikecount pipeline ingest` first")
-    # Only the recent days leave the database: the store may hold years.
-    recent = read_counts(engine, latest - timedelta(days=days - 1), latest)
-    return recent[recent["count"].notna()][CANONICAL].reset_index(drop=True)
+    # Only the recent days leave the database for the drift check and the champion's score.
+    return labelled(read_counts(engine, latest - timedelta(days=days - 1), latest))
+
+
+def stored_history(settings: Settings) -> pd.DataFrame:
+    """Every labelled stored count: what a retraining adds to the reference data."""
+    return labelled(read_counts(open_store(settings.pipeline_db_url)))
+
+
+def labelled(counts: pd.DataFrame) -> pd.DataFrame:
+    return counts[counts["count"].notna()][CANONICAL].reset_index(drop=True)
 
 
 def reference_records(settings: Settings) -> pd.DataFrame:
@@ -137,13 +146,13 @@ def reference_records(settings: Settings) -> pd.DataFrame:
     return read_canonical(path)
 
 
-def write_training_file(settings: Settings, reference: pd.DataFrame, recent: pd.DataFrame) -> str:
-    """Reference + recent records as an export file in the data folder; return its name.
+def write_training_file(settings: Settings, reference: pd.DataFrame, history: pd.DataFrame) -> str:
+    """Reference + stored records as an export file in the data folder; return its name.
 
     The API reads training files from its own data folder only, so the name is relative to it.
-    A recent value wins over a reference value of the same counter and hour.
+    A stored value wins over a reference value of the same counter and hour.
     """
-    both = pd.concat([reference[CANONICAL], recent[CANONICAL]], ignore_index=True)
+    both = pd.concat([reference[CANONICAL], history[CANONICAL]], ignore_index=True)
     both = both.drop_duplicates(["counter", "timestamp"], keep="last")
     both = both.sort_values(["timestamp", "counter"]).reset_index(drop=True)
     raw = to_raw_records(both)
@@ -193,8 +202,8 @@ def assess(
 ) -> RetrainResult:
     """Drift of the recent stored counts against reference, the champion on them, the decision.
 
-    When retraining is due, the training file (reference + recent) is written to the data
-    folder and named in ``data_path``.
+    When retraining is due, the training file (reference + every stored day) is written to the
+    data folder and named in ``data_path``; ``holdout_from`` is the first recent day.
     """
     model_type = model_type or settings.pipeline_model_type
     recent_days = recent_days or settings.pipeline_recent_days
@@ -216,7 +225,10 @@ def assess(
         reason=decision.reason,
     )
     if decision.retrain:
-        result.data_path = write_training_file(settings, reference, recent)
+        # Every stored day, not only the recent ones: a second retraining must not forget the
+        # weeks the first one learnt. The recent days are the holdout both models are scored on.
+        result.data_path = write_training_file(settings, reference, stored_history(settings))
+        result.holdout_from = recent["timestamp"].min().date().isoformat()
     return result
 
 
@@ -228,8 +240,8 @@ def retrain(
 ) -> RetrainResult:
     """Train through ``POST /train`` when due and fill ``result`` with the version and verdict.
 
-    The API crowns the new version only if it beats the champion on the new run's holdout (the
-    most recent days), and says why either way.
+    The API holds out the recent days (``holdout_from`` on), fits on everything before, and
+    crowns the new version only if it beats the champion on those days; it says why either way.
 
     Raises:
         PipelineError: the API is down, or refused or failed the training.
@@ -239,6 +251,7 @@ def retrain(
     payload = {
         "model_type": result.model_type,
         "data_source": result.data_path,
+        "holdout_from": result.holdout_from,
         "wait": True,
         "test_mode": settings.pipeline_test_mode if test_mode is None else test_mode,
     }
