@@ -3,10 +3,10 @@
 ``assess`` compares the recent stored counts with the reference data (Evidently) and scores the
 champion on them; retraining is due when drift is detected and the champion's R² fell below
 BIKECOUNT_RETRAIN_R2_THRESHOLD, or when the run is forced (``{"force": true}``). ``retrain``
-trains through ``POST /train`` on reference + recent data; the API crowns the new version only
-if it beats the champion on the same recent holdout. ``record`` writes the audit row and the
-MLflow run whatever happened, then fails the run if the retraining did. Without Airflow:
-``bikecount pipeline monitor-retrain [--force]``.
+trains through ``POST /train`` on reference + every stored day, holding out the recent days;
+the API crowns the new version only if it beats the champion on them. ``record`` writes the
+audit row and the MLflow run whatever happened, then fails the run if the retraining did.
+Without Airflow: ``bikecount pipeline monitor-retrain [--force]``.
 """
 
 from __future__ import annotations
