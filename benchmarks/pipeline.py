@@ -25,12 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 from serve import (
-    HOST,
     _stop_on_signal,
-    free_port,
     isolate_environment,
+    plan_services,
     start_service,
-    with_workdir_env,
     workdir_settings,
     working_directory,
 )
@@ -43,9 +41,7 @@ from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import predict_day, score_day
 from bikecount.pipeline.retrain import monitor_and_retrain
 from bikecount.records import TIMESTAMP, parse_timestamps
-from bikecount.stack import check_ports
 from bikecount.stack.processes import ProcessManager, handling_stop_signals
-from bikecount.stack.services import build_services
 from bikecount.train import TrainRequest, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,12 +156,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
     days, source = write_data(settings, root / "drop")
     days = days[: args.days] if args.days else days
     print(f"data: {source}; replaying {len(days)} days from {days[0]} to {days[-1]}", flush=True)
-    mlflow_spec, api_spec = build_services(
-        settings, host=HOST, mlflow_port=free_port(), api_port=free_port(), classmodel_port=0
-    )
-    api_spec = with_workdir_env(api_spec, settings)
-    check_ports([mlflow_spec, api_spec])
-    settings = settings.model_copy(update={"mlflow_tracking_uri": mlflow_spec.url})
+    mlflow_spec, api_spec, settings = plan_services(settings)
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
         started = time.perf_counter()

@@ -309,6 +309,21 @@ def print_table(figures: list[Figures], concurrency: int) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
 
 
+def plan_services(settings: Settings) -> tuple[ServiceSpec, ServiceSpec, Settings]:
+    """MLflow and the API on free ports, the API seeing the working folder; the settings of
+    the benchmark's own process, pointed at that MLflow server."""
+    mlflow_spec, api_spec = build_services(
+        settings, host=HOST, mlflow_port=free_port(), api_port=free_port(), classmodel_port=0
+    )
+    api_spec = with_workdir_env(api_spec, settings)
+    check_ports([mlflow_spec, api_spec])
+    return (
+        mlflow_spec,
+        api_spec,
+        settings.model_copy(update={"mlflow_tracking_uri": mlflow_spec.url}),
+    )
+
+
 def start_service(manager: ProcessManager, spec: ServiceSpec) -> RunningService:
     service = manager.start(spec)
     manager.wait_healthy(service, HEALTH_TIMEOUT_SECONDS)
@@ -323,12 +338,7 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
     config = SynthConfig(months=args.months, n_counters=args.counters)
     written = write_datasets(generate_records(config), settings)
     print("  " + ", ".join(f"{name}: {len(frame):,} rows" for name, (_, frame) in written.items()))
-    mlflow_spec, api_spec = build_services(
-        settings, host=HOST, mlflow_port=free_port(), api_port=free_port(), classmodel_port=0
-    )
-    api_spec = with_workdir_env(api_spec, settings)
-    check_ports([mlflow_spec, api_spec])
-    settings = settings.model_copy(update={"mlflow_tracking_uri": mlflow_spec.url})
+    mlflow_spec, api_spec, settings = plan_services(settings)
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
         print(f"training {', '.join(args.models)} (default settings)", flush=True)
