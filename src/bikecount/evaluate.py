@@ -39,15 +39,20 @@ class HoldoutSplit:
     rule: str
 
 
-def split_holdout(
-    frame: pd.DataFrame, days: int, *, min_share: float = 0.05, start: date | None = None
-) -> HoldoutSplit:
+# The last ``days`` days are the holdout when the data before them spans at least this many
+# times as long (so most of the data is fitted on) and they hold at least ``MIN_HOLDOUT_ROWS``.
+MIN_TRAIN_SPANS = 3
+MIN_HOLDOUT_ROWS = 100
+
+
+def split_holdout(frame: pd.DataFrame, days: int, *, start: date | None = None) -> HoldoutSplit:
     """Keep the last ``days`` days of canonical records out of fitting, or those from ``start``.
 
-    Without ``start``, when the last days hold too small or too large a share of the rows (short
-    or sparse data, such as the 1,000-row test sample), the last 20% of the time span is held
-    out instead. With ``start`` (a local day), the holdout is exactly the records from that day
-    on: the retraining pipeline compares the champion and the new model on the recent days.
+    The rule: the last ``days`` days are the holdout whenever the data spans at least
+    ``MIN_TRAIN_SPANS + 1`` times ``days`` and those days hold at least ``MIN_HOLDOUT_ROWS``
+    records. Short or sparse data (such as the 1,000-row test sample) holds out the last 20% of
+    its time span instead. With ``start`` (a local day), the holdout is exactly the records from
+    that day on: the retraining pipeline compares the models on the recent days.
 
     Raises:
         ValueError: fewer than two distinct timestamps, so no temporal holdout is possible; or
@@ -65,10 +70,11 @@ def split_holdout(
     if start_time == end:
         raise ValueError("the data covers a single hour: a temporal holdout needs more")
     cutoff, rule = end - pd.Timedelta(days=days), f"last {days} days"
-    share = float((frame["timestamp"] > cutoff).mean())
-    if not min_share <= share <= 0.5:
+    long_enough = end - start_time >= pd.Timedelta(days=days * (MIN_TRAIN_SPANS + 1))
+    held = int((frame["timestamp"] > cutoff).sum())
+    if not long_enough or held < MIN_HOLDOUT_ROWS:
         cutoff, rule = start_time + (end - start_time) * 0.8, "last 20% of the period"
-        logger.info("holdout of %d days holds %.0f%% of rows; using %s", days, share * 100, rule)
+        logger.info("%d days cannot be held out (%d rows); using %s", days, held, rule)
     later = frame["timestamp"] > cutoff
     return HoldoutSplit(frame[~later], frame[later], cutoff, rule)
 

@@ -1,5 +1,11 @@
-"""train(): fit a model on a temporal split, score its holdout, log it to MLflow, register it,
-and crown it champion only when it earns it."""
+"""train(): fit a model on a temporal split, score its holdout, refit it on every row, log it to
+MLflow, register it, and crown it champion only when it earns it.
+
+The model that is registered and served learns from every row, holdout included: the latest days
+are what a forecast needs most. Its holdout metrics come from the evaluation fit, made without
+the holdout, so they stay honest; ``trained_until`` says what the served model knows, and the
+champion decision never scores a model on rows it was fitted on.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,20 @@ import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
 
 from bikecount.cleaning import drop_outages
 from bikecount.config import Env, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import read_records
-from bikecount.evaluate import SELECTION_METRIC, is_better, score_model, split_holdout
+from bikecount.evaluate import (
+    MIN_HOLDOUT_ROWS,
+    SELECTION_METRIC,
+    HoldoutSplit,
+    is_better,
+    score_model,
+    split_holdout,
+)
 from bikecount.fingerprint import file_fingerprint
 from bikecount.models import build_model, get_spec, parse_params
 from bikecount.records import parse_records, to_raw_records
@@ -46,6 +60,9 @@ class TrainRequest:
     test_mode: bool = False
     # Hold out the records from this local day on (default: the last ``holdout_days`` days).
     holdout_from: date | None = None
+    # Refit on every row (holdout included) for the registered model; False keeps the
+    # evaluation fit (faster, but the served model never saw the holdout days).
+    refit: bool = True
 
 
 @dataclass
@@ -62,6 +79,9 @@ class TrainResult:
     data_path: str
     rows_train: int
     rows_holdout: int
+    rows_fit: int
+    trained_until: str
+    refit: bool
     rows_dropped: int
     drop_reasons: dict[str, int]
     duration_seconds: float
@@ -99,18 +119,26 @@ def train(
         mlflow.set_tags(_run_tags(request, path, spec.name))
         mlflow.log_params({**params.model_dump(), **_split_params(split, parsed.dropped_rows)})
         stage(f"fitting {spec.description} on {len(split.train):,} records")
-        model = build_model(request.model_type, params, settings.seed)
-        fitted_on = drop_outages(split.train, settings.outage_hours)
-        mlflow.log_param("rows_outage_dropped", len(split.train) - len(fitted_on))
-        model.fit(fitted_on, fitted_on["count"].to_numpy())
+        evaluation = fit_records(request.model_type, params, split.train, settings)
         stage(f"scoring on the holdout ({len(split.holdout):,} records, {split.rule})")
-        metrics = score_model(model, spec.task, split.holdout)
+        metrics = score_model(evaluation, spec.task, split.holdout)
         mlflow.log_metrics(metrics)
+        deployed, fitted = evaluation, split.train
+        if request.refit:
+            stage(f"refitting on all {len(parsed.frame):,} records (holdout included)")
+            refit_params = deployment_params(request.model_type, params, evaluation)
+            deployed = fit_records(request.model_type, refit_params, parsed.frame, settings)
+            fitted = parsed.frame
+        trained_until = fitted["timestamp"].max().isoformat()
+        mlflow.log_params(
+            {"refit": request.refit, "rows_fit": len(fitted), "trained_until": trained_until}
+        )
         stage("logging and registering the model")
-        info = _log_model(model, request.model_type, split.holdout, spec.torch)
+        info = _log_model(deployed, request.model_type, split.holdout, spec.torch)
         version = int(info.registered_model_version)
         stage("comparing with the champion")
-        crowned, reason = decide_champion(request, version, metrics, split.holdout)
+        challenger = Challenger(version, evaluation, metrics, split, file_fingerprint(path))
+        crowned, reason = decide_champion(request, challenger)
         mlflow.set_tag("champion_decision", reason)
 
     return TrainResult(
@@ -126,10 +154,51 @@ def train(
         data_path=str(path),
         rows_train=len(split.train),
         rows_holdout=len(split.holdout),
+        rows_fit=len(fitted),
+        trained_until=trained_until,
+        refit=request.refit,
         rows_dropped=parsed.dropped_rows,
         drop_reasons=parsed.drop_reasons(),
         duration_seconds=round(time.perf_counter() - started, 2),
     )
+
+
+def fit_records(
+    model_type: str, params: BaseModel, records: pd.DataFrame, settings: Settings
+) -> Any:
+    """A fresh model of ``model_type`` fitted on canonical records, counter outages dropped.
+
+    The one fitting step of ``bikecount train``, ``POST /train`` and ``bikecount backtest``.
+    """
+    model = build_model(model_type, params, settings.seed)
+    fitted_on = drop_outages(records.sort_values("timestamp", kind="stable"), settings.outage_hours)
+    model.fit(fitted_on, fitted_on["count"].to_numpy())
+    return model
+
+
+def deployment_params(model_type: str, params: BaseModel, evaluation: Any) -> BaseModel:
+    """The hyperparameters of the refit on every row: the evaluated ones, except that ``nn``
+    trains for exactly the epochs its early stopping chose (no rows left to stop on)."""
+    if get_spec(model_type).torch and getattr(params, "epochs", None) is None:
+        network = evaluation.regressor_.named_steps["model"]
+        return params.model_copy(update={"epochs": int(network.best_epoch_)})
+    return params
+
+
+def fit_for_deployment(
+    model_type: str, params: BaseModel, records: pd.DataFrame, settings: Settings
+) -> Any:
+    """The model ``bikecount train`` would register for these records, without MLflow.
+
+    Models whose refit needs nothing from the evaluation fit (trees) are fitted once, on every
+    row; ``nn`` first chooses its epoch count on the temporal holdout, as ``train`` does.
+    """
+    if not get_spec(model_type).torch or getattr(params, "epochs", None) is not None:
+        return fit_records(model_type, params, records, settings)
+    split = split_holdout(records, settings.holdout_days)
+    evaluation = fit_records(model_type, params, split.train, settings)
+    refit_params = deployment_params(model_type, params, evaluation)
+    return fit_records(model_type, refit_params, records, settings)
 
 
 def _run_tags(request: TrainRequest, path: Any, model_type: str) -> dict[str, str]:
@@ -174,38 +243,117 @@ def _log_model(model: Any, model_type: str, holdout: pd.DataFrame, uses_torch: b
     )
 
 
-def decide_champion(
-    request: TrainRequest, version: int, metrics: dict[str, float], holdout: pd.DataFrame
-) -> tuple[bool, str]:
+@dataclass
+class Challenger:
+    """A new version and what judges it: its evaluation fit, holdout metrics and split."""
+
+    version: int
+    evaluation: Any
+    metrics: dict[str, float]
+    split: HoldoutSplit
+    data_fingerprint: str
+
+
+def decide_champion(request: TrainRequest, challenger: Challenger) -> tuple[bool, str]:
     """Give the new version the champion alias when it earns it; return (crowned, why).
 
     It is crowned when there is no champion, when the champion is a test-mode model and the new
-    one is not, or when it beats the champion on the new run's holdout (both scored on the same
-    rows). A test-mode run never replaces a champion trained on full data.
+    one is not, or when it beats the champion fairly: no model is judged on rows it was fitted
+    on (see :func:`compare_with_champion`). A test-mode run never replaces a champion trained on
+    full data.
     """
     client = MlflowClient()
-    spec = get_spec(request.model_type)
     current = champion_version(client, request.model_type)
     if current is None:
-        return _crown(client, request.model_type, version, "no champion yet")
-    champion_test_mode = client.get_run(current.run_id).data.tags.get("test_mode") == "true"
+        return _crown(client, request.model_type, challenger.version, "no champion yet")
+    champion_run = client.get_run(current.run_id)
+    champion_test_mode = champion_run.data.tags.get("test_mode") == "true"
     if request.test_mode and not champion_test_mode:
         return False, f"test-mode run; champion v{current.version} was trained on full data"
     if champion_test_mode and not request.test_mode:
-        return _crown(client, request.model_type, version, "replaces a test-mode champion")
-    metric, _ = SELECTION_METRIC[spec.task]
+        return _crown(
+            client, request.model_type, challenger.version, "replaces a test-mode champion"
+        )
     try:
-        incumbent = score_model(
-            load_version(request.model_type, int(current.version)), spec.task, holdout
+        wins, reason = compare_with_champion(
+            request.model_type, challenger, int(current.version), champion_run
         )
     except Exception as exc:  # a champion that cannot even be scored is no champion
         logger.warning("champion v%s could not be scored: %s", current.version, exc)
-        return _crown(client, request.model_type, version, f"champion v{current.version} unusable")
-    new, old = metrics[metric], incumbent[metric]
-    mlflow.log_metric(f"champion_{metric}_same_holdout", old)
+        reason = f"champion v{current.version} unusable"
+        return _crown(client, request.model_type, challenger.version, reason)
+    if wins:
+        return _crown(client, request.model_type, challenger.version, reason)
+    return False, reason
+
+
+def compare_with_champion(
+    model_type: str, challenger: Challenger, champion: int, champion_run: Any
+) -> tuple[bool, str]:
+    """Whether the challenger beats the champion, judged on rows neither was fitted on.
+
+    1. The challenger's holdout rows after the champion's ``trained_until``: the champion (as
+       served) and the challenger's evaluation fit are both scored on them.
+    2. Else, when the champion's own evaluation fit was scored on the very same holdout (same
+       file, same cutoff), the two logged holdout metrics are compared.
+    3. Else there is no fair comparison, and the champion stays.
+    """
+    metric, _ = SELECTION_METRIC[get_spec(model_type).task]
+    params, tags = champion_run.data.params, champion_run.data.tags
+    holdout = challenger.split.holdout
+    until = champion_trained_until(params)
+    unseen = holdout if until is None else holdout[holdout["timestamp"] > until]
+    if len(unseen) >= MIN_HOLDOUT_ROWS:
+        task = get_spec(model_type).task
+        new = score_model(challenger.evaluation, task, unseen)[metric]
+        old = score_model(load_version(model_type, champion), task, unseen)[metric]
+        _log_comparison(metric, new, old)
+        rows = (
+            f"the {len(unseen):,} holdout rows after champion v{champion}'s trained_until "
+            f"({until.isoformat()})"
+            if until is not None and len(unseen) < len(holdout)
+            else f"the {len(unseen):,} holdout rows, which champion v{champion} never saw"
+        )
+        return _verdict(metric, new, old, champion, rows)
+    same_holdout = (
+        tags.get("data_fingerprint") == challenger.data_fingerprint
+        and params.get("holdout_cutoff") == challenger.split.cutoff.isoformat()
+        and metric in champion_run.data.metrics
+    )
+    if same_holdout:
+        old = float(champion_run.data.metrics[metric])
+        _log_comparison(metric, challenger.metrics[metric], old)
+        rows = (
+            f"both evaluation fits on the same {len(holdout):,} holdout rows "
+            f"(after {challenger.split.cutoff.isoformat()} of the same file)"
+        )
+        return _verdict(metric, challenger.metrics[metric], old, champion, rows)
+    return False, (
+        f"no fair comparison: champion v{champion} was fitted on this holdout "
+        f"(trained until {until.isoformat() if until is not None else 'unknown'}) and was "
+        "evaluated on another one; train on data that goes past its trained_until, or on its file"
+    )
+
+
+def champion_trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
+    """The last timestamp a registered model was fitted on, from its run's parameters.
+
+    Runs made before refitting existed were fitted on the rows up to their holdout cutoff.
+    """
+    value = params.get("trained_until")
+    if value is None and params.get("refit") is None:
+        value = params.get("holdout_cutoff")
+    return pd.Timestamp(value) if value else None
+
+
+def _log_comparison(metric: str, new: float, old: float) -> None:
+    mlflow.log_metrics({f"champion_{metric}_compared": old, f"challenger_{metric}_compared": new})
+
+
+def _verdict(metric: str, new: float, old: float, champion: int, rows: str) -> tuple[bool, str]:
     if is_better(metric, new, old):
-        return _crown(client, request.model_type, version, f"{metric} {new:.4g} beats {old:.4g}")
-    return False, f"{metric} {new:.4g} does not beat champion v{current.version} ({old:.4g})"
+        return True, f"{metric} {new:.4g} beats champion v{champion} ({old:.4g}) on {rows}"
+    return False, f"{metric} {new:.4g} does not beat champion v{champion} ({old:.4g}) on {rows}"
 
 
 def _crown(client: MlflowClient, model_type: str, version: int, reason: str) -> tuple[bool, str]:

@@ -192,7 +192,8 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     worse_run = client.get_run(worse.run_id).data
     assert worse_run.tags["champion_decision"] == worse.champion_reason
     assert "does not beat" in worse.champion_reason
-    assert worse_run.metrics["champion_rmse_same_holdout"] < worse.metrics["rmse"]
+    assert "same" in worse.champion_reason and "holdout rows" in worse.champion_reason
+    assert worse_run.metrics["champion_rmse_compared"] < worse.metrics["rmse"]
 
     # A test-mode run never replaces a champion trained on full data.
     quick = train_model(settings, test_mode=True)
@@ -218,3 +219,104 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     assert failed.data.params["n_jobs"] == "0"
     assert champion_of(client, "rf") == good.version
     assert len(client.search_model_versions("name='bikecount-rf'")) == versions_before
+
+
+# --- refit and a fair champion decision ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_registered_model_is_refitted_on_every_row(
+    settings: Settings, client: MlflowClient
+) -> None:
+    # Traffic triples in the last 14 days (the holdout): only a refit can know it.
+    raw = read_records(settings.dataset_path("reference"))
+    timestamps = pd.to_datetime(raw["Date et heure de comptage"], utc=True)
+    recent = (timestamps > timestamps.max() - pd.Timedelta(days=14)).to_numpy()
+    counts = raw["Comptage horaire"].astype(int)
+    raw["Comptage horaire"] = np.where(recent, counts * 3, counts).astype(str)
+    source = str(write_records(raw, settings.data_dir / "tripled_recently.csv"))
+    forget_registered_model(client, "rf")
+
+    refitted = train(TrainRequest("rf", source, hyperparams=GOOD_FOREST), settings)
+    evaluation_only = train(
+        TrainRequest("rf", source, hyperparams=GOOD_FOREST, refit=False), settings
+    )
+
+    assert refitted.refit and not evaluation_only.refit
+    assert refitted.rows_fit == refitted.rows_train + refitted.rows_holdout
+    assert evaluation_only.rows_fit == evaluation_only.rows_train
+    # The same evaluation fit, so the same holdout metrics; only what is registered differs.
+    assert refitted.metrics == pytest.approx(evaluation_only.metrics)
+    params = client.get_run(refitted.run_id).data.params
+    assert params["rows_fit"] == str(refitted.rows_fit)
+    assert params["trained_until"] == refitted.trained_until
+    assert pd.Timestamp(refitted.trained_until) == timestamps.max()
+    assert pd.Timestamp(evaluation_only.trained_until) < timestamps.max() - pd.Timedelta(days=13)
+    last_days = raw[recent]
+    truth = last_days["Comptage horaire"].astype(float).to_numpy()
+    refit_error = np.abs(load_version("rf", refitted.version).predict(last_days) - truth).mean()
+    evaluation_error = np.abs(
+        load_version("rf", evaluation_only.version).predict(last_days) - truth
+    ).mean()
+    assert refit_error < 0.5 * evaluation_error
+
+
+@pytest.mark.slow
+def test_a_better_challenger_on_the_same_file_wins_on_the_same_holdout(
+    settings: Settings, client: MlflowClient
+) -> None:
+    forget_registered_model(client, "rf")
+    worse = train_model(settings, **BAD_FOREST)
+    assert worse.champion  # the refit champion has seen its own holdout
+
+    better = train_model(settings, **GOOD_FOREST)
+
+    assert better.champion, better.champion_reason
+    assert "both evaluation fits on the same" in better.champion_reason
+    assert champion_of(client, "rf") == better.version
+
+
+def write_until(settings: Settings, name: str, end: str) -> str:
+    """Reference + current records before ``end`` (a local day) as a file in the data folder."""
+    raw = pd.concat(
+        [read_records(settings.dataset_path(n)) for n in ("reference", "current")],
+        ignore_index=True,
+    )
+    timestamps = pd.to_datetime(raw["Date et heure de comptage"], utc=True)
+    before = raw[(timestamps < pd.Timestamp(end, tz="Europe/Paris")).to_numpy()]
+    write_records(before, settings.data_dir / name)
+    return str(settings.data_dir / name)
+
+
+@pytest.mark.slow
+def test_the_champion_is_judged_only_on_rows_after_its_trained_until(
+    settings: Settings, client: MlflowClient
+) -> None:
+    to_may_20 = write_until(settings, "to_may_20.csv", "2021-05-21")
+    everything = write_until(settings, "to_june.csv", "2021-06-01")
+
+    # A champion that knows up to 20 May, a challenger trained to 31 May with a 14-day holdout
+    # (from 18 May): only 21-31 May are rows the champion never saw.
+    forget_registered_model(client, "rf")
+    champion = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings)
+    challenger = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
+    assert champion.trained_until.startswith("2021-05-20T23:00")
+    assert f"after champion v{champion.version}'s trained_until" in challenger.champion_reason
+    unseen_rows = 11 * 24 * DATA_CONFIG.n_counters
+    assert f"the {unseen_rows:,} holdout rows" in challenger.champion_reason
+
+    # A champion that saw the challenger's whole holdout, evaluated on another: no fair
+    # comparison, the champion stays.
+    forget_registered_model(client, "rf")
+    knows_more = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
+    older = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings)
+    assert not older.champion
+    assert "no fair comparison" in older.champion_reason
+    assert champion_of(client, "rf") == knows_more.version
+
+    # A champion trained before the challenger's holdout is scored on all of it.
+    forget_registered_model(client, "rf")
+    first = train(TrainRequest("rf", "reference", hyperparams=BAD_FOREST), settings)
+    later = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
+    assert later.champion, later.champion_reason
+    assert f"which champion v{first.version} never saw" in later.champion_reason

@@ -163,6 +163,30 @@ def test_early_stopping_stops_before_max_epochs(training) -> None:
     assert network.best_validation_loss_ == pytest.approx(best)
 
 
+def test_a_fixed_epoch_count_trains_on_every_row_without_stopping(training) -> None:
+    params = FAST.model_copy(update={"max_epochs": 60, "patience": 1, "epochs": 3})
+    network = fit_model(training, params).regressor_[-1]
+    assert network.n_epochs_ == network.best_epoch_ == 3
+    assert len(network.history_) == 3
+    assert all(np.isnan(valid) for _, valid in network.history_)
+    # The encoding is learned on every row: the last rows are no validation slice.
+    assert network.scaling_.target_range[1] == pytest.approx(np.log1p(training["count"]).max())
+
+
+def test_the_deployment_refit_trains_for_the_epochs_early_stopping_chose(training) -> None:
+    from bikecount.config import Settings
+    from bikecount.train import deployment_params, fit_records
+
+    params = FAST.model_copy(update={"max_epochs": 30, "patience": 2})
+    evaluation = fit_records("nn", params, training, Settings(_env_file=None))
+    chosen = evaluation.regressor_[-1].best_epoch_
+
+    refit = deployment_params("nn", params, evaluation)
+
+    assert refit.epochs == chosen
+    assert refit.model_copy(update={"epochs": None}) == params
+
+
 def test_unseen_counter_codes_take_the_spare_embedding(model, later) -> None:
     features = model.regressor_[:-1].transform(later).iloc[:48]
     network: TorchRegressor = model.regressor_[-1]

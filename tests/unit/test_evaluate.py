@@ -137,13 +137,34 @@ def test_holdout_keeps_the_last_days_out() -> None:
 
 def test_all_counters_of_an_hour_fall_on_the_same_side() -> None:
     frame = pd.concat(
-        [hourly_records("2021-06-01", 20 * 24, counter=c) for c in ("a", "b", "c")]
+        [hourly_records("2021-06-01", 30 * 24, counter=c) for c in ("a", "b", "c")]
     ).reset_index(drop=True)
 
     split = split_holdout(frame, days=5)
 
     assert set(split.train["timestamp"]).isdisjoint(split.holdout["timestamp"])
     assert split.holdout.groupby("counter").size().tolist() == [5 * 24] * 3
+
+
+def test_a_year_holds_out_its_last_days_though_they_are_a_small_share() -> None:
+    # 14 days are 3.8% of a year: still the holdout (the 20% fallback is for short data only).
+    frame = hourly_records("2020-09-01", 365 * 24)
+
+    split = split_holdout(frame, days=14)
+
+    assert split.rule == "last 14 days"
+    assert len(split.holdout) == 14 * 24
+    assert split.train["timestamp"].max() == frame["timestamp"].max() - pd.Timedelta(days=14)
+
+
+def test_data_shorter_than_four_holdouts_falls_back_to_the_last_fifth() -> None:
+    # 40 days: holding out 14 would leave less than three times as much to fit on.
+    frame = hourly_records("2021-06-01", 40 * 24)
+
+    split = split_holdout(frame, days=14)
+
+    assert split.rule == "last 20% of the period"
+    assert len(split.holdout) == 8 * 24
 
 
 def test_short_data_falls_back_to_the_last_fifth_of_the_period() -> None:

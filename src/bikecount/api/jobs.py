@@ -64,6 +64,7 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
         hyperparams=dict(body.hyperparams),
         test_mode=body.test_mode,
         holdout_from=body.holdout_from,
+        refit=body.refit,
     )
 
 

@@ -54,6 +54,7 @@ EXAMPLE_TRAINED = {
     "champion_reason": "rmse 37.57 beats 44.26",
     "metrics": {"rmse": 37.57, "mae": 18.41, "r2": 0.758, "rmse_log1p": 0.483},
     "data_path": "data/reference_data.csv", "rows_train": 9801, "rows_holdout": 2431,
+    "rows_fit": 12232, "trained_until": "2021-05-31T23:00:00+02:00", "refit": True,
     "rows_dropped": 0, "duration_seconds": 2.3,
 }
 EXAMPLE_ACCEPTED = {
@@ -170,6 +171,11 @@ class TrainRequestBody(BaseModel):
         description="Hold out the records from this local day on (YYYY-MM-DD) to score the "
         "model and the champion; default: the last BIKECOUNT_HOLDOUT_DAYS days.",
     )
+    refit: bool = Field(
+        default=True,
+        description="Refit on every row, holdout included, for the registered model (default); "
+        "false registers the evaluation fit (faster; it never saw the holdout days).",
+    )
     wait: bool = Field(
         default=True, description="Answer when done (default), or at once with a job to poll."
     )
@@ -203,8 +209,11 @@ class TrainPublic(BaseModel):
     champion_reason: str
     metrics: dict[str, float | None]
     data_path: str
-    rows_train: int
+    rows_train: int = Field(description="Rows of the evaluation fit (before the holdout).")
     rows_holdout: int
+    rows_fit: int = Field(description="Rows the registered model was fitted on.")
+    trained_until: str = Field(description="The last timestamp the registered model knows.")
+    refit: bool
     rows_dropped: int
     duration_seconds: float
 
@@ -223,6 +232,9 @@ class TrainPublic(BaseModel):
             data_path=result.data_path,
             rows_train=result.rows_train,
             rows_holdout=result.rows_holdout,
+            rows_fit=result.rows_fit,
+            trained_until=result.trained_until,
+            refit=result.refit,
             rows_dropped=result.rows_dropped,
             duration_seconds=result.duration_seconds,
         )

@@ -66,11 +66,22 @@ def train_command(
             "BIKECOUNT_HOLDOUT_DAYS days).",
         ),
     ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Refit on every row, holdout included, for the registered model (default). "
+            "--no-refit registers the evaluation fit: faster, but it never saw the holdout days.",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a model, score it on a temporal holdout, log it to MLflow and register it.
+    """Train a model, score it on a temporal holdout, refit it on every row, log it to MLflow and
+    register it.
 
-    The new version becomes champion only when it beats the current one on the same holdout.
+    The holdout is the last BIKECOUNT_HOLDOUT_DAYS days (the last 20% of the period on short data).
+    The new version becomes champion only when it beats the current one on rows neither was
+    fitted on.
     """
     _quiet_mlflow()
     settings = Settings()
@@ -82,6 +93,7 @@ def train_command(
             hyperparams=parse_assignments(param or []),
             test_mode=test_mode,
             holdout_from=holdout_from.date() if holdout_from else None,
+            refit=refit,
         )
         if as_json:
             result = train(request, settings)
@@ -116,6 +128,9 @@ def _train_summary(result: TrainResult) -> dict[str, Any]:
         "metrics": _finite(result.metrics),
         "rows_train": result.rows_train,
         "rows_holdout": result.rows_holdout,
+        "rows_fit": result.rows_fit,
+        "trained_until": result.trained_until,
+        "refit": result.refit,
         "rows_dropped": result.rows_dropped,
         "duration_seconds": result.duration_seconds,
     }
@@ -135,8 +150,14 @@ def _print_train_result(result: TrainResult) -> None:
         f"[bold]{result.model_name}[/] v{result.version} ({crown}: {result.champion_reason})"
     )
     console.print(
-        f"run {result.run_id}, {result.rows_train:,} records fitted, "
-        f"{result.rows_holdout:,} held out, {result.duration_seconds:.1f} s"
+        f"run {result.run_id}: scored on {result.rows_holdout:,} held-out records after fitting "
+        f"{result.rows_train:,}; "
+        + (
+            f"registered model refitted on all {result.rows_fit:,}"
+            if result.refit
+            else "registered the evaluation fit (--no-refit)"
+        )
+        + f", knows up to {result.trained_until}; {result.duration_seconds:.1f} s"
     )
     console.print(_metrics_table(result.metrics))
 

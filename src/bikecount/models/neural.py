@@ -81,6 +81,9 @@ class NNParams(BaseModel):
     patience: int = Field(default=5, ge=1, le=100)
     validation_fraction: float = Field(default=0.1, gt=0.0, le=0.5)
     refit: bool = True
+    # Train for exactly this many epochs on every row, with no early stopping: the refit of a
+    # registered model, after its evaluation fit chose the epoch count.
+    epochs: int | None = Field(default=None, ge=1, le=1000)
 
 
 def _mlp(width: int, hidden_sizes: tuple[int, ...], dropout: float) -> nn.Sequential:
@@ -338,6 +341,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         patience: int = 5,
         validation_fraction: float = 0.1,
         refit: bool = True,
+        epochs: int | None = None,
         random_state: int = 42,
     ) -> None:
         self.embedding_dim = embedding_dim
@@ -351,6 +355,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.refit = refit
+        self.epochs = epochs
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame | np.ndarray, y: np.ndarray | pd.Series) -> TorchRegressor:
@@ -370,8 +375,10 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         params = NNParams(**{name: getattr(self, name) for name in NNParams.model_fields})
         frame = _feature_frame(X)
         target = np.asarray(y, dtype=np.float64).reshape(-1)
-        n_train = len(frame) - int(round(len(frame) * params.validation_fraction))
-        if len(target) != len(frame) or not 0 < n_train < len(frame):
+        # A fixed epoch count needs no rows to stop on: every row is trained on.
+        held = 0 if params.epochs else int(round(len(frame) * params.validation_fraction))
+        n_train = len(frame) - held
+        if len(target) != len(frame) or n_train <= 0 or (not params.epochs and held == 0):
             raise ValueError(
                 f"cannot hold out a validation_fraction of {params.validation_fraction} from "
                 f"{len(frame)} rows of X and {len(target)} of y"
@@ -393,6 +400,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     def _fit_network(
         self, params: NNParams, frame: pd.DataFrame, target: np.ndarray, n_train: int
     ) -> _Network:
+        if params.epochs is not None:
+            return self._fit_fixed_epochs(params, frame, target)
         # Encoding learned on the training rows only: the held-out rows stand for the future.
         self.scaling_ = _Scaling.learn(frame.iloc[:n_train], target[:n_train])
         codes, numeric = self.scaling_.inputs(frame)
@@ -411,6 +420,23 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             everything = (codes, numeric, self.scaling_.target(target))
             n_codes = self.scaling_.n_codes
             module, _ = _train(n_codes, params, seed, everything, None, run.best_epoch)
+        return module
+
+    def _fit_fixed_epochs(
+        self, params: NNParams, frame: pd.DataFrame, target: np.ndarray
+    ) -> _Network:
+        """Every row, exactly ``params.epochs`` epochs: the refit of a registered model."""
+        assert params.epochs is not None
+        self.scaling_ = _Scaling.learn(frame, target)
+        codes, numeric = self.scaling_.inputs(frame)
+        everything = (codes, numeric, self.scaling_.target(target))
+        module, run = _train(
+            self.scaling_.n_codes, params, self.random_state, everything, None, params.epochs
+        )
+        to_target_units = self.scaling_.target_scale**2
+        self.n_epochs_ = self.best_epoch_ = params.epochs
+        self.best_validation_loss_ = math.nan
+        self.history_ = [(a * to_target_units, b) for a, b in run.losses]
         return module
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
