@@ -63,12 +63,17 @@ def configure_tracking(settings: Settings) -> str:
 
 
 def ensure_experiment(settings: Settings, env: Env) -> str:
-    """The id of experiment ``bikecount-<env>``, created with the env's artifact root if new.
+    """The id of the training experiment ``bikecount-<env>`` (see ensure_named_experiment)."""
+    return ensure_named_experiment(settings, settings.experiment_name(env), env)
+
+
+def ensure_named_experiment(settings: Settings, name: str, env: Env | None = None) -> str:
+    """The id of experiment ``name``, created with the env's artifact root if new.
 
     With a tracking server in ``dev`` the server's own artifact store (proxied) is used; a local
     store needs an explicit root, and ``prod`` always writes to its ``gs://`` bucket.
     """
-    name = settings.experiment_name(env)
+    env = env or settings.env
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id

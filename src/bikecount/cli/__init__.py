@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from bikecount.cli.backtest import backtest_command
 from bikecount.cli.data import app as data_app
 from bikecount.cli.modeling import (
     evaluate_command,
@@ -27,6 +28,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("backtest")(backtest_command)
 app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("up")(up_command)

@@ -38,7 +38,7 @@ ModelOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
 
 
-def _quiet_mlflow() -> None:
+def quiet_mlflow() -> None:
     # MLflow warns on every cloudpickle save; the choice is deliberate (models hold custom code).
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
@@ -83,7 +83,7 @@ def train_command(
     The new version becomes champion only when it beats the current one on rows neither was
     fitted on.
     """
-    _quiet_mlflow()
+    quiet_mlflow()
     settings = Settings()
     try:
         request = TrainRequest(

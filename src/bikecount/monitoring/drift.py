@@ -32,7 +32,12 @@ from bikecount.fingerprint import file_fingerprint
 from bikecount.inference import load_model
 from bikecount.models import get_spec
 from bikecount.records import parse_records
-from bikecount.registry import ModelNotFoundError, configure_tracking, list_versions
+from bikecount.registry import (
+    ModelNotFoundError,
+    configure_tracking,
+    ensure_named_experiment,
+    list_versions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -329,10 +334,4 @@ def log_monitoring_run(
 
 def monitoring_experiment(settings: Settings) -> str:
     """The id of the monitoring experiment, created like the training ones (see registry)."""
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    remote = settings.tracking_uri.startswith(("http://", "https://"))
-    # A tracking server proxies artifacts itself in dev; a local store needs an explicit root.
-    location = None if (remote and settings.env == "dev") else settings.artifact_root()
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    return ensure_named_experiment(settings, EXPERIMENT)

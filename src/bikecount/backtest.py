@@ -1,0 +1,196 @@
+"""Backtests with a rolling origin: each day forecast only from what was known before it.
+
+For each local day D from ``start`` to ``end``, the model is the one ``bikecount train`` would
+register on the records before D (retrained every ``retrain_every`` days, with the same fitting
+code), and D's forecast is :func:`bikecount.forecast.forecast_day` with the counts before D. So the
+figures are those of the daily pipeline in production, not of a model that saw the future.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bikecount.config import Settings
+from bikecount.evaluate import per_counter_rmse, regression_metrics
+from bikecount.forecast import GRID_COLUMNS, GapSettings, forecast_day
+from bikecount.models import get_spec, parse_params
+from bikecount.records import PARIS_TZ
+from bikecount.train import fit_for_deployment
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "bikecount-backtest"
+
+# Called after each day: (day, days done, days in all, whether the model was retrained).
+DayCallback = Callable[[date, int, int, bool], None]
+
+
+@dataclass
+class BacktestResult:
+    """Forecasts of every day, their errors overall, per day and per counter."""
+
+    model_type: str
+    start: date
+    end: date
+    retrain_every: int
+    metrics: dict[str, float]
+    days: list[dict[str, Any]]
+    per_counter_rmse: dict[str, float]
+    forecasts: pd.DataFrame = field(repr=False)
+    retrained_on: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+    run_id: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON of ``bikecount backtest --json``."""
+        return {
+            "model_type": self.model_type,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "retrain_every": self.retrain_every,
+            "metrics": _finite(self.metrics),
+            "days": self.days,
+            "per_counter_rmse": self.per_counter_rmse,
+            "retrained_on": self.retrained_on,
+            "duration_seconds": self.duration_seconds,
+            "run_id": self.run_id,
+        }
+
+
+def local_days(records: pd.DataFrame) -> pd.Series:
+    """The local (Europe/Paris) day of each canonical record."""
+    return records["timestamp"].dt.tz_convert(PARIS_TZ).dt.date
+
+
+def run_backtest(
+    records: pd.DataFrame,
+    model_type: str,
+    start: date,
+    end: date,
+    settings: Settings,
+    *,
+    retrain_every: int = 7,
+    hyperparams: Mapping[str, Any] | None = None,
+    on_day: DayCallback | None = None,
+) -> BacktestResult:
+    """Forecast each day from ``start`` to ``end`` with a rolling origin (see the module doc).
+
+    Args:
+        records: canonical records with counts, in any order.
+        model_type: a regressor (``rf``, ``gbm``, ``nn``).
+        start, end: the first and last local days forecast (both included).
+        settings: seed, outage rule, holdout days (for ``nn``'s epochs) and the forecast gap.
+        retrain_every: days between retrainings (1: a new model every day).
+        hyperparams: overrides of the model type's defaults, as for ``bikecount train``.
+        on_day: called after each day (progress).
+
+    Raises:
+        HyperparameterError, UnknownModelTypeError; ValueError: a classifier, an empty period,
+            or no record before ``start``.
+    """
+    spec = get_spec(model_type)
+    if spec.task != "regression":
+        raise ValueError(f"backtest forecasts counts: {model_type} is a {spec.task} model")
+    if retrain_every < 1:
+        raise ValueError(f"--retrain-every must be 1 or more, got {retrain_every}")
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    params = parse_params(model_type, hyperparams)
+    records = records[records["count"].notna()].sort_values("timestamp", kind="stable")
+    days_of = local_days(records)
+    if not (days_of < start).any():
+        raise ValueError(f"no record before {start}: nothing to train on")
+    targets = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    present = set(days_of[(days_of >= start) & (days_of <= end)])
+    if not present:
+        raise ValueError(f"no record from {start} to {end} to forecast")
+    gap = GapSettings.from_settings(settings)
+    started = time.perf_counter()
+    model, retrained_on, outputs, day_rows = None, [], [], []
+    for done, day in enumerate(targets, start=1):
+        retrain = model is None or (day - start).days % retrain_every == 0
+        before = records[(days_of < day).to_numpy()]
+        if retrain:
+            logger.info("retraining %s on %d records before %s", model_type, len(before), day)
+            model = fit_for_deployment(model_type, params, before, settings)
+            retrained_on.append(day.isoformat())
+        grid = records[(days_of == day).to_numpy()]
+        if not grid.empty:
+            predictions = forecast_day(model.predict, grid[GRID_COLUMNS], before, gap)
+            outputs.append(grid.assign(prediction=predictions))
+            day_rows.append(_day_metrics(day, grid["count"].to_numpy(float), predictions))
+        if on_day is not None:
+            on_day(day, done, len(targets), retrain)
+    forecasts = pd.concat(outputs)
+    truth, predicted = forecasts["count"].to_numpy(float), forecasts["prediction"].to_numpy(float)
+    return BacktestResult(
+        model_type=model_type,
+        start=start,
+        end=end,
+        retrain_every=retrain_every,
+        metrics=regression_metrics(truth, predicted),
+        days=day_rows,
+        per_counter_rmse=per_counter_rmse(forecasts, predicted),
+        forecasts=forecasts,
+        retrained_on=retrained_on,
+        duration_seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    return {
+        "day": day.isoformat(),
+        "rows": len(truth),
+        **_finite(regression_metrics(truth, predicted)),
+    }
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    return {k: (None if not np.isfinite(v) else round(float(v), 4)) for k, v in metrics.items()}
+
+
+def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> str:
+    """Log a backtest to MLflow (experiment ``bikecount-backtest``); return the run id.
+
+    Parameters say what was run, metrics are the overall ones plus one step per day (step 0 is
+    the first day), and the per-counter RMSE is an artifact.
+    """
+    import mlflow
+
+    from bikecount.registry import configure_tracking, ensure_named_experiment
+
+    configure_tracking(settings)
+    experiment_id = ensure_named_experiment(settings, EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"backtest-{result.model_type}"):
+        mlflow.set_tags({"model_type": result.model_type, "env": settings.env})
+        mlflow.log_params(
+            {
+                "data": data_path,
+                "start": result.start.isoformat(),
+                "end": result.end.isoformat(),
+                "retrain_every": result.retrain_every,
+                "forecast_history_days": settings.forecast_history_days,
+                "forecast_half_life_hours": settings.forecast_half_life_hours,
+                "forecast_shrink_hours": settings.forecast_shrink_hours,
+                "forecast_max_factor": settings.forecast_max_factor,
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+        for step, day in enumerate(result.days):
+            values = {
+                f"day_{k}": v for k, v in day.items() if k not in ("day", "rows") and v is not None
+            }
+            mlflow.log_metrics(values, step=step)
+        mlflow.log_dict(result.per_counter_rmse, "per_counter_rmse.json")
+        mlflow.log_dict({"days": result.days}, "days.json")
+        run = mlflow.active_run()
+        assert run is not None
+        return run.info.run_id

@@ -1,0 +1,142 @@
+"""Day-ahead forecasts: every hour of a coming day, from a model and what is known at forecast time.
+
+The real use of bikecount: after midnight, forecast each counter's hours of the coming day,
+knowing every count up to now. A model trained last week knows the season, the calendar and each
+counter's usual rhythm; the last days say how far each counter currently runs above or below
+what the model expects (roadworks, a new cycle lane, a sensor drifting, a model grown stale).
+:func:`forecast_day` moves the model's forecast by that recent gap, in log1p space, where models
+learn counts:
+
+    log1p(forecast) = log1p(model) + shrink(weighted mean of log1p(count) - log1p(model))
+
+- Only hours before the forecast day are read: changing the counts of the day cannot change its
+  forecast (what the backtest measures is what production can do).
+- Outages are not traffic: runs of zeros of at least ``outage_hours`` and missing hours are left
+  out of the gap, so a counter broken last week is forecast at its usual level, not at zero.
+- The gap is weighted towards the latest hours and shrunk towards zero when few hours are known,
+  and capped, so one odd day cannot move a forecast much. A counter with no usable history gets
+  the plain model's forecast.
+
+One function serves ``bikecount backtest`` (a model in memory) and the daily pipeline (the model
+behind ``POST /predict``): both pass a ``predict`` callable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bikecount.cleaning import outage_mask
+from bikecount.config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Canonical records (counter, timestamp, lat, lon) -> predicted counts, in order.
+Predictor = Callable[[pd.DataFrame], np.ndarray]
+
+GRID_COLUMNS = ["counter", "timestamp", "lat", "lon"]
+
+
+@dataclass(frozen=True)
+class GapSettings:
+    """How the recent gap between counts and model is measured (from :class:`Settings`)."""
+
+    history_days: int = 7
+    half_life_hours: float = 48.0
+    shrink_hours: float = 24.0
+    max_factor: float = 3.0
+    outage_hours: int = 24
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GapSettings:
+        return cls(
+            history_days=settings.forecast_history_days,
+            half_life_hours=settings.forecast_half_life_hours,
+            shrink_hours=settings.forecast_shrink_hours,
+            max_factor=settings.forecast_max_factor,
+            outage_hours=settings.outage_hours,
+        )
+
+
+def usable_history(history: pd.DataFrame, before: pd.Timestamp, gap: GapSettings) -> pd.DataFrame:
+    """The counted hours of the ``history_days`` days before ``before``, outages left out."""
+    start = before - pd.Timedelta(days=gap.history_days)
+    window = history[(history["timestamp"] >= start) & (history["timestamp"] < before)]
+    window = window[window["count"].notna()]
+    if window.empty:
+        return window
+    return window[~outage_mask(window, gap.outage_hours).to_numpy()]
+
+
+def counter_gaps(
+    history: pd.DataFrame, expected: np.ndarray, before: pd.Timestamp, gap: GapSettings
+) -> pd.Series:
+    """Per counter, the shrunk and capped recent gap log1p(count) - log1p(model).
+
+    Args:
+        history: usable canonical records with counts (see :func:`usable_history`).
+        expected: the model's predictions for those records, in order.
+        before: the start of the forecast day (recency is measured back from it).
+        gap: window, weights, shrinkage and cap.
+
+    Returns:
+        The gap of each counter with history, indexed by counter name.
+    """
+    if history.empty:
+        return pd.Series(dtype=float)
+    residual = np.log1p(history["count"].to_numpy(float)) - np.log1p(
+        np.clip(np.asarray(expected, float), 0, None)
+    )
+    age_hours = (before - history["timestamp"]).dt.total_seconds().to_numpy() / 3600.0
+    weight = 0.5 ** (age_hours / gap.half_life_hours)
+    frame = pd.DataFrame(
+        {"counter": history["counter"].to_numpy(), "wr": weight * residual, "w": weight}
+    )
+    sums = frame.groupby("counter")[["wr", "w"]].sum()
+    # Shrunk towards no gap by ``shrink_hours`` hours' worth of weight (an hour just before the
+    # forecast weighs one): a counter with a few known hours barely moves.
+    gaps = sums["wr"] / (sums["w"] + gap.shrink_hours)
+    cap = np.log(gap.max_factor)
+    return gaps.clip(-cap, cap)
+
+
+def forecast_day(
+    predict: Predictor,
+    grid: pd.DataFrame,
+    history: pd.DataFrame,
+    settings: Settings | GapSettings,
+) -> np.ndarray:
+    """Forecast the hours of ``grid`` (one day) from the model and the counts known before it.
+
+    Args:
+        predict: the model (canonical records in, counts out).
+        grid: canonical records to forecast (counter, timestamp, lat, lon), all of one day.
+        history: canonical records with ``count``; only those before the grid's first hour are
+            read, so the day's own counts never leak in.
+        settings: the gap settings (``forecast_*`` of :class:`Settings`).
+
+    Returns:
+        Counts, one per grid row, in order, never negative.
+    """
+    gap = settings if isinstance(settings, GapSettings) else GapSettings.from_settings(settings)
+    if grid.empty:
+        return np.empty(0)
+    before = grid["timestamp"].min().normalize()
+    known = usable_history(history, before, gap)
+    rows = pd.concat([grid[GRID_COLUMNS], known[GRID_COLUMNS]], ignore_index=True)
+    predicted = np.clip(np.asarray(predict(rows), float), 0, None)
+    base, expected = predicted[: len(grid)], predicted[len(grid) :]
+    gaps = counter_gaps(known, expected, before, gap)
+    shift = grid["counter"].map(gaps).fillna(0.0).to_numpy(float)
+    if len(gaps):
+        logger.debug(
+            "day-ahead gaps of %d counter(s) from %d hours: median %.3f",
+            len(gaps),
+            len(known),
+            float(np.median(gaps)),
+        )
+    return np.clip(np.expm1(np.log1p(base) + shift), 0, None)
