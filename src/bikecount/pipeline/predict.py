@@ -1,8 +1,11 @@
 """Daily predictions: every known counter's hours of one day, through the RegModel API.
 
-Counters and coordinates come from the stored raw counts. Predictions are stored with the version
-that made them; when the day's true counts are in the store, the day's RMSE and MAE per version
-are stored too, so the errors of successive champions can be followed day by day.
+Counters and coordinates come from the stored raw counts. The forecast is the day-ahead one of
+:func:`bikecount.forecast.forecast_day`: the served model, moved by each counter's recent gap to
+the stored counts of the days before (the same function the backtest measures). Predictions are
+stored with the version that made them; when the day's true counts are in the store, the day's
+RMSE and MAE per version are stored too, so the errors of successive champions can be followed
+day by day.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bikecount.config import Settings
+from bikecount.forecast import forecast_day
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import (
     known_counters,
@@ -99,9 +103,18 @@ def predict_day(
     if counters.empty:
         raise PipelineError("no counter in the store yet: run `bikecount pipeline ingest` first")
     grid = day_grid(counters, day)
-    grid["prediction"], grid["model_version"] = request_predictions(
-        settings, api_url, grid, model_type, batch_size or settings.pipeline_batch_size
-    )
+    first = day - timedelta(days=settings.forecast_history_days)
+    history = read_counts(engine, first, day - timedelta(days=1))
+    history = history[history["count"].notna()]
+    batch_size = batch_size or settings.pipeline_batch_size
+    for _attempt in range(2):  # a champion crowned between two batches: ask again, once
+        model = ApiModel(settings, api_url, model_type, batch_size)
+        grid["prediction"] = forecast_day(model.predict, grid, history, settings)
+        if len(model.versions) == 1:
+            break
+    else:
+        raise PipelineError(f"the API answered with versions {sorted(model.versions)}: retry")
+    grid["model_version"] = model.versions.pop()
     replace_predictions(engine, day, grid, model_type)
     versions = sorted({int(v) for v in grid["model_version"]})
     errors = score_day(settings, day, model_type).errors
@@ -109,26 +122,36 @@ def predict_day(
     return PredictResult(day.isoformat(), model_type, len(grid), len(counters), versions, errors)
 
 
-def request_predictions(
-    settings: Settings, api_url: str, grid: pd.DataFrame, model_type: str, batch_size: int
-) -> tuple[list[float], list[int]]:
-    """Predictions and the version behind each, in ``grid`` order, one request per batch."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
-    values: list[float] = []
-    versions: list[int] = []
-    for start in range(0, len(grid), batch_size):
-        batch = to_raw_records(grid.iloc[start : start + batch_size])
-        payload = {"records": batch.to_dict(orient="records"), "model_type": model_type}
-        answer = call_api(settings, api_url, "/predict", payload, PREDICT_TIMEOUT_SECONDS)
-        if len(answer["predictions"]) != len(batch):
-            raise PipelineError(
-                f"the API returned {len(answer['predictions'])} predictions "
-                f"for {len(batch)} records"
+class ApiModel:
+    """``POST /predict`` as a model: canonical records in, counts out, batch by batch.
+
+    ``versions`` collects the model versions that answered, so a caller can tell whether one
+    version made all the predictions.
+    """
+
+    def __init__(self, settings: Settings, api_url: str, model_type: str, batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
+        self.settings, self.api_url = settings, api_url
+        self.model_type, self.batch_size = model_type, batch_size
+        self.versions: set[int] = set()
+
+    def predict(self, records: pd.DataFrame) -> np.ndarray:
+        values: list[float] = []
+        for start in range(0, len(records), self.batch_size):
+            batch = to_raw_records(records.iloc[start : start + self.batch_size])
+            payload = {"records": batch.to_dict(orient="records"), "model_type": self.model_type}
+            answer = call_api(
+                self.settings, self.api_url, "/predict", payload, PREDICT_TIMEOUT_SECONDS
             )
-        values += [float(v) for v in answer["predictions"]]
-        versions += [int(answer["model_version"])] * len(batch)
-    return values, versions
+            if len(answer["predictions"]) != len(batch):
+                raise PipelineError(
+                    f"the API returned {len(answer['predictions'])} predictions "
+                    f"for {len(batch)} records"
+                )
+            values += [float(v) for v in answer["predictions"]]
+            self.versions.add(int(answer["model_version"]))
+        return np.asarray(values, dtype=float)
 
 
 def score_day(settings: Settings, day: date, model_type: str | None = None) -> ScoreResult:
