@@ -1,11 +1,19 @@
-"""Training benchmark: per model type, fit time, peak memory, model size and holdout metrics.
+"""Training benchmark through the path users take: ``train()`` then ``evaluate_file()``.
 
-Protocol (as in production, the month after training): train on everything up to four weeks
-before the end of the data, score on those last four weeks. Uses the real Paris data when present
+These are the functions behind ``bikecount train --data FILE`` and ``bikecount evaluate --data
+FILE``: holdout rule, evaluation fit, refit on every row, MLflow logging and registration, then
+the registered champion scored on the month after the training data (month-ahead). Per model type
+it prints the time of ``train`` (both fits), peak memory, the size of the registered model, the
+holdout metrics and the month-ahead metrics (all rows, and without counter-outage rows, which no
+model can forecast).
+
+Rolling origins: ``--origin`` may be given several times (default 2021-07-10: train on every
+record before it, score the 31 days from it). Uses the real Paris data when present
 (``BIKECOUNT_REAL_DATA``, default ``../shared/data/paris-counters-2020-2021`` from the repo root),
-else generated data. Each model is fitted in its own process so its peak memory is its own.
+else generated data. Each model type runs in its own process (its peak memory is its own) and
+its own MLflow store.
 
-    python benchmarks/train.py [rf gbm nn rf_class] [--seed N]
+    python benchmarks/train.py [rf gbm nn rf_class] [--origin 2021-06-10 --origin 2021-07-10]
 """
 
 from __future__ import annotations
@@ -13,19 +21,23 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import pickle
 import resource
-import time
+import tempfile
 from pathlib import Path
 
+import cloudpickle
 import pandas as pd
 
-from bikecount.cleaning import drop_outages
-from bikecount.data.io import read_records
+from bikecount.cleaning import outage_mask
+from bikecount.config import Settings
+from bikecount.data.io import read_records, write_records
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.evaluate import score_model
-from bikecount.models import MODEL_TYPES, build_model, get_spec, parse_params
-from bikecount.records import parse_records
+from bikecount.inference import evaluate_file
+from bikecount.models import MODEL_TYPES, get_spec
+from bikecount.records import TIMESTAMP, parse_records, parse_timestamps
+from bikecount.registry import load_version
+from bikecount.train import TrainRequest, train
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(
@@ -33,77 +45,86 @@ REAL_DATA = Path(
 )
 
 
-def load_data() -> tuple[pd.DataFrame, str]:
-    """The canonical records and a description of where they come from."""
+def load_raw() -> tuple[pd.DataFrame, str]:
+    """Raw export records and a description of where they come from."""
     files = [REAL_DATA / "reference.csv.gz", REAL_DATA / "current.csv.gz"]
     if all(path.is_file() for path in files):
-        raw = pd.concat([read_records(path) for path in files], ignore_index=True)
-        source = f"real Paris data ({REAL_DATA})"
-    else:
-        raw = generate_records(SynthConfig())
-        source = "generated data (SynthConfig defaults; real data not found)"
-    frame = parse_records(raw, require_count=True).frame.sort_values("timestamp", kind="stable")
-    return frame, source
+        return pd.concat([read_records(p) for p in files], ignore_index=True), f"real ({REAL_DATA})"
+    return generate_records(SynthConfig()), "generated (SynthConfig defaults; no real data)"
 
 
-def split_last_weeks(frame: pd.DataFrame, weeks: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
-    cutoff = frame["timestamp"].max() - pd.Timedelta(weeks=weeks)
-    later = frame["timestamp"] > cutoff
-    return frame[~later], frame[later]
+def write_split(raw: pd.DataFrame, origin: str, days: int, folder: Path) -> tuple[Path, Path]:
+    """Records before ``origin`` (training file) and the ``days`` days from it (evaluation)."""
+    stamps = parse_timestamps(raw[TIMESTAMP])
+    start = pd.Timestamp(origin, tz="Europe/Paris")
+    end = start + pd.Timedelta(days=days)
+    train_path = write_records(raw[(stamps < start).to_numpy()], folder / f"train_{origin}.csv")
+    later = ((stamps >= start) & (stamps < end)).to_numpy()
+    return Path(train_path), Path(write_records(raw[later], folder / f"next_{origin}.csv"))
 
 
-def fit_and_score(model_type: str, seed: int, train: pd.DataFrame, test: pd.DataFrame, out) -> None:
-    """Child process: fit one model, then report its figures through ``out``."""
-    spec = get_spec(model_type)
-    model = build_model(model_type, parse_params(model_type), seed)
-    started = time.perf_counter()
-    fitted_on = drop_outages(train)
-    model.fit(fitted_on, fitted_on["count"].to_numpy())
-    fit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    metrics = score_model(model, spec.task, test)
-    predict_seconds = time.perf_counter() - started
-    out.put(
-        {
-            "model": model_type,
-            "fit_s": fit_seconds,
-            "predict_s": predict_seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "size_mb": len(pickle.dumps(model)) / 1e6,
-            **metrics,
-        }
+def run_one(model_type: str, train_path: Path, eval_path: Path, root: Path, out) -> None:
+    """Child process: ``train`` then ``evaluate_file``, as the CLI runs them."""
+    settings = Settings(
+        _env_file=None,
+        data_dir=root / "data",
+        mlruns_dir=root / "mlruns",
+        artifacts_dir=root / "artifacts",
+        mlflow_tracking_uri=None,
     )
+    result = train(TrainRequest(model_type=model_type, data_source=str(train_path)), settings)
+    report = evaluate_file(settings, model_type, eval_path, result.version)
+    model = load_version(model_type, result.version)
+    figures = {
+        "model": model_type,
+        "train_s": result.duration_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "size_mb": len(cloudpickle.dumps(model)) / 1e6,
+        "rows_fit": result.rows_fit,
+        **{f"holdout_{k}": v for k, v in result.metrics.items()},
+        **{f"next_{k}": v for k, v in report["metrics"].items()},
+    }
+    if get_spec(model_type).task == "regression":
+        labelled = parse_records(read_records(eval_path), require_count=True).frame
+        working = labelled[~outage_mask(labelled).to_numpy()]
+        clean = score_model(model, "regression", working)
+        figures.update({"next_clean_r2": clean["r2"], "next_clean_rmse_log1p": clean["rmse_log1p"]})
+    out.put(figures)
 
 
-def run_isolated(model_type: str, seed: int, train: pd.DataFrame, test: pd.DataFrame) -> dict:
+def run_isolated(model_type: str, train_path: Path, eval_path: Path) -> dict:
     context = mp.get_context("fork")
     queue = context.Queue()
-    process = context.Process(target=fit_and_score, args=(model_type, seed, train, test, queue))
-    process.start()
-    result = queue.get()
-    process.join()
+    with tempfile.TemporaryDirectory(prefix=f"bench-{model_type}-") as folder:
+        process = context.Process(
+            target=run_one, args=(model_type, train_path, eval_path, Path(folder), queue)
+        )
+        process.start()
+        result = queue.get()
+        process.join()
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=list(MODEL_TYPES))
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--origin", action="append", help="first day scored (YYYY-MM-DD)")
+    parser.add_argument("--days", type=int, default=31, help="days scored from each origin")
     args = parser.parse_args()
-    frame, source = load_data()
-    train, test = split_last_weeks(frame)
-    print(f"data: {source}")
-    print(
-        f"train: {len(train):,} rows up to {train['timestamp'].max():%Y-%m-%d %H:%M}; "
-        f"test: {len(test):,} rows, the following 4 weeks; seed {args.seed}; {os.cpu_count()} CPUs"
-    )
-    for model_type in args.models:
-        figures = run_isolated(model_type, args.seed, train, test)
-        shown = "  ".join(
-            f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}"
-            for key, value in figures.items()
-        )
-        print(shown, flush=True)
+    raw, source = load_raw()
+    origins = args.origin or ["2021-07-10"]
+    print(f"data: {source}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as folder:
+        for origin in origins:
+            train_path, eval_path = write_split(raw, origin, args.days, Path(folder))
+            print(f"origin {origin}: train on every record before it, score {args.days} days")
+            for model_type in args.models:
+                figures = run_isolated(model_type, train_path, eval_path)
+                shown = "  ".join(
+                    f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}"
+                    for key, value in figures.items()
+                )
+                print(f"  {shown}", flush=True)
 
 
 if __name__ == "__main__":

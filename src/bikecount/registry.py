@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
@@ -93,6 +95,25 @@ def champion_version(client: MlflowClient, model_type: str) -> ModelVersion | No
         return client.get_model_version_by_alias(registered_name(model_type), CHAMPION)
     except (MlflowException, RestException):
         return None
+
+
+def trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
+    """The last timestamp a registered model was fitted on, from its run's parameters.
+
+    Runs made before refitting existed were fitted on the rows up to their holdout cutoff.
+    """
+    value = params.get("trained_until")
+    if value is None and params.get("refit") is None:
+        value = params.get("holdout_cutoff")
+    return pd.Timestamp(value) if value else None
+
+
+def champion_trained_until(client: MlflowClient, model_type: str) -> pd.Timestamp | None:
+    """What the champion of ``model_type`` knows (None: no champion, or not recorded)."""
+    champion = champion_version(client, model_type)
+    if champion is None or not champion.run_id:
+        return None
+    return trained_until(client.get_run(champion.run_id).data.params)
 
 
 def set_champion(client: MlflowClient, model_type: str, version: int | str) -> None:

@@ -44,6 +44,7 @@ from bikecount.registry import (
     ensure_experiment,
     load_version,
     set_champion,
+    trained_until,
 )
 
 logger = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ def compare_with_champion(
     metric, _ = SELECTION_METRIC[get_spec(model_type).task]
     params, tags = champion_run.data.params, champion_run.data.tags
     holdout = challenger.split.holdout
-    until = champion_trained_until(params)
+    until = trained_until(params)
     unseen = holdout if until is None else holdout[holdout["timestamp"] > until]
     if len(unseen) >= MIN_HOLDOUT_ROWS:
         task = get_spec(model_type).task
@@ -333,17 +334,6 @@ def compare_with_champion(
         f"(trained until {until.isoformat() if until is not None else 'unknown'}) and was "
         "evaluated on another one; train on data that goes past its trained_until, or on its file"
     )
-
-
-def champion_trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
-    """The last timestamp a registered model was fitted on, from its run's parameters.
-
-    Runs made before refitting existed were fitted on the rows up to their holdout cutoff.
-    """
-    value = params.get("trained_until")
-    if value is None and params.get("refit") is None:
-        value = params.get("holdout_cutoff")
-    return pd.Timestamp(value) if value else None
 
 
 def _log_comparison(metric: str, new: float, old: float) -> None:

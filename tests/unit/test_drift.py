@@ -79,8 +79,21 @@ def test_planted_shift_is_detected_and_named(planted: DriftSummary) -> None:
 def test_share_threshold_from_settings_changes_the_verdict(frame: pd.DataFrame) -> None:
     reference, current = shifted(frame)
     strict = compute_drift(reference, current, Settings(_env_file=None, drift_share_threshold=1.0))
-    assert strict.drifted_columns and not strict.drift_detected
+    assert strict.drifted_columns and strict.drift_share < 1.0
     assert strict.share_threshold == 1.0
+    # The share is not reached, but the counts drifted: that alone is drift.
+    assert strict.target_drift is not None and strict.target_drift["drifted"]
+    assert strict.drift_detected
+
+
+def test_the_share_alone_decides_when_the_counts_do_not_drift(frame: pd.DataFrame) -> None:
+    reference, current = shifted(frame)
+    strict = Settings(_env_file=None, drift_share_threshold=1.0)
+    without_counts = compute_drift(
+        reference.drop(columns="count"), current.drop(columns="count"), strict
+    )
+    assert without_counts.drifted_columns and without_counts.target_drift is None
+    assert not without_counts.drift_detected
 
 
 def test_column_threshold_from_settings_changes_the_columns(

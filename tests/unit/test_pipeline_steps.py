@@ -108,9 +108,11 @@ def test_too_many_rejected_rows_fail_the_check() -> None:
     assert IngestResult("d", "s", 0, 0, 0).rejected_share == 0.0
 
 
-def monitoring(share_drifted: bool, counts_drifted: bool, r2: float | None) -> MonitoringResult:
+def monitoring(
+    share_drifted: bool, counts_drifted: bool, r2: float | None, rmse_ratio: float = 1.0
+) -> MonitoringResult:
     drift = DriftSummary(
-        drift_detected=share_drifted,
+        drift_detected=share_drifted or counts_drifted,
         drift_share=0.6 if share_drifted else 0.2,
         drifted_columns=[],
         column_scores={},
@@ -119,8 +121,10 @@ def monitoring(share_drifted: bool, counts_drifted: bool, r2: float | None) -> M
         share_threshold=0.5,
         target_drift={"drifted": counts_drifted, "score": 0.01},
     )
-    metrics = None if r2 is None else {"r2": r2}
-    champion = ChampionScore("gbm", version=3, rows=10, metrics_current=metrics)
+    metrics = None if r2 is None else {"r2": r2, "rmse": 40.0 * rmse_ratio}
+    champion = ChampionScore(
+        "gbm", version=3, rows=10, metrics_current=metrics, metrics_holdout={"rmse": 40.0}
+    )
     return MonitoringResult(drift, champion, "run", {}, 0.0)
 
 
@@ -141,6 +145,24 @@ def test_the_decision_needs_drift_and_a_weak_champion_unless_forced(
     decision = decide(monitoring(share, counts, r2), threshold=0.6, force=force)
     assert decision.retrain is retrain
     assert decision.reason.startswith(starts)
+
+
+@pytest.mark.parametrize(
+    ("share", "counts", "ratio", "retrain", "starts"),
+    [
+        (False, False, 1.6, True, "champion decayed: champion R² 0.900"),  # decay, no drift
+        (True, True, 1.3, True, "champion decayed: "),
+        (False, False, 1.2, False, "no drift: "),  # worse, but not clearly
+        (True, True, 1.2, False, "drift detected but champion holds"),
+    ],
+)
+def test_a_decayed_champion_is_retrained_whatever_the_drift(
+    share: bool, counts: bool, ratio: float, retrain: bool, starts: str
+) -> None:
+    decision = decide(monitoring(share, counts, 0.9, ratio), 0.6, False, decay_ratio=1.25)
+    assert decision.retrain is retrain
+    assert decision.reason.startswith(starts)
+    assert f"recent RMSE {ratio:.2f}× its holdout RMSE (decay at 1.25×)" in decision.reason
 
 
 def test_a_retrain_result_survives_the_trip_through_xcom() -> None:

@@ -14,7 +14,12 @@ from bikecount.cli.console import console, fail, print_json
 from bikecount.config import Settings
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
-from bikecount.monitoring.drift import ChampionScore, MonitoringResult, run_monitoring
+from bikecount.monitoring.drift import (
+    ChampionScore,
+    MonitoringResult,
+    decay_ratio,
+    run_monitoring,
+)
 from bikecount.records import RecordError
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
@@ -38,8 +43,10 @@ def monitor_command(
 
     Writes an HTML report under the reports folder. Thresholds are settings
     (BIKECOUNT_DRIFT_SHARE_THRESHOLD, BIKECOUNT_DRIFT_METHOD, BIKECOUNT_DRIFT_COLUMN_THRESHOLD).
-    Seasonal columns (month, day_of_year) differ between any two periods: the share of drifted
-    columns, not one column, decides whether the data set drifted.
+    The data drifted when the share of drifted columns reaches its threshold (seasonal columns
+    differ between any two periods, so one column is not enough) or when the counts themselves
+    drifted. The champion decayed when its RMSE on the current data is at least
+    BIKECOUNT_RETRAIN_DECAY_RATIO times its holdout RMSE. The retraining pipeline uses both rules.
     """
     # MLflow warns on every cloudpickle load; the format is a deliberate choice.
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
@@ -70,9 +77,11 @@ def print_summary(result: MonitoringResult) -> None:
     """The verdict, the drifted columns, per-column scores, the champion, report and run."""
     drift = result.drift
     verdict = "[bold red]drift detected[/]" if drift.drift_detected else "[green]no drift[/]"
+    counts = (drift.target_drift or {}).get("drifted")
+    counts_words = {True: "counts drifted", False: "counts stable", None: "counts not compared"}
     console.print(
         f"{verdict}: {drift.drift_share:.0%} of columns drifted "
-        f"(threshold {drift.share_threshold:.0%}); "
+        f"(threshold {drift.share_threshold:.0%}), {counts_words[counts]}; "
         f"{drift.n_reference:,} reference vs {drift.n_current:,} current records"
     )
     if drift.drifted_columns:
@@ -112,6 +121,14 @@ def print_champion(champion: ChampionScore) -> None:
     for name, value in champion.metrics_current.items():
         table.add_row(name, _number(value), _number(holdout.get(name)))
     console.print(table)
+    ratio = decay_ratio(champion)
+    if ratio is not None:
+        limit = Settings().retrain_decay_ratio
+        words = "[bold red]decayed[/]" if ratio >= limit else "[green]holds[/]"
+        console.print(
+            f"champion {words}: RMSE on current data {ratio:.2f}× its holdout RMSE "
+            f"(decay at {limit:.2f}×)"
+        )
 
 
 def _number(value: float | None) -> str:

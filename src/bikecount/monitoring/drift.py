@@ -53,7 +53,13 @@ NUMERICAL_FEATURES = ("day_of_year",)
 
 @dataclass
 class DriftSummary:
-    """What drifted: the verdict, the share of drifted columns and each column's score."""
+    """What drifted: the verdict, the share of drifted columns and each column's score.
+
+    The data drifted (``drift_detected``) when the share of drifted columns reaches its
+    threshold, or when the counts themselves drifted: calendar columns drift between any two
+    periods, so the share alone misses a change in traffic that leaves the calendar as it was
+    (a lockdown, the summer holidays). The pipeline's retraining rule reads this same verdict.
+    """
 
     drift_detected: bool
     drift_share: float
@@ -135,8 +141,9 @@ def compute_drift(
     scores = column_scores(snapshot.dict())
     drifted = [name for name, score in scores.items() if score["drifted"]]
     share = len(drifted) / len(scores) if scores else 0.0
+    counts_drifted = with_target and bool(scores.get(TARGET, {}).get("drifted"))
     return DriftSummary(
-        drift_detected=share >= settings.drift_share_threshold,
+        drift_detected=share >= settings.drift_share_threshold or counts_drifted,
         drift_share=round(share, 4),
         drifted_columns=drifted,
         column_scores=scores,
@@ -201,6 +208,24 @@ class ChampionScore:
     metrics_current: dict[str, float | None] | None = None
     metrics_holdout: dict[str, float | None] | None = None
     reason: str | None = None
+
+
+def decay_ratio(champion: ChampionScore) -> float | None:
+    """The champion's RMSE on the recent data over its holdout RMSE (None when either is unknown).
+
+    Model decay: above 1, the champion does worse now than when it was chosen.
+    """
+    recent = (champion.metrics_current or {}).get("rmse")
+    holdout = (champion.metrics_holdout or {}).get("rmse")
+    if recent is None or not holdout:
+        return None
+    return float(recent) / float(holdout)
+
+
+def has_decayed(champion: ChampionScore, max_ratio: float) -> bool:
+    """Whether the champion's recent RMSE is clearly worse than its holdout's (``max_ratio``)."""
+    ratio = decay_ratio(champion)
+    return ratio is not None and ratio >= max_ratio
 
 
 def score_champion(settings: Settings, model_type: str, current: pd.DataFrame) -> ChampionScore:

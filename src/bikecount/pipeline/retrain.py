@@ -16,6 +16,8 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.io import write_records
@@ -23,14 +25,16 @@ from bikecount.monitoring.drift import (
     EXPERIMENT,
     DriftSummary,
     MonitoringResult,
+    has_decayed,
     monitor_frames,
     monitoring_experiment,
     read_canonical,
 )
+from bikecount.monitoring.drift import decay_ratio as current_decay_ratio
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import last_day, open_store, read_counts, write_audit
 from bikecount.records import COUNT, to_raw_records
-from bikecount.registry import configure_tracking
+from bikecount.registry import champion_trained_until, configure_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -78,15 +82,20 @@ class RetrainResult:
         return cls(**values)
 
 
-def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> RetrainDecision:
-    """Retrain when forced, or when drift is detected and the champion's recent R² is too low.
+def decide(
+    monitoring: MonitoringResult, threshold: float, force: bool, decay_ratio: float = 1.25
+) -> RetrainDecision:
+    """Retrain when forced, when the champion decayed, or on drift with a weak champion.
 
-    Drift is detected when the share of drifted columns reaches its threshold, or when the
-    counts themselves drifted: calendar columns drift between any two periods, so the share
-    alone misses a change in traffic that leaves the calendar as it was (a lockdown, say).
+    - Decay, whatever the drift: the champion's RMSE on the recent data is at least
+      ``decay_ratio`` times its holdout RMSE. Drift against a fixed past can stop showing while
+      the champion falls behind the latest weeks.
+    - Drift (see :class:`~bikecount.monitoring.drift.DriftSummary`) and the champion's recent R²
+      below ``threshold``, or no champion to defend.
     """
     drift, champion = monitoring.drift, monitoring.champion
     r2 = (champion.metrics_current or {}).get("r2")
+    ratio = current_decay_ratio(champion)
     drift_words = (
         f"drift share {drift.drift_share:.2f} (threshold {drift.share_threshold:.2f}), "
         f"counts {'drifted' if counts_drifted(drift) else 'stable'}"
@@ -96,8 +105,12 @@ def decide(monitoring: MonitoringResult, threshold: float, force: bool) -> Retra
         if r2 is not None
         else f"champion not scored: {champion.reason or 'no R²'}"
     )
+    if ratio is not None:
+        score_words += f", recent RMSE {ratio:.2f}× its holdout RMSE (decay at {decay_ratio:.2f}×)"
     if force:
         return RetrainDecision(True, f"forced; {drift_words}; {score_words}")
+    if has_decayed(champion, decay_ratio):
+        return RetrainDecision(True, f"champion decayed: {score_words}; {drift_words}")
     if not drift_detected(drift):
         return RetrainDecision(False, f"no drift: {drift_words}; {score_words}")
     if r2 is None:
@@ -115,8 +128,8 @@ def counts_drifted(drift: DriftSummary) -> bool:
 
 
 def drift_detected(drift: DriftSummary) -> bool:
-    """Drift of the data set (share of columns) or of the counts."""
-    return drift.drift_detected or counts_drifted(drift)
+    """Drift of the data set (share of columns) or of the counts: the monitor's own verdict."""
+    return drift.drift_detected
 
 
 def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
@@ -144,6 +157,30 @@ def reference_records(settings: Settings) -> pd.DataFrame:
     if not path.is_file():
         raise PipelineError(f"reference data not found: {path} (run `bikecount data prepare`)")
     return read_canonical(path)
+
+
+def champion_window(
+    settings: Settings, model_type: str, reference: pd.DataFrame, history: pd.DataFrame
+) -> tuple[pd.DataFrame, str]:
+    """What the champion was trained on: reference + stored records up to its trained_until.
+
+    Drift is measured against it, not against a fixed reference that the champion may have
+    left behind long ago. Without a champion (or an unreachable registry) it is the reference.
+    """
+    try:
+        configure_tracking(settings)
+        until = champion_trained_until(MlflowClient(), model_type)
+    except MlflowException as exc:
+        logger.warning("champion's training window unknown, drift against reference: %s", exc)
+        until = None
+    if until is None:
+        return reference, str(settings.dataset_path("reference"))
+    both = pd.concat([reference[CANONICAL], history[CANONICAL]], ignore_index=True)
+    both = both.drop_duplicates(["counter", "timestamp"], keep="last")
+    window = both[both["timestamp"] <= until]
+    if window.empty:
+        return reference, str(settings.dataset_path("reference"))
+    return window.reset_index(drop=True), f"champion's training window (to {until.isoformat()})"
 
 
 def write_training_file(settings: Settings, reference: pd.DataFrame, history: pd.DataFrame) -> str:
@@ -208,9 +245,13 @@ def assess(
     model_type = model_type or settings.pipeline_model_type
     recent_days = recent_days or settings.pipeline_recent_days
     reference, recent = reference_records(settings), recent_counts(settings, recent_days)
-    sources = {"reference": str(settings.dataset_path("reference")), "current": "pipeline store"}
-    monitoring = monitor_frames(settings, reference, recent, model_type, sources)
-    decision = decide(monitoring, settings.retrain_r2_threshold, force)
+    history = stored_history(settings)
+    window, described = champion_window(settings, model_type, reference, history)
+    sources = {"reference": described, "current": "pipeline store"}
+    monitoring = monitor_frames(settings, window, recent, model_type, sources)
+    decision = decide(
+        monitoring, settings.retrain_r2_threshold, force, settings.retrain_decay_ratio
+    )
     result = RetrainResult(
         model_type=model_type,
         forced=force,
@@ -227,7 +268,7 @@ def assess(
     if decision.retrain:
         # Every stored day, not only the recent ones: a second retraining must not forget the
         # weeks the first one learnt. The recent days are the holdout both models are scored on.
-        result.data_path = write_training_file(settings, reference, stored_history(settings))
+        result.data_path = write_training_file(settings, reference, history)
         result.holdout_from = recent["timestamp"].min().date().isoformat()
     return result
 
