@@ -50,16 +50,16 @@ system-deps:
 	fi
 
 test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
-	$(BIN)/ruff check src tests benchmarks dags
-	$(BIN)/ruff format --check src tests benchmarks dags
+	$(BIN)/ruff check src tests benchmarks dags scripts
+	$(BIN)/ruff format --check src tests benchmarks dags scripts
 	$(BIN)/python -m pytest
 
 bench: install  ## Training benchmark: fit time, memory, size and accuracy per model type
 	$(BIN)/python benchmarks/train.py
 
 format: install
-	$(BIN)/ruff format src tests benchmarks dags
-	$(BIN)/ruff check --fix src tests benchmarks dags
+	$(BIN)/ruff format src tests benchmarks dags scripts
+	$(BIN)/ruff check --fix src tests benchmarks dags scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
