@@ -20,26 +20,27 @@ def render_sidebar() -> None:
         st.markdown("### Sources")
         try:
             health = data.api_health()
-            st.markdown(f"🟢 API {config.api_url} ({health.status})")
+            st.markdown(f":green[:material/check_circle:] API {config.api_url} ({health.status})")
         except api_client.ApiError:
-            st.markdown(f"🔴 API {config.api_url} down")
+            st.markdown(f":red[:material/cancel:] API {config.api_url} down")
         try:
             data.check_mlflow()
-            st.markdown(f"🟢 MLflow {config.tracking_uri}")
+            st.markdown(f":green[:material/check_circle:] MLflow {config.tracking_uri}")
         except registry_view.RegistryUnavailableError:
-            st.markdown(f"🔴 MLflow {config.tracking_uri} down")
+            st.markdown(f":red[:material/cancel:] MLflow {config.tracking_uri} down")
         summary = data.summary()
         if summary.empty:
-            st.markdown("⚪ store empty")
+            st.markdown(":gray[:material/radio_button_unchecked:] store empty")
         else:
             st.markdown(
-                f"🟢 store: {summary.counters} counters, counts to {summary.last_count_day}, "
+                f":green[:material/check_circle:] store: {summary.counters} counters, "
+                f"counts to {summary.last_count_day}, "
                 f"forecasts to {summary.last_forecast_day}"
             )
 
 
 def main() -> None:
-    st.set_page_config(page_title="bikecount", page_icon="🚲", layout="wide")
+    st.set_page_config(page_title="bikecount", page_icon=":material/pedal_bike:", layout="wide")
     navigation = st.navigation(all_pages())
     render_sidebar()
     navigation.run()

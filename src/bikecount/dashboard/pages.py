@@ -27,17 +27,24 @@ ATTRIBUTION = (
 
 
 def counter_page() -> st.Page:
-    return st.Page(render_counter, title="Counter", icon="📈", url_path="counter")
+    return st.Page(
+        render_counter, title="Counter", icon=":material/show_chart:", url_path="counter"
+    )
 
 
 def all_pages() -> list[st.Page]:
     """The pages in menu order; the map is the default."""
     return [
-        st.Page(render_map, title="Map", icon="🗺️", url_path="map", default=True),
+        st.Page(render_map, title="Map", icon=":material/map:", url_path="map", default=True),
         counter_page(),
-        st.Page(render_models, title="Models", icon="🏆", url_path="models"),
-        st.Page(render_monitoring, title="Monitoring", icon="🩺", url_path="monitoring"),
-        st.Page(render_ask, title="Ask the model", icon="💬", url_path="ask"),
+        st.Page(render_models, title="Models", icon=":material/emoji_events:", url_path="models"),
+        st.Page(
+            render_monitoring,
+            title="Monitoring",
+            icon=":material/monitor_heart:",
+            url_path="monitoring",
+        ),
+        st.Page(render_ask, title="Ask the model", icon=":material/chat:", url_path="ask"),
     ]
 
 
@@ -45,7 +52,7 @@ def _store_or_stop(data: Queries) -> StoreSummary:
     """The store summary; when the store is empty, say so and stop the page there."""
     summary = data.summary()
     if summary.empty:
-        st.warning(states.store_empty(data.config.db_url), icon="🗄️")
+        st.warning(states.store_empty(data.config.db_url), icon=":material/database:")
         st.stop()
     return summary
 
@@ -64,7 +71,7 @@ def render_map() -> None:
     choice = st.radio("Colour by", list(options), horizontal=True, key="map_colour")
     colour_by = options[choice]
     if not has_forecast:
-        st.info(states.no_forecast(summary.coming_day), icon="🕛")
+        st.info(states.no_forecast(summary.coming_day), icon=":material/schedule:")
     event = st.altair_chart(
         charts.map_chart(frame, colour_by), on_select="rerun", key="map", width="stretch"
     )
@@ -107,7 +114,7 @@ def render_counter() -> None:
         README_COUNTER if README_COUNTER in counters else counters[0]
     )
     if wanted not in counters:
-        st.warning(states.unknown_counter(wanted), icon="❓")
+        st.warning(states.unknown_counter(wanted), icon=":material/help:")
         wanted = counters[0]
     counter = st.selectbox("Counter", counters, index=counters.index(wanted), key="counter_pick")
     st.query_params[COUNTER_PARAM] = counter
@@ -125,7 +132,7 @@ def render_counter() -> None:
     st.altair_chart(charts.counter_history_chart(counts, past), width="stretch")
     st.subheader(f"Forecast of {summary.coming_day}, hour by hour")
     if coming.empty:
-        st.info(states.no_forecast(summary.coming_day), icon="🕛")
+        st.info(states.no_forecast(summary.coming_day), icon=":material/schedule:")
     else:
         st.altair_chart(charts.forecast_chart(coming), width="stretch")
         st.caption(f"by {data.config.model_type} v{int(coming['model_version'].iloc[0])}")
@@ -175,7 +182,9 @@ def render_models() -> None:
     try:
         data.check_mlflow()
     except RegistryUnavailableError as exc:
-        st.warning(states.mlflow_down(data.config.tracking_uri, str(exc)), icon="🔌")
+        st.warning(
+            states.mlflow_down(data.config.tracking_uri, str(exc)), icon=":material/power_off:"
+        )
         st.stop()
     if data.config.mlflow_ui_url:
         st.markdown(f"Everything here comes from the [MLflow UI]({data.config.mlflow_ui_url}).")
@@ -183,7 +192,7 @@ def render_models() -> None:
         versions = data.model_versions(model_type)
         st.subheader(model_type)
         if versions.empty or not versions["champion"].any():
-            st.info(states.no_champion(model_type), icon="🥚")
+            st.info(states.no_champion(model_type), icon=":material/egg:")
             if versions.empty:
                 continue
         else:
@@ -227,7 +236,7 @@ def render_monitoring() -> None:
     st.subheader("Drift and retraining decisions")
     audit = data.audit()
     if audit.empty:
-        st.info(states.no_audit(), icon="🗒️")
+        st.info(states.no_audit(), icon=":material/list_alt:")
     else:
         st.altair_chart(charts.drift_chart(audit), width="stretch")
         st.dataframe(audit, hide_index=True)
@@ -235,7 +244,7 @@ def render_monitoring() -> None:
     last = summary.last_count_day
     errors = data.daily_errors(last - timedelta(days=data.config.errors_days - 1), last)
     if errors.empty:
-        st.info(states.no_daily_errors(), icon="📉")
+        st.info(states.no_daily_errors(), icon=":material/trending_down:")
         return
     st.altair_chart(charts.daily_errors_chart(errors), width="stretch")
     by_version = errors.groupby("model_version").agg(
@@ -251,7 +260,7 @@ def render_ask() -> None:
     try:
         health = data.api_health()
     except api_client.ApiError as exc:
-        st.warning(states.api_down(data.config.api_url, str(exc)), icon="🔌")
+        st.warning(states.api_down(data.config.api_url, str(exc)), icon=":material/power_off:")
         st.stop()
     summary = _store_or_stop(data)
     counters = data.counters(summary.last_count_day)
@@ -269,7 +278,7 @@ def render_ask() -> None:
         )
         asked = st.form_submit_button("Ask the model")
     if health.models.get(model_type) is None:
-        st.warning(states.no_champion(model_type), icon="🥚")
+        st.warning(states.no_champion(model_type), icon=":material/egg:")
         return
     if asked:
         selected = counters[counters["counter"].isin(chosen)]
@@ -282,7 +291,7 @@ def render_ask() -> None:
                 data.config.api_url, records, model_type, data.config.api_key
             )
         except api_client.ApiError as exc:
-            st.warning(states.api_down(data.config.api_url, str(exc)), icon="🔌")
+            st.warning(states.api_down(data.config.api_url, str(exc)), icon=":material/power_off:")
             return
         st.session_state[ASK_ANSWER] = (records, answer)
     if ASK_ANSWER in st.session_state:

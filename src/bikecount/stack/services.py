@@ -172,6 +172,8 @@ def streamlit_args(script: str, *, host: str, port: int) -> list[str]:
         "false",
         "--server.fileWatcherType",
         "none",
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 
