@@ -12,10 +12,10 @@ import pandas as pd
 
 MAP_SELECTION = "counter_pick"
 SVG = {"embedOptions": {"renderer": "svg"}}
-COLOUR_BY = {
-    "forecast_total": "Forecast of the coming day (bikes)",
-    "mae": "Last day's forecast error (MAE, bikes/hour)",
-}
+COLOUR_BY = {"forecast_total": "coming day (bikes)", "mae": "last day's MAE (bikes/h)"}
+# The two directions of a site share its coordinates: the second is drawn this far east (about
+# 50 m), so that both points can be seen and clicked.
+SAME_PLACE_OFFSET_DEGREES = 0.0007
 
 
 def map_chart(frame: pd.DataFrame, colour_by: str) -> alt.Chart:

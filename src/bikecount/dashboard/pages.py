@@ -250,7 +250,7 @@ def render_monitoring() -> None:
     by_version = errors.groupby("model_version").agg(
         days=("day", "count"), mean_rmse=("rmse", "mean"), mean_mae=("mae", "mean")
     )
-    st.table(by_version.round(1))
+    st.table(by_version.rename(columns={"mean_rmse": "mean RMSE", "mean_mae": "mean MAE"}).round(1))
 
 
 def render_ask() -> None:
