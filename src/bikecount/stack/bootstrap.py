@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-import httpx
 from mlflow.tracking import MlflowClient
 
 from bikecount.config import DATASET_FILES, Settings
@@ -252,6 +251,7 @@ def train_full_model(
         "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "BIKECOUNT_ENV": settings.env,
+        "BIKECOUNT_DATA_DIR": str(settings.data_dir.resolve()),
     }
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"--- {' '.join(command)}\n")
@@ -303,18 +303,25 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def wait_until_served(
-    api_url: str, model_type: str, version: int, stop: threading.Event, timeout: float
+def forecast_until_served(
+    settings: Settings,
+    api_url: str,
+    days: Sequence[date],
+    version: int,
+    stop: threading.Event,
+    timeout: float,
 ) -> bool:
-    """Whether the API reports ``version`` as its ``model_type`` champion within ``timeout``."""
+    """Forecast ``days`` again once the API serves ``version`` of the pipeline's model type.
+
+    The API takes a new champion over on its next request after ``model_check_seconds``; the
+    coming day is asked until that version answers, then the other days follow.
+    """
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=5.0, trust_env=False) as client:
-        while time.monotonic() < deadline and not stop.is_set():
-            with suppress(httpx.HTTPError, ValueError):
-                served = client.get(api_url.rstrip("/") + "/health").json()["models"]
-                if served.get(model_type) == version:
-                    return True
-            stop.wait(1.0)
+    while time.monotonic() < deadline and not stop.is_set():
+        if forecast_days(settings, api_url, days[-1:]) == version:
+            forecast_days(settings, api_url, days[:-1])
+            return True
+        stop.wait(2.0)
     return False
 
 
@@ -418,16 +425,20 @@ class BackgroundWork:
                 f"champion: {model.reason}"
             )
             return
-        served = wait_until_served(
-            self.api_url, model_type, model.version, self.stop_event, TAKEOVER_TIMEOUT_SECONDS
-        )
-        where = "the API now serves it, no restart" if served else "the API will serve it soon"
         self.on_message(
-            f"full {model_type} model v{model.version} is champion ({metrics}): {where}"
+            f"full {model_type} model v{model.version} is champion ({metrics}): the APIs take "
+            f"it over within {self.settings.model_check_seconds:.0f} s, no restart"
         )
-        if served and filled and model_type == self.settings.pipeline_model_type:
-            forecast_days(self.settings, self.api_url, filled)
-            self.on_message(
-                f"stored days forecast again by {model_type} v{model.version} "
-                f"({filled[0]} to {filled[-1]})"
-            )
+        if filled and model_type == self.settings.pipeline_model_type:
+            if forecast_until_served(
+                self.settings,
+                self.api_url,
+                filled,
+                model.version,
+                self.stop_event,
+                TAKEOVER_TIMEOUT_SECONDS,
+            ):
+                self.on_message(
+                    f"stored days forecast again by {model_type} v{model.version} "
+                    f"({filled[0]} to {filled[-1]}), now served by the API"
+                )
