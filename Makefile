@@ -28,7 +28,8 @@ prepare: install  ## Only make the data sets and train one model (no servers)
 
 # Programs some tests drive for real: docker-compose validates the compose file (no engine needed);
 # Debian's prometheus package brings prometheus and promtool (config checks, the scrape test);
-# Debian's postgresql package the server that the pipeline store is tested on.
+# Debian's postgresql package the server that the pipeline store is tested on; Debian's chromium
+# and chromium-driver the browser that the dashboard is tested in.
 system-deps:
 	@if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -42,6 +43,12 @@ system-deps:
 	      || echo "note: could not install prometheus; the promtool checks and the Prometheus test are skipped"; \
 	  else echo "note: install prometheus (apt-get install prometheus) for the monitoring tests"; fi; \
 	fi
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } \
+	      || echo "note: could not install chromium; the dashboard's browser test will fail"; \
+	  else echo "note: install chromium and chromium-driver for the dashboard's browser test"; fi; \
+	fi
 	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
@@ -50,16 +57,16 @@ system-deps:
 	fi
 
 test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
-	$(BIN)/ruff check src tests benchmarks dags
-	$(BIN)/ruff format --check src tests benchmarks dags
+	$(BIN)/ruff check src tests benchmarks dags scripts
+	$(BIN)/ruff format --check src tests benchmarks dags scripts
 	$(BIN)/python -m pytest
 
 bench: install  ## Training benchmark: fit time, memory, size and accuracy per model type
 	$(BIN)/python benchmarks/train.py
 
 format: install
-	$(BIN)/ruff format src tests benchmarks dags
-	$(BIN)/ruff check --fix src tests benchmarks dags
+	$(BIN)/ruff format src tests benchmarks dags scripts
+	$(BIN)/ruff check --fix src tests benchmarks dags scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

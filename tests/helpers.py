@@ -6,12 +6,18 @@ here by hand; no test reads files from outside its temporary folders.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Sequence
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
+from bikecount.config import Settings
 from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.pipeline.ingest import ingest
+from bikecount.pipeline.predict import day_grid, score_day
+from bikecount.pipeline.store import open_store, read_counts, replace_predictions
 from bikecount.records import COORDINATES, COUNT, COUNTER, PARIS_TZ, TIMESTAMP, parse_records
 
 # 6 counters x 2 months, spanning the spring DST night (2021-03-28): a few seconds to build.
@@ -100,3 +106,42 @@ def counter_places(frame: pd.DataFrame) -> list[tuple[str, float, float]]:
     """``(name, lat, lon)`` of each counter of canonical records, sorted by name."""
     places = frame.groupby("counter")[["lat", "lon"]].first()
     return [(str(name), float(row.lat), float(row.lon)) for name, row in places.iterrows()]
+
+
+def fill_dashboard_store(settings: Settings, days: Sequence[date], coming_day: date) -> None:
+    """A pipeline store as the daily loop leaves it, without an API: generated counts of ``days``
+    (through the synthetic ingest), and forecasts of those days and of ``coming_day`` by two
+    versions (v1 a fixed fraction of each counter's mean, v2 the counts plus 3), scored by the
+    pipeline's own ``score_day``.
+
+    The forecasts are made up (no model is asked) so that the tests know what every figure must
+    be; everything is written and read by the pipeline's own functions.
+    """
+    engine = open_store(settings.pipeline_db_url)
+    for day in days:
+        ingest(settings, day, "synthetic")
+    counts = read_counts(engine, min(days), max(days))
+    level = counts.groupby("counter")["count"].mean()
+    counters = counts.drop_duplicates("counter")[["counter", "lat", "lon"]].reset_index(drop=True)
+    model_type = settings.pipeline_model_type
+    for day in [*days, coming_day]:
+        grid = day_grid(counters, day)
+        first = grid.assign(prediction=grid["counter"].map(level) * 0.8, model_version=1)
+        replace_predictions(engine, day, first, model_type)
+        day_counts = counts[counts["day"] == day][["counter", "timestamp", "count"]]
+        second = grid.merge(day_counts, on=["counter", "timestamp"], how="left")
+        second["prediction"] = second.pop("count").fillna(10.0) + 3.0
+        replace_predictions(engine, day, second.assign(model_version=2), model_type)
+        score_day(settings, day)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free right now (held together, so none is repeated)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     # `bikecount up --airflow`: Airflow's home (config, SQLite metadata, task logs) and UI port.
     airflow_home: Path = Path("airflow_home")
     airflow_port: int = Field(default=8081, ge=1, le=65535)
+    # The dashboard (Streamlit, started by `bikecount up`): its port, how long a query's answer
+    # is reused, and how many days a counter's history and the daily errors span.
+    dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    dashboard_cache_seconds: float = Field(default=30.0, ge=0)
+    dashboard_history_days: int = Field(default=7, ge=1, le=62)
+    dashboard_errors_days: int = Field(default=60, ge=1, le=366)
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:

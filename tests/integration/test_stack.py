@@ -178,7 +178,7 @@ def stack_env(ports: dict[str, int]) -> dict[str, str]:
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return dict(zip(("mlflow", "api", "classmodel"), free_ports(3), strict=True))
+    return dict(zip(("mlflow", "api", "classmodel", "dashboard"), free_ports(4), strict=True))
 
 
 @pytest.fixture
@@ -261,7 +261,8 @@ def test_up_serves_predictions_and_stops_cleanly(
     try:
         api = f"http://127.0.0.1:{ports['api']}"
         legacy = f"http://127.0.0.1:{ports['classmodel']}"
-        wait_until_healthy(up, [f"{api}/health", f"{legacy}/health"], output)
+        dashboard = f"http://127.0.0.1:{ports['dashboard']}/_stcore/health"
+        wait_until_healthy(up, [f"{api}/health", f"{legacy}/health", dashboard], output)
         records = sample_records(home)
         # The first request may load the model from MLflow: slow on a busy machine.
         answer = httpx.post(
@@ -288,10 +289,12 @@ def test_up_serves_predictions_and_stops_cleanly(
     else:
         assert "models found for rf, gbm" in text  # nothing trained twice
     assert f"{api}/docs" in text and f"{api}/redoc" in text and "curl -X POST" in text
-    assert "regmodel   | " in text and "classmodel | " in text
+    # Access logs and start-up chatter go to the logs only; the console has the progress.
+    assert '"POST /predict HTTP/1.1" 200' not in text and "View run" not in text
+    assert '"POST /predict HTTP/1.1" 200' in (home / "logs" / "regmodel.log").read_text()
     if "--reload" in options:
-        assert "Will watch for changes" in text
-    for service in ("mlflow", "regmodel", "classmodel"):
+        assert "Will watch for changes" in (home / "logs" / "regmodel.log").read_text()
+    for service in ("mlflow", "regmodel", "classmodel", "dashboard"):
         assert (home / "logs" / f"{service}.log").stat().st_size > 0
     assert_champion_loads_without_server(home, "rf", records)
 

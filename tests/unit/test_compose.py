@@ -22,12 +22,14 @@ from bikecount.stack.services import (
     CLASSMODEL,
     COMPOSE_PACKAGE_DIR,
     COMPOSE_PORTS,
+    DASHBOARD,
     MLFLOW,
     MLFLOW_ENV,
     REGMODEL,
     build_services,
     compose_api_env,
     compose_commands,
+    compose_dashboard_env,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +81,8 @@ def mounts(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[s
 
 def test_the_seed_services(services: dict[str, Any]) -> None:
     services = {k: v for k, v in services.items() if k not in OPTIONAL_SERVICES}
-    assert set(services) == {"mlflow", "regmodel-backend", "classmodel-backend"}
+    assert set(services) == {"mlflow", "regmodel-backend", "classmodel-backend", DASHBOARD}
+    services = {k: v for k, v in services.items() if k != DASHBOARD}
     names = {name: service["container_name"] for name, service in services.items()}
     assert names == {
         "mlflow": "mlflow-server",
@@ -261,9 +264,11 @@ def test_docker_compose_accepts_the_file(credentials: str | None) -> None:
     resolved = yaml.safe_load(result.stdout)["services"]
     # Some compose versions list every profile's services in `config`: leave the others aside.
     resolved = {k: v for k, v in resolved.items() if k not in OPTIONAL_SERVICES}
-    assert set(resolved) == {"mlflow", "regmodel-backend", "classmodel-backend"}
+    assert set(resolved) == {"mlflow", "regmodel-backend", "classmodel-backend", DASHBOARD}
     source = "gcp.json" if credentials else "/dev/null"
-    for service in resolved.values():
+    for name, service in resolved.items():
+        if name == DASHBOARD:
+            continue  # it reads no bucket
         volume = next(v for v in service["volumes"] if "gcp.json:" in str(v))
         text = volume if isinstance(volume, str) else f"{volume['source']}:{volume['target']}"
         assert text.split(":")[0].endswith(source)
@@ -372,3 +377,28 @@ def test_docker_compose_accepts_the_orchestration_profile() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert ORCHESTRATION_SERVICES | {"mlflow", "regmodel-backend"} <= set(result.stdout.split())
+
+
+def test_the_dashboard_runs_what_bikecount_up_runs(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    service = services[DASHBOARD]
+    assert "profiles" not in service  # the default profile
+    assert service["ports"] == [f"{COMPOSE_PORTS[DASHBOARD]}:{COMPOSE_PORTS[DASHBOARD]}"]
+    assert service["command"] == compose_commands()[DASHBOARD]
+    environment = service["environment"]
+    assert {key: environment[key] for key in compose_dashboard_env()} == compose_dashboard_env()
+    assert environment["BIKECOUNT_API_KEY"] is None
+    assert mounts(service)["/app/data"] == "./data:ro"
+    assert "/_stcore/health" in service["healthcheck"]["test"][-1]
+    settings = Settings(_env_file=None, mlruns_dir=tmp_path, artifacts_dir=tmp_path)
+    local = build_services(
+        settings, host="127.0.0.1", mlflow_port=5000, api_port=8000, classmodel_port=8080,
+        dashboard=True,
+    )  # fmt: skip
+    ours = list(next(spec for spec in local if spec.name == DASHBOARD).command)
+    theirs = service["command"]
+    assert ours[1:4] == theirs[1:4]  # -m streamlit run
+    assert Path(ours[4]).parts[-2:] == Path(theirs[4]).parts[-2:] == ("dashboard", "app.py")
+    assert [t for t in ours if t.startswith("-")] == [t for t in theirs if t.startswith("-")]
+    assert option_value(ours, "--server.port") == option_value(theirs, "--server.port")

@@ -14,6 +14,7 @@ from bikecount.stack import PortInUseError, StackOptions, check_ports, plan_serv
 from bikecount.stack.services import (
     CLASSMODEL,
     CLASSMODEL_APP,
+    DASHBOARD,
     MLFLOW,
     REGMODEL,
     REGMODEL_APP,
@@ -175,7 +176,21 @@ def test_options_default_to_settings(settings: Settings) -> None:
 def test_plan_follows_options(settings: Settings) -> None:
     options = StackOptions.from_settings(settings, legacy=True, reload=True)
     names = [spec.name for spec in plan_services(settings, options)]
-    assert names == [MLFLOW, REGMODEL, CLASSMODEL]
+    assert names == [MLFLOW, REGMODEL, CLASSMODEL, DASHBOARD]  # the dashboard by default
+    options = StackOptions.from_settings(settings, dashboard=False)
+    assert [spec.name for spec in plan_services(settings, options)] == [MLFLOW, REGMODEL]
+
+
+def test_the_dashboard_reads_the_stack_it_is_started_with(settings: Settings) -> None:
+    options = StackOptions.from_settings(settings, dashboard_port=8599)
+    mlflow, api, dashboard = plan_services(settings, options)
+    assert dashboard.port == 8599 and dashboard.health_path == "/_stcore/health"
+    assert dashboard.command[1:4] == ("-m", "streamlit", "run")
+    assert Path(dashboard.command[4]).is_file()  # the app script ships in the package
+    assert dashboard.env["BIKECOUNT_PIPELINE_API_URL"] == api.url
+    assert dashboard.env["BIKECOUNT_MLFLOW_TRACKING_URI"] == mlflow.url
+    store = dashboard.env["BIKECOUNT_PIPELINE_DB_URL"]
+    assert store.startswith("sqlite:////")  # absolute: the same file whatever the cwd
 
 
 def test_settings_read_ports_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

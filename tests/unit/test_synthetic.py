@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import holidays
@@ -9,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bikecount.data.synthetic import FRENCH_MONTHS, SynthConfig, generate_records
+from bikecount.data.synthetic import (
+    COUNTER_TABLE,
+    FRENCH_MONTHS,
+    SynthConfig,
+    generate_records,
+    load_paris_counters,
+)
 from bikecount.records import EXPORT_COLUMNS, parse_records
 
 SMALL = SynthConfig(start="2021-03-01", months=2, n_counters=8, seed=7)
@@ -149,7 +156,7 @@ def test_daylight_saving_days_have_23_and_25_hours(default: pd.DataFrame) -> Non
 
 def test_overall_distribution_matches_the_real_data(default: pd.DataFrame) -> None:
     counts = default["Comptage horaire"]
-    assert 500_000 < len(default) < 650_000
+    assert len(default) == 52 * (395 * 24)  # 13 months, Sept. 2020 to Sept. 2021, 52 counters
     assert 0.05 < (counts == 0).mean() < 0.15
     assert 15 <= counts.median() <= 40
 
@@ -212,3 +219,44 @@ def test_counter_names_follow_site_names(small: pd.DataFrame) -> None:
     names = small["Nom du compteur"].drop_duplicates()
     sites = small.loc[names.index, "Nom du site de comptage"]
     assert (names.str.replace(direction, "", regex=True) == sites).all()
+
+
+def test_counters_are_the_real_paris_counters(default: pd.DataFrame) -> None:
+    table = load_paris_counters()
+    assert len(table) == 52 and table["name"].is_unique
+    counters = default.drop_duplicates("Nom du compteur").set_index("Nom du compteur")
+    assert set(counters.index) == set(table["name"])
+    sebastopol = counters.loc["Totem 73 boulevard de Sébastopol S-N"]
+    assert sebastopol["Coordonnées géographiques"] == "48.863770,2.350960"
+    assert sebastopol["Identifiant du compteur"] == "100057445-104057445"
+
+
+def test_each_counter_keeps_its_own_level(calendar: pd.DataFrame) -> None:
+    levels = load_paris_counters().set_index("name")["level"]
+    means = calendar.groupby("counter")["count"].mean()
+    # Outages and a year's growth move a counter's mean a little, never its rank by much.
+    assert np.corrcoef(np.log(means[levels.index]), np.log(levels))[0, 1] > 0.95
+    sebastopol = calendar[
+        (calendar["counter"] == "Totem 73 boulevard de Sébastopol S-N")
+        & ~calendar["weekend"]
+        & ~calendar["holiday"]
+        & (calendar["hour"] == 8)
+    ]
+    assert 300 < sebastopol["count"].median() < 1000
+
+
+def test_a_small_config_takes_the_busiest_whole_sites(small: pd.DataFrame) -> None:
+    table = load_paris_counters()
+    assert set(small["Nom du compteur"]) == set(table["name"].iloc[: SMALL.n_counters])
+    assert "Totem 73 boulevard de Sébastopol S-N" in set(small["Nom du compteur"])
+
+
+def test_more_counters_than_the_table_adds_made_up_ones() -> None:
+    frame = generate_records(SynthConfig(start="2021-06-01", months=1, n_counters=56))
+    names = set(frame["Nom du compteur"])
+    assert len(names) == 56 and set(load_paris_counters()["name"]) < names
+
+
+def test_the_table_carries_its_licence() -> None:
+    table = json.loads(COUNTER_TABLE.read_text(encoding="utf-8"))
+    assert "ODbL" in table["licence"] and "Paris Open Data" in table["source"]

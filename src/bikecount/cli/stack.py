@@ -6,8 +6,11 @@ import importlib.util
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +22,7 @@ from rich.table import Column
 from rich.text import Text
 
 from bikecount.cli.console import console, err_console, fail
+from bikecount.cli.log_filter import LogFilter
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
@@ -34,10 +38,12 @@ from bikecount.stack import (
     plan_services,
     run_stack,
 )
+from bikecount.stack.processes import LineCallback
 from bikecount.stack.services import (
     AIRFLOW,
     AIRFLOW_INSTALL_HINT,
     CLASSMODEL,
+    DASHBOARD,
     MLFLOW,
     PROMETHEUS,
     PROMETHEUS_INSTALL_HINT,
@@ -54,7 +60,11 @@ SERVICE_STYLES = {
     CLASSMODEL: "magenta",
     PROMETHEUS: "yellow",
     AIRFLOW: "blue",
+    DASHBOARD: "bright_red",
 }
+# The in-process MLflow client (first models) chatters ("🏃 View run ...", "Waiting up to 300
+# seconds ..."): to this log file, unless --verbose.
+STACK_LOG = "bikecount-up.log"
 PREFIX_WIDTH = max(len(name) for name in SERVICE_STYLES)
 
 
@@ -64,13 +74,58 @@ def print_log_line(service: str, line: str) -> None:
     console.print(prefix + Text.from_ansi(line), soft_wrap=True, highlight=False)
 
 
-class TrainingProgress:
-    """The Rich progress display of the first models, fed by the bootstrap's callbacks."""
+def filtered_printer(log_filter: LogFilter) -> LineCallback:
+    """:func:`print_log_line` for the lines ``log_filter`` shows (warnings and errors)."""
 
-    def __init__(self) -> None:
+    def print_if_shown(service: str, line: str) -> None:
+        if log_filter.show(service, line):
+            print_log_line(service, line)
+
+    return print_if_shown
+
+
+def print_background(message: str) -> None:
+    console.print(f"[bold]background:[/] {escape(message)}")
+
+
+def route_mlflow_logs(settings: Settings) -> None:
+    """Send this process's MLflow client messages to ``logs/bikecount-up.log`` instead."""
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(settings.logs_dir / STACK_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    mlflow_logger = logging.getLogger("mlflow")
+    for old in list(mlflow_logger.handlers):
+        mlflow_logger.removeHandler(old)
+    mlflow_logger.addHandler(handler)
+    mlflow_logger.propagate = False
+
+
+@contextmanager
+def output_to(path: Path | None) -> Iterator[None]:
+    """Python-level stdout and stderr appended to ``path`` meanwhile (None: left alone).
+
+    The consoles are pinned to the terminal first, so the progress display stays on screen.
+    """
+    if path is None:
+        yield
+        return
+    console.file, err_console.file = sys.stdout, sys.stderr
+    with path.open("a", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
+        yield
+
+
+class TrainingProgress:
+    """The Rich progress display of the first models, fed by the bootstrap's callbacks.
+
+    Args:
+        chatter_log: where what MLflow prints while a first model trains goes (None: on screen).
+    """
+
+    def __init__(self, chatter_log: Path | None = None) -> None:
         self.progress: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
         self.failures: dict[str, str] = {}
+        self.chatter_log = chatter_log
 
     def hooks(self) -> BootstrapHooks:
         return BootstrapHooks(
@@ -78,6 +133,7 @@ class TrainingProgress:
             on_training=self.start,
             on_stage=self.stage,
             on_trained=self.done,
+            chatter=partial(output_to, self.chatter_log),
         )
 
     def start(self, model_types: Sequence[str]) -> None:
@@ -147,6 +203,8 @@ def print_ready(
         lines.append(f"[bold]ClassModel API[/]   {by_name[CLASSMODEL].url}  (legacy)")
     if PROMETHEUS in by_name:
         lines.append(f"[bold]Prometheus[/]       {by_name[PROMETHEUS].url}  (alerts: /alerts)")
+    if DASHBOARD in by_name:
+        lines.insert(0, f"[bold]Dashboard[/]        {by_name[DASHBOARD].url}")
     if AIRFLOW in by_name:
         lines.append(
             f"[bold]Airflow UI[/]       {by_name[AIRFLOW].url}  (DAGs start paused: unpause "
@@ -242,6 +300,19 @@ def up_command(
         int | None,
         typer.Option(help="Airflow UI and API port (default 8081, or BIKECOUNT_AIRFLOW_PORT)."),
     ] = None,
+    no_dashboard: Annotated[
+        bool, typer.Option("--no-dashboard", help="Do not start the dashboard.")
+    ] = False,
+    dashboard_port: Annotated[
+        int | None,
+        typer.Option(help="Dashboard port (default 8501, or BIKECOUNT_DASHBOARD_PORT)."),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Also show access logs and chatter (always in logs/<service>.log)."
+        ),
+    ] = False,
     no_bootstrap: Annotated[
         bool,
         typer.Option("--no-bootstrap", help="Do not make data or train first models if missing."),
@@ -250,11 +321,14 @@ def up_command(
         float, typer.Option(help="Seconds each service has to answer its health check.")
     ] = 120.0,
 ) -> None:
-    """Start MLflow and the RegModel API (and the legacy ClassModel API, Prometheus, Airflow).
+    """Start MLflow, the RegModel API and the dashboard (and the legacy ClassModel API,
+    Prometheus, Airflow).
 
-    First start: makes the data sets and trains fast first models, so /predict answers at once.
+    First start: makes the data sets and trains fast first models, so /predict answers at once;
+    then, in the background, fills the pipeline store and trains full models that take over.
 
-    Logs go to the terminal and to logs/<service>.log. Ctrl-C (or SIGTERM) stops everything.
+    Services' warnings and errors go to the terminal, everything to logs/<service>.log.
+    Ctrl-C (or SIGTERM) stops everything.
     """
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     try:
@@ -273,6 +347,8 @@ def up_command(
         prometheus_port=prometheus_port,
         airflow=airflow,
         airflow_port=airflow_port,
+        dashboard=not no_dashboard,
+        dashboard_port=dashboard_port,
         bootstrap=not no_bootstrap,
         health_timeout=timeout,
     )
@@ -280,8 +356,10 @@ def up_command(
         write_prometheus_config(settings, plan_services(settings, options))
     if options.airflow:
         check_airflow()
+    if not verbose:
+        route_mlflow_logs(settings)
     try:
-        run_until_stopped(settings, options)
+        run_until_stopped(settings, options, verbose=verbose)
     except PortInUseError as exc:
         fail(str(exc))
     except ServiceFailedError as exc:
@@ -321,11 +399,12 @@ def monitoring_available() -> bool:
     return False
 
 
-def run_until_stopped(settings: Settings, options: StackOptions) -> None:
+def run_until_stopped(settings: Settings, options: StackOptions, verbose: bool = False) -> None:
     """Run the stack with the terminal's displays attached."""
-    progress = TrainingProgress()
+    progress = TrainingProgress(None if verbose else settings.logs_dir / STACK_LOG)
     hooks = StackHooks(
-        on_line=print_log_line,
+        on_line=print_log_line if verbose else filtered_printer(LogFilter()),
+        on_background=print_background,
         on_starting=print_starting,
         on_healthy=print_healthy,
         on_ready=partial(print_ready, settings),

@@ -1,13 +1,17 @@
 """A deterministic generator of realistic Paris bike-counter records in the Open Data export schema.
 
 Tests, examples and benchmarks need data that looks like the real export to a model, without the
-network or the real files. The expected hourly count of a counter is a product of factors, each
-one a known feature of the real data (calibrated on Sept. 2020 - Aug. 2021):
+network or the real files. The counters are the **real Paris counters** (names, ids, coordinates,
+installation dates, each one's hourly level and its weekday and weekend rhythm), read from a small
+table of aggregates shipped with the package (``paris_counters.json``, derived from Paris Open Data
+under the ODbL by ``scripts/derive_paris_counters.py``; no count of the real files is in it). A
+config asking for more counters than the table holds gets made-up ones on real streets after them.
+The expected hourly count of a counter is a product of factors, each one a known feature of the
+real data (calibrated on Sept. 2020 - Aug. 2021):
 
-- a per-counter volume (hourly mean from about 2 to about 200), the two directions of a site alike;
-- an hourly profile: commute peaks at 8-9h and 18-19h on weekdays, a midday hump at weekends,
-  French public holidays behaving like Sundays; the morning peak leans to one direction of a site
-  and the evening peak to the other;
+- the counter's own volume (hourly mean from about 2 to about 220) and hourly profile: commute
+  peaks at 8-9h and 18-19h on weekdays, a midday hump at weekends, French public holidays behaving
+  like Sundays, the morning peak leaning to one direction of a site and the evening to the other;
 - seasons (summer high, winter low), the August and Christmas dips, a few % growth a year;
 - the weather: a per-day factor shared by all counters, with rainy days much lower;
 - outages: runs of zeros lasting days to weeks on a few counters.
@@ -19,8 +23,11 @@ Everything is vectorised over a (hours x counters) grid; one ``numpy`` generator
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import holidays
 import numpy as np
@@ -34,6 +41,24 @@ FRENCH_MONTHS = (
     "janvier", "février", "mars", "avril", "mai", "juin",
     "juillet", "août", "septembre", "octobre", "novembre", "décembre",
 )  # fmt: skip
+
+# The real counters: aggregates of the Paris Open Data export (scripts/derive_paris_counters.py).
+COUNTER_TABLE = Path(__file__).with_name("paris_counters.json")
+COUNTER_TABLE_ATTRIBUTION = {
+    "source": (
+        "Paris Open Data, « Comptage vélo - Données compteurs » (comptage-velo-donnees-compteurs), "
+        "https://opendata.paris.fr/explore/dataset/comptage-velo-donnees-compteurs/"
+    ),
+    "licence": "Open Database License (ODbL) v1.0, https://opendatacommons.org/licenses/odbl/1-0/",
+    "attribution": "Contains information from Ville de Paris, made available under the ODbL.",
+    "period": "2020-09-01 .. 2021-08-10 (hourly counts, local time)",
+    "contents": (
+        "per counter: ids, names, coordinates, installation date, mean hourly count outside "
+        "outages, mean count by local hour on working days and on weekends and holidays "
+        "(scaled to an average week's mean of 1); no individual count"
+    ),
+    "derived_by": "scripts/derive_paris_counters.py",
+}
 
 # Direction pairs of a site, by the axis of its street.
 DIRECTIONS = {"N-S": "S-N", "E-O": "O-E", "NE-SO": "SO-NE", "NO-SE": "SE-NO"}
@@ -110,7 +135,7 @@ class SynthConfig:
 
     start: str = "2020-09-01"
     months: int = 13
-    n_counters: int = 60
+    n_counters: int = 52  # the real Paris counters of the shipped table
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -154,8 +179,41 @@ def build_hours(start: str, months: int) -> pd.DatetimeIndex:
     return utc.tz_convert(PARIS_TZ)
 
 
+@lru_cache(maxsize=1)
+def load_paris_counters() -> pd.DataFrame:
+    """The shipped table of real Paris counters, busiest site first (both directions together).
+
+    Returns:
+        One row per counter: ``counter_id``, ``name``, ``site_id``, ``site_name``, ``installed``,
+        ``coordinates``, ``tech_id``, ``level`` (mean hourly count) and the two 24-value profiles
+        ``weekday_profile`` and ``weekend_profile`` (arrays, an average week's mean being 1).
+    """
+    table = json.loads(COUNTER_TABLE.read_text(encoding="utf-8"))
+    frame = pd.DataFrame(table["counters"])
+    for column in ("weekday_profile", "weekend_profile"):
+        frame[column] = [np.asarray(values, dtype=float) for values in frame[column]]
+    return frame
+
+
 def build_counters(n_counters: int, start: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
-    """Counter metadata and per-counter behaviour, two directions per site, sorted by name."""
+    """Counter metadata and behaviour, sorted by name: the ``n_counters`` busiest real counters,
+    then made-up ones (two directions per site) when more are asked for than the table holds."""
+    real = load_paris_counters().iloc[:n_counters]
+    columns = [*real.columns]
+    parts = [real]
+    if n_counters > len(real):
+        made_up = build_made_up_counters(n_counters - len(real), start, rng)
+        made_up = made_up[~made_up["name"].isin(real["name"])]
+        parts.append(made_up[columns])
+    counters = pd.concat(parts, ignore_index=True)
+    counters["growth"] = rng.normal(0.05, 0.03, len(counters))
+    return counters.sort_values("name", kind="stable").reset_index(drop=True)
+
+
+def build_made_up_counters(
+    n_counters: int, start: pd.Timestamp, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Made-up counters on real streets, with the real data's average rhythm, varied per counter."""
     sites = build_sites((n_counters + 1) // 2, start, rng)
     site_of = np.arange(n_counters) // 2
     reverse = np.arange(n_counters) % 2 == 1
@@ -175,11 +233,29 @@ def build_counters(n_counters: int, start: pd.Timestamp, rng: np.random.Generato
     )
     counters["level"] = draw_levels(n_counters, rng)
     # The morning peak leans to one direction of a site and the evening peak to the other.
-    counters["lean"] = np.where(reverse, -1.0, 1.0) * rng.uniform(0.05, 0.25, n_counters)
-    counters["weekend"] = np.exp(rng.normal(0.0, 0.2, n_counters))
-    counters["night"] = np.exp(rng.normal(-0.5, 1.0, n_counters))
-    counters["growth"] = rng.normal(0.05, 0.03, n_counters)
-    return counters.sort_values("name", kind="stable").reset_index(drop=True)
+    lean = np.where(reverse, -1.0, 1.0) * rng.uniform(0.05, 0.25, n_counters)
+    weekend = np.exp(rng.normal(0.0, 0.2, n_counters))
+    night = np.exp(rng.normal(-0.5, 1.0, n_counters))
+    weekday_profiles, weekend_profiles = made_up_profiles(lean, weekend, night)
+    counters["weekday_profile"] = list(weekday_profiles)
+    counters["weekend_profile"] = list(weekend_profiles)
+    return counters
+
+
+def made_up_profiles(
+    lean: np.ndarray, weekend: np.ndarray, night: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weekday and weekend hourly profiles (counters x 24) from the real data's average ones.
+
+    Normalised by the average week, so that a counter's ``level`` is its typical hourly mean.
+    """
+    norm = (5 * WEEKDAY_PROFILE.mean() + 2 * WEEKEND_PROFILE.mean()) / 7
+    weekday = np.tile(WEEKDAY_PROFILE / norm, (len(lean), 1))
+    weekday[:, MORNING_HOURS] *= 1 + lean[:, None]
+    weekday[:, EVENING_HOURS] *= 1 - lean[:, None]
+    weekend_profile = np.outer(weekend, WEEKEND_PROFILE / norm)
+    night_factor = night[:, None] ** NIGHT_WEIGHT[None, :]
+    return weekday * night_factor, weekend_profile * night_factor
 
 
 def build_sites(n_sites: int, start: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
@@ -255,18 +331,10 @@ def classify_days(days: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_counter_profiles(counters: pd.DataFrame) -> np.ndarray:
-    """Hourly profile of each counter, shape (counters, 2 [weekday, weekend], 24), mean ~1.
-
-    Normalised by the average week so that ``level`` is the counter's typical hourly mean.
-    """
-    norm = (5 * WEEKDAY_PROFILE.mean() + 2 * WEEKEND_PROFILE.mean()) / 7
-    lean = counters["lean"].to_numpy()[:, None]
-    weekday = np.tile(WEEKDAY_PROFILE / norm, (len(counters), 1))
-    weekday[:, MORNING_HOURS] *= 1 + lean
-    weekday[:, EVENING_HOURS] *= 1 - lean
-    weekend = np.outer(counters["weekend"].to_numpy(), WEEKEND_PROFILE / norm)
-    night = counters["night"].to_numpy()[:, None] ** NIGHT_WEIGHT[None, :]
-    return np.stack([weekday * night, weekend * night], axis=1)
+    """Hourly profile of each counter, shape (counters, 2 [weekday, weekend], 24), mean ~1."""
+    weekday = np.stack(counters["weekday_profile"].to_list())
+    weekend = np.stack(counters["weekend_profile"].to_list())
+    return np.stack([weekday, weekend], axis=1)
 
 
 def expected_counts(

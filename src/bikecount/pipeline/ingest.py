@@ -149,9 +149,7 @@ def read_source(settings: Settings, source: str | Path, day: date) -> pd.DataFra
     if str(source) == SYNTHETIC:
         # A whole month from its first day, so that a day's values do not depend on which day
         # of the month a demo starts with.
-        config = SynthConfig(
-            start=day.replace(day=1).isoformat(), months=1, n_counters=20, seed=settings.seed
-        )
+        config = SynthConfig(start=day.replace(day=1).isoformat(), months=1, seed=settings.seed)
         return generate_records(config)
     path = Path(source)
     if path.is_file():

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from bikecount.config import Settings
-from bikecount.stack.bootstrap import BootstrapError, BootstrapHooks, BootstrapReport, bootstrap
+from bikecount.stack.bootstrap import (
+    BackgroundWork,
+    BootstrapError,
+    BootstrapHooks,
+    BootstrapReport,
+    bootstrap,
+)
 from bikecount.stack.processes import (
     LineCallback,
     ProcessManager,
@@ -21,7 +27,7 @@ from bikecount.stack.processes import (
     StackError,
     handling_stop_signals,
 )
-from bikecount.stack.services import ServiceSpec, build_services
+from bikecount.stack.services import REGMODEL, ServiceSpec, build_services
 
 __all__ = [
     "BootstrapError",
@@ -103,6 +109,8 @@ class StackOptions:
     prometheus_port: int = 9090
     airflow: bool = False
     airflow_port: int = 8081
+    dashboard: bool = True
+    dashboard_port: int = 8501
     bootstrap: bool = True
     health_timeout: float = 120.0
     grace_seconds: float = 10.0
@@ -116,6 +124,7 @@ class StackOptions:
             "api_port": settings.api_port,
             "classmodel_port": settings.classmodel_port,
             "airflow_port": settings.airflow_port,
+            "dashboard_port": settings.dashboard_port,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -135,6 +144,7 @@ class StackHooks:
         on_healthy: a service answered its health check.
         on_ready: every service is healthy; the stack runs until stopped.
         bootstrap: the first-start callbacks.
+        on_background: a sentence from the first-start work that goes on once the stack is up.
     """
 
     on_line: LineCallback | None = None
@@ -142,6 +152,7 @@ class StackHooks:
     on_healthy: Callable[[ServiceSpec], None] = _ignore
     on_ready: Callable[[Sequence[ServiceSpec], BootstrapReport | None], None] = _ignore
     bootstrap: BootstrapHooks = field(default_factory=BootstrapHooks)
+    on_background: Callable[[str], None] | None = None
 
 
 def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec]:
@@ -158,6 +169,8 @@ def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec
         prometheus_port=options.prometheus_port,
         airflow=options.airflow,
         airflow_port=options.airflow_port,
+        dashboard=options.dashboard,
+        dashboard_port=options.dashboard_port,
     )
 
 
@@ -185,7 +198,19 @@ def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | Non
             report = bootstrap(settings, mlflow.url, hooks.bootstrap)
         _start_and_wait(manager, apis, options, hooks)
         hooks.on_ready(services, report)
-        manager.supervise()
+        background = None
+        if options.bootstrap:
+            # Full models and a filled store: after the first models answer, never blocking.
+            api = next(spec for spec in apis if spec.name == REGMODEL)
+            background = BackgroundWork(settings, mlflow.url, api.url)
+            if hooks.on_background is not None:
+                background.on_message = hooks.on_background
+            background.start()
+        try:
+            manager.supervise()
+        finally:
+            if background is not None:
+                background.stop()
 
 
 def _start_and_wait(

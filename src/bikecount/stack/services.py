@@ -25,6 +25,7 @@ REGMODEL = "regmodel"
 CLASSMODEL = "classmodel"
 PROMETHEUS = "prometheus"
 AIRFLOW = "airflow"
+DASHBOARD = "dashboard"
 
 REGMODEL_APP = "bikecount.api.regmodel:create_app"
 CLASSMODEL_APP = "bikecount.api.classmodel:create_app"
@@ -39,7 +40,7 @@ PRIVATE_NETWORK_HOSTS = ("10.*", "192.168.*", "172.1[6-9].*", "172.2[0-9].*", "1
 # Inside the containers (docker-compose.yaml): ports, mount points and names.
 COMPOSE_BIND_HOST = "0.0.0.0"
 COMPOSE_MLFLOW_HOST = "mlflow"
-COMPOSE_PORTS = {MLFLOW: 5000, REGMODEL: 8000, CLASSMODEL: 8080}
+COMPOSE_PORTS = {MLFLOW: 5000, REGMODEL: 8000, CLASSMODEL: 8080, DASHBOARD: 8501}
 COMPOSE_MLRUNS = "/mlflow/mlruns"
 COMPOSE_ARTIFACTS = "/mlflow/artifacts"
 COMPOSE_ARTIFACT_ROOT = "mlflow-artifacts:/"
@@ -54,6 +55,13 @@ LOCAL_SCRAPE_INTERVAL = "5s"
 
 AIRFLOW_HEALTH_PATH = "/api/v2/monitor/health"
 AIRFLOW_INSTALL_HINT = "pip install -e '.[airflow]' (`make install` does)"
+
+# The dashboard: Streamlit's script (relative to the package) and its health endpoint.
+DASHBOARD_SCRIPT = Path("dashboard") / "app.py"
+DASHBOARD_HEALTH_PATH = "/_stcore/health"
+# The dashboard asks MLflow with a short timeout and no retry storm: a page must say "MLflow is
+# down" within seconds, not after MLflow's client has retried for minutes.
+DASHBOARD_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 # MLflow's job runner (four more processes, GenAI features) is of no use to bikecount.
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -147,6 +155,26 @@ def uvicorn_args(app: str, *, host: str, port: int, reload_dir: str | None = Non
     if reload_dir is not None:
         args += ["--reload", "--reload-dir", reload_dir]
     return args
+
+
+def streamlit_args(script: str, *, host: str, port: int) -> list[str]:
+    """Arguments of ``python -m streamlit``: run ``script`` headless, no telemetry, no watcher."""
+    return [
+        "run",
+        script,
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
+    ]
 
 
 def api_env(tracking_uri: str) -> dict[str, str]:
@@ -345,6 +373,37 @@ def airflow_service(
     )
 
 
+def dashboard_env(tracking_uri: str, api_url: str, db_url: str) -> dict[str, str]:
+    """Environment of the dashboard: the MLflow server, the RegModel API and the store it reads."""
+    return {
+        "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "BIKECOUNT_PIPELINE_API_URL": api_url,
+        "BIKECOUNT_PIPELINE_DB_URL": db_url,
+        **DASHBOARD_MLFLOW_ENV,
+    }
+
+
+def dashboard_service(
+    settings: Settings, host: str, port: int, *, api_url: str, tracking_uri: str
+) -> ServiceSpec:
+    """The Streamlit dashboard, reading the stack's store, MLflow server and RegModel API."""
+    script = str(Path(package_dir()) / DASHBOARD_SCRIPT)
+    env = dashboard_env(tracking_uri, api_url, absolute_database_url(settings.pipeline_db_url))
+    return ServiceSpec(
+        name=DASHBOARD,
+        command=python_module(
+            sys.executable, "streamlit", streamlit_args(script, host=host, port=port)
+        ),
+        host=host,
+        port=port,
+        port_option="--dashboard-port",
+        usual_owner="another Streamlit app?",
+        env=env,
+        health_path=DASHBOARD_HEALTH_PATH,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -358,10 +417,13 @@ def build_services(
     prometheus_port: int = 9090,
     airflow: bool = False,
     airflow_port: int = 8081,
+    dashboard: bool = False,
+    dashboard_port: int = 8501,
 ) -> list[ServiceSpec]:
     """The local stack, in start order: MLflow, the RegModel API, with ``legacy`` the
-    ClassModel API, with ``monitoring`` Prometheus scraping them, and with ``airflow`` Airflow
-    running the DAGs against them. The APIs talk to the MLflow server started here."""
+    ClassModel API, with ``monitoring`` Prometheus scraping them, with ``airflow`` Airflow
+    running the DAGs against them, and with ``dashboard`` the Streamlit dashboard. The APIs
+    talk to the MLflow server started here."""
     mlflow = mlflow_service(settings, host, mlflow_port)
     common = {"host": host, "tracking_uri": mlflow.url, "reload": reload}
     regmodel = api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)
@@ -374,6 +436,12 @@ def build_services(
         services.append(
             airflow_service(
                 settings, host, airflow_port, api_url=regmodel.url, tracking_uri=mlflow.url
+            )
+        )
+    if dashboard:
+        services.append(
+            dashboard_service(
+                settings, host, dashboard_port, api_url=regmodel.url, tracking_uri=mlflow.url
             )
         )
     return services
@@ -404,9 +472,23 @@ def compose_commands() -> dict[str, list[str]]:
             app, host=COMPOSE_BIND_HOST, port=COMPOSE_PORTS[name], reload_dir=COMPOSE_PACKAGE_DIR
         )
         commands[compose_name] = list(python_module("python", "uvicorn", args))
+    script = str(Path(COMPOSE_PACKAGE_DIR) / DASHBOARD_SCRIPT)
+    dashboard = streamlit_args(script, host=COMPOSE_BIND_HOST, port=COMPOSE_PORTS[DASHBOARD])
+    commands[DASHBOARD] = list(python_module("python", "streamlit", dashboard))
     return commands
 
 
 def compose_api_env() -> dict[str, str]:
     """The tracking-server environment every API container must have."""
     return api_env(f"http://{COMPOSE_MLFLOW_HOST}:{COMPOSE_PORTS[MLFLOW]}")
+
+
+def compose_dashboard_env() -> dict[str, str]:
+    """The environment the dashboard container must have (the store URL is the user's)."""
+    env = dashboard_env(
+        f"http://{COMPOSE_MLFLOW_HOST}:{COMPOSE_PORTS[MLFLOW]}",
+        f"http://regmodel-backend:{COMPOSE_PORTS[REGMODEL]}",
+        "",
+    )
+    del env["BIKECOUNT_PIPELINE_DB_URL"]
+    return env

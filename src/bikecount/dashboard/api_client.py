@@ -1,0 +1,101 @@
+"""The dashboard's calls to the RegModel API: its health and ``POST /predict``.
+
+"Ask the model" sends exactly the records it shows, in the API's snake_case spelling, and shows
+the API's answer as it came. Failures become :class:`ApiError` with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from bikecount.pipeline.predict import day_hours
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+PREDICT_TIMEOUT_SECONDS = 30.0
+
+
+class ApiError(RuntimeError):
+    """The RegModel API is down, or refused the request (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class ApiHealth:
+    """``GET /health``: ok or degraded, and the champion version served per model type."""
+
+    status: str
+    models: dict[str, int | None]
+
+
+def check_api(api_url: str) -> ApiHealth:
+    """The API's health.
+
+    Raises:
+        ApiError: it does not answer, or answers with an error status.
+    """
+    try:
+        response = httpx.get(
+            api_url.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False
+        )
+    except httpx.HTTPError as exc:
+        raise ApiError(f"the RegModel API at {api_url} does not answer ({exc})") from exc
+    if response.status_code != 200:
+        raise ApiError(
+            f"the RegModel API at {api_url} answered /health with {response.status_code}"
+        )
+    body = response.json()
+    return ApiHealth(status=str(body.get("status")), models=dict(body.get("models") or {}))
+
+
+def build_records(counters: pd.DataFrame, day: date, hours: list[int]) -> list[dict[str, str]]:
+    """Records for each chosen counter (columns counter, lat, lon) at the chosen local hours.
+
+    Hours a daylight-saving day lacks are skipped; the repeated October hour is asked once per
+    offset, as the export has it.
+    """
+    stamps = [ts for ts in day_hours(day) if ts.hour in set(hours)]
+    return [
+        {
+            "nom_du_compteur": str(row.counter),
+            "date_et_heure_de_comptage": ts.isoformat(),
+            "coordonnées_géographiques": f"{row.lat:.6f},{row.lon:.6f}",
+        }
+        for row in counters.itertuples(index=False)
+        for ts in stamps
+    ]
+
+
+def predict(
+    api_url: str, records: list[dict[str, str]], model_type: str, api_key: str | None = None
+) -> dict[str, Any]:
+    """``POST /predict`` with ``records``; the API's JSON answer.
+
+    ``/predict`` is a read, but the key is sent when one is set, as every dashboard call to the
+    API does.
+
+    Raises:
+        ApiError: the API is down, or answered an error (its detail is in the message).
+    """
+    headers = {"X-API-Key": api_key} if api_key else {}
+    payload = {"records": records, "model_type": model_type}
+    try:
+        response = httpx.post(
+            api_url.rstrip("/") + "/predict",
+            json=payload,
+            headers=headers,
+            timeout=httpx.Timeout(PREDICT_TIMEOUT_SECONDS, connect=HEALTH_TIMEOUT_SECONDS),
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        raise ApiError(f"the RegModel API at {api_url} does not answer ({exc})") from exc
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text[:300]
+        raise ApiError(f"POST /predict answered {response.status_code}: {detail}")
+    return response.json()

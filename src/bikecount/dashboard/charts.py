@@ -1,0 +1,130 @@
+"""The dashboard's charts, as Vega-Lite specifications built with Altair.
+
+Vega-Lite draws in the browser from data embedded in the page: the map needs no tile server and
+no WebGL (a map tile layer may be missing offline; the points never are). The map is drawn as SVG,
+one ``path`` per counter, so that a browser test can count them.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+MAP_SELECTION = "counter_pick"
+SVG = {"embedOptions": {"renderer": "svg"}}
+COLOUR_BY = {"forecast_total": "coming day (bikes)", "mae": "last day's MAE (bikes/h)"}
+# The two directions of a site share its coordinates: the second is drawn this far east (about
+# 50 m), so that both points can be seen and clicked.
+SAME_PLACE_OFFSET_DEGREES = 0.0007
+
+
+def map_chart(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
+    """Every counter at its coordinates (Mercator), coloured by ``colour_by``; click selects one.
+
+    Args:
+        frame: columns counter, lat, lon and the ``COLOUR_BY`` columns (NaN: grey point).
+        colour_by: ``forecast_total`` or ``mae``.
+    """
+    scheme = "yelloworangered" if colour_by == "forecast_total" else "purples"
+    pick = alt.selection_point(fields=["counter"], name=MAP_SELECTION, on="click")
+    data = frame.assign(forecast_total=frame["forecast_total"].round(0), mae=frame["mae"].round(1))[
+        ["counter", "lat", "lon", "forecast_total", "mae"]
+    ]
+    return (
+        alt.Chart(data)
+        .mark_circle(size=180, opacity=0.9, stroke="#333333", strokeWidth=0.6)
+        .encode(
+            longitude="lon:Q",
+            latitude="lat:Q",
+            color=alt.Color(
+                f"{colour_by}:Q",
+                title=COLOUR_BY[colour_by],
+                scale=alt.Scale(scheme=scheme),
+                legend=alt.Legend(orient="bottom", gradientLength=320),
+            ),
+            tooltip=[
+                alt.Tooltip("counter:N", title="counter"),
+                alt.Tooltip("forecast_total:Q", title="coming day (bikes)"),
+                alt.Tooltip("mae:Q", title="last day MAE"),
+            ],
+        )
+        .add_params(pick)
+        .project(type="mercator")
+        .properties(height=520, usermeta=SVG)
+    )
+
+
+def counter_history_chart(counts: pd.DataFrame, forecasts: pd.DataFrame) -> alt.LayerChart:
+    """Hourly counts (black) against each version's forecasts (one colour per version)."""
+    counted = counts.dropna(subset=["count"]).assign(series="counted")
+    lines = [
+        alt.Chart(counted)
+        .mark_line(color="black", strokeWidth=1.5)
+        .encode(
+            x=alt.X("timestamp:T", title="local time"),
+            y=alt.Y("count:Q", title="bikes per hour"),
+            tooltip=["timestamp:T", "count:Q"],
+        )
+    ]
+    if not forecasts.empty:
+        data = forecasts.assign(version="v" + forecasts["model_version"].astype(str))
+        lines.append(
+            alt.Chart(data)
+            .mark_line(strokeDash=[4, 2])
+            .encode(
+                x="timestamp:T",
+                y="prediction:Q",
+                color=alt.Color("version:N", title="forecast by"),
+                tooltip=["timestamp:T", "prediction:Q", "version:N"],
+            )
+        )
+    return alt.layer(*lines).properties(height=300, usermeta=SVG)
+
+
+def forecast_chart(forecast: pd.DataFrame) -> alt.Chart:
+    """The coming day's forecast, hour by hour, as bars."""
+    data = forecast.assign(hour=forecast["timestamp"].dt.strftime("%H:00"))
+    return (
+        alt.Chart(data)
+        .mark_bar(color="#e4572e")
+        .encode(
+            x=alt.X("hour:O", title="local hour"),
+            y=alt.Y("prediction:Q", title="forecast bikes per hour"),
+            tooltip=["hour:O", alt.Tooltip("prediction:Q", format=".0f")],
+        )
+        .properties(height=260, usermeta=SVG)
+    )
+
+
+def daily_errors_chart(errors: pd.DataFrame) -> alt.Chart:
+    """Daily forecast RMSE per model version."""
+    data = errors.assign(version="v" + errors["model_version"].astype(str))
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("day:T", title="day"),
+            y=alt.Y("rmse:Q", title="forecast RMSE (bikes/hour)"),
+            color=alt.Color("version:N", title="model version"),
+            tooltip=["day:T", "version:N", alt.Tooltip("rmse:Q", format=".1f"), "n:Q"],
+        )
+        .properties(height=280, usermeta=SVG)
+    )
+
+
+def drift_chart(audit: pd.DataFrame) -> alt.Chart:
+    """Share of drifted columns at each monitor-and-retrain run; filled points were retrained."""
+    return (
+        alt.Chart(audit)
+        .mark_point(size=90)
+        .encode(
+            x=alt.X("run_at:T", title="run"),
+            y=alt.Y(
+                "drift_share:Q", title="share of drifted columns", scale=alt.Scale(domain=[0, 1])
+            ),
+            shape=alt.Shape("retrained:N"),
+            color=alt.Color("promoted:N"),
+            tooltip=["run_at:T", "drift_share:Q", "retrained:N", "promoted:N", "reason:N"],
+        )
+        .properties(height=240, usermeta=SVG)
+    )

@@ -1,0 +1,307 @@
+"""The dashboard in a real headless Chromium, on a stack the test starts for real: an MLflow
+server, the RegModel API with a first gbm model, a pipeline store filled by the first-start code,
+and Streamlit serving the dashboard as ``bikecount up`` does. A second dashboard, pointed at
+nothing, shows the down and empty states.
+
+Screenshots of every page are saved under the test's temporary folder (the path is printed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from api_server import ServerProcess, api_env, running, start_api, start_mlflow, start_server
+from mlflow_server import find_free_port
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from bikecount.config import Settings
+from bikecount.data.prepare import write_datasets
+from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.pipeline.store import open_store, read_counts, read_predictions
+from bikecount.stack.bootstrap import bootstrap, fill_store
+from bikecount.stack.services import REGMODEL_APP, dashboard_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SEBASTOPOL = "Totem 73 boulevard de Sébastopol S-N"
+# Every real counter, two months: the store's recent days come from the end of the current set.
+DATA_CONFIG = SynthConfig(start="2021-06-01", months=2, seed=3)
+PAGE_TIMEOUT_SECONDS = 90.0
+
+
+if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+    pytest.fail(
+        "the dashboard's browser test needs Debian's chromium and chromium-driver "
+        "(`make system-deps` installs them)",
+        pytrace=False,
+    )
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    api_url: str
+    dashboard_url: str
+    broken_dashboard_url: str
+
+
+def start_dashboard(
+    root: Path, settings: Settings, api_url: str, tracking_uri: str
+) -> ServerProcess:
+    """The dashboard as ``bikecount up`` starts it (the product's command and environment)."""
+    port = find_free_port()
+    spec = dashboard_service(
+        settings, "127.0.0.1", port, api_url=api_url, tracking_uri=tracking_uri
+    )
+    env = {**api_env(root, tracking_uri), **spec.env, "BIKECOUNT_DASHBOARD_CACHE_SECONDS": "2"}
+    server = start_server(f"dashboard-{port}", list(spec.command), root, env, port)
+    server.health_path = spec.health_path
+    return server
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("dashboard-stack")
+    settings = Settings(
+        _env_file=None,
+        data_dir=root / "data",
+        logs_dir=root / "logs",
+        pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
+        pipeline_recent_days=8,
+    )
+    write_datasets(generate_records(DATA_CONFIG), settings)
+    with running(start_mlflow(root / "mlflow")) as (mlflow,):
+        bootstrap(settings, mlflow.url, model_types=("gbm",))
+        env = api_env(root, mlflow.url, model_check_seconds=1)
+        with running(start_api("regmodel", REGMODEL_APP, root, env)) as (api,):
+            fill_store(settings, api.url, on_message=print)
+            nowhere = f"http://127.0.0.1:{find_free_port()}"
+            empty = Settings(_env_file=None, pipeline_db_url=f"sqlite:///{root / 'empty.db'}")
+            dashboards = (
+                start_dashboard(root, settings, api.url, mlflow.url),
+                start_dashboard(root, empty, nowhere, nowhere),
+            )
+            with running(*dashboards) as (dashboard, broken):
+                yield Stack(settings, api.url, dashboard.url, broken.url)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1100",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("dashboard-screenshots")
+    print(f"\ndashboard screenshots: {folder}")  # noqa: T201 (where to look at them)
+    return folder
+
+
+def wait_for(driver: webdriver.Chrome, ready: Callable[[], bool], what: str) -> None:
+    """Poll until the app has finished running and ``ready()`` holds."""
+    deadline = time.monotonic() + PAGE_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        with_status = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        try:
+            if not with_status and ready():
+                return
+        except WebDriverException:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; page text:\n{page_text(driver)[:2000]}")
+
+
+def page_text(driver: webdriver.Chrome) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def has_text(driver: webdriver.Chrome, text: str) -> Callable[[], bool]:
+    return lambda: text in page_text(driver)
+
+
+def open_page(
+    driver: webdriver.Chrome, url: str, ready: Callable[[], bool], what: str, shot: Path
+) -> None:
+    driver.get(url)
+    wait_for(driver, ready, what)
+    time.sleep(1.0)  # charts draw after the script has run
+    driver.save_screenshot(str(shot))
+
+
+def error_elements(driver: webdriver.Chrome) -> list[str]:
+    selectors = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+    return [element.text for element in driver.find_elements(By.CSS_SELECTOR, selectors)]
+
+
+def table_rows(driver: webdriver.Chrome) -> list[list[str]]:
+    """Header and body cells of the last ``st.table`` on the page."""
+    table = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"] table')[-1]
+    return [
+        [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "th, td")]
+        for row in table.find_elements(By.CSS_SELECTOR, "tr")
+    ]
+
+
+def map_points(driver: webdriver.Chrome) -> int:
+    return len(driver.find_elements(By.CSS_SELECTOR, "g.mark-symbol path"))
+
+
+def test_map_has_one_point_per_counter(stack: Stack, browser, screenshots: Path) -> None:
+    counters = read_counts(open_store(stack.settings.pipeline_db_url))["counter"].nunique()
+    assert counters == 52
+    open_page(
+        browser,
+        stack.dashboard_url,
+        lambda: map_points(browser) >= counters,
+        "the map's points",
+        screenshots / "map.png",
+    )
+    assert map_points(browser) == counters
+    assert error_elements(browser) == []
+    assert f"{counters} counters counted on" in page_text(browser)
+
+
+def test_counter_page_numbers_are_the_stores(stack: Stack, browser, screenshots: Path) -> None:
+    url = f"{stack.dashboard_url}/counter?counter={quote(SEBASTOPOL)}"
+    open_page(
+        browser,
+        url,
+        has_text(browser, "Day by day"),
+        "the counter page",
+        screenshots / "counter.png",
+    )
+    assert error_elements(browser) == []
+    header, *rows = table_rows(browser)
+    assert header == [
+        "day",
+        "forecast by",
+        "counted (bikes)",
+        "forecast (bikes)",
+        "MAE (bikes/hour)",
+    ]
+    engine = open_store(stack.settings.pipeline_db_url)
+    counts = read_counts(engine)
+    counts = counts[counts["counter"] == SEBASTOPOL]
+    last = max(counts["day"])
+    shown_days = sorted({row[0] for row in rows})
+    assert len(shown_days) == stack.settings.dashboard_history_days
+    assert shown_days[-1] == last.isoformat()
+    for day, version, counted, forecast, _mae in rows:
+        stored = counts[counts["day"] == date.fromisoformat(day)]["count"].sum()
+        assert counted == f"{stored:.0f}", day
+        predicted = read_predictions(engine, date.fromisoformat(day), "gbm")
+        predicted = predicted[
+            (predicted["counter"] == SEBASTOPOL)
+            & (predicted["model_version"] == int(version.removeprefix("v")))
+        ]
+        assert forecast == f"{predicted['prediction'].sum():.0f}", day
+
+
+def test_ask_the_model_answers_what_post_predict_answers(
+    stack: Stack, browser, screenshots: Path
+) -> None:
+    open_page(
+        browser,
+        f"{stack.dashboard_url}/ask",
+        lambda: bool(
+            browser.find_elements(By.CSS_SELECTOR, '[data-testid="stFormSubmitButton"] button')
+        ),
+        "the ask form",
+        screenshots / "ask-form.png",
+    )
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="stFormSubmitButton"] button').click()
+    open_answer = has_text(browser, "answers")
+    wait_for(browser, open_answer, "the model's answer")
+    time.sleep(1.0)
+    browser.save_screenshot(str(screenshots / "ask-answer.png"))
+    assert error_elements(browser) == []
+    header, row = table_rows(browser)
+    assert header == ["counter", "time", "prediction"]
+    counter, stamp, shown = row
+    assert counter == SEBASTOPOL and stamp.endswith("T08:00:00+02:00")
+    counters = read_counts(open_store(stack.settings.pipeline_db_url)).drop_duplicates("counter")
+    place = counters[counters["counter"] == SEBASTOPOL].iloc[0]
+    record = {
+        "nom_du_compteur": SEBASTOPOL,
+        "date_et_heure_de_comptage": stamp,
+        "coordonnées_géographiques": f"{place['lat']:.6f},{place['lon']:.6f}",
+    }
+    answer = httpx.post(
+        f"{stack.api_url}/predict", json={"records": [record], "model_type": "gbm"}
+    ).json()
+    assert shown == f"{answer['predictions'][0]:.1f}"
+    assert float(shown) > 50  # the busiest counter of Paris at 8 am on a weekday
+
+
+@pytest.mark.parametrize(
+    ("page", "ready"),
+    [("models", "Champion: v1"), ("monitoring", "Daily forecast errors")],
+)
+def test_models_and_monitoring_pages_render(
+    stack: Stack, browser, screenshots: Path, page: str, ready: str
+) -> None:
+    open_page(
+        browser,
+        f"{stack.dashboard_url}/{page}",
+        has_text(browser, ready),
+        page,
+        screenshots / f"{page}.png",
+    )
+    assert error_elements(browser) == []
+    if page == "models":
+        assert "No rf champion yet" in page_text(browser)  # only gbm was trained
+    else:
+        assert "No monitor-and-retrain decision recorded yet" in page_text(browser)
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        ("", "The pipeline store holds no counts yet"),
+        ("counter", "The pipeline store holds no counts yet"),
+        ("models", "does not answer"),
+        ("ask", "The RegModel API at"),
+    ],
+)
+def test_down_and_empty_states_say_what_to_run(
+    stack: Stack, browser, screenshots: Path, page: str, message: str
+) -> None:
+    shot = screenshots / f"down-{page or 'map'}.png"
+    open_page(
+        browser, f"{stack.broken_dashboard_url}/{page}", has_text(browser, message), message, shot
+    )
+    assert error_elements(browser) == []
+    assert "bikecount up" in page_text(browser)
+    assert "Traceback" not in page_text(browser)

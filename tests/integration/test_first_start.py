@@ -1,0 +1,60 @@
+"""The first start's background work on a real MLflow server and API: the pipeline store is
+filled, a full model trains in a child process at low priority, becomes champion, is served
+without a restart, and the stored days are forecast again by it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from api_server import DATA_CONFIG, api_env, running, start_api, start_mlflow
+from mlflow.tracking import MlflowClient
+
+from bikecount.config import Settings
+from bikecount.data.prepare import write_datasets
+from bikecount.data.synthetic import generate_records
+from bikecount.pipeline.store import daily_errors as daily_errors_table
+from bikecount.pipeline.store import last_day, open_store, read_predictions, read_table
+from bikecount.registry import list_versions
+from bikecount.stack.bootstrap import FULL_TRAINING_LOG, BackgroundWork, bootstrap
+from bikecount.stack.services import REGMODEL_APP
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_background_work_fills_the_store_and_a_full_model_takes_over(tmp_path: Path) -> None:
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        logs_dir=tmp_path / "logs",
+        pipeline_db_url=f"sqlite:///{tmp_path / 'pipeline.db'}",
+        pipeline_recent_days=5,
+        model_check_seconds=1,
+    )
+    settings.logs_dir.mkdir()
+    write_datasets(generate_records(DATA_CONFIG), settings)
+    messages: list[str] = []
+    with running(start_mlflow(tmp_path / "mlflow")) as (mlflow,):
+        bootstrap(settings, mlflow.url, model_types=("gbm",))
+        env = api_env(tmp_path, mlflow.url, model_check_seconds=1)
+        with running(start_api("regmodel", REGMODEL_APP, tmp_path, env)) as (api,):
+            work = BackgroundWork(settings, mlflow.url, api.url, messages.append, ("gbm",))
+            work.start()
+            assert work.thread is not None
+            work.thread.join(timeout=400)
+            assert not work.thread.is_alive(), messages
+        client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+        versions = list_versions(client, "gbm")
+    assert work.failed == {}, (work.failed, (settings.logs_dir / FULL_TRAINING_LOG).read_text())
+    champion = next(v for v in versions if v.champion)
+    assert champion.version == 2 and not champion.test_mode
+    engine = open_store(settings.pipeline_db_url)
+    last = last_day(engine)
+    assert last is not None
+    coming = read_predictions(engine, last.fromordinal(last.toordinal() + 1), "gbm")
+    assert set(coming["model_version"]) == {1, 2}  # the first model's forecast stays
+    assert set(read_table(engine, daily_errors_table)["model_version"]) == {1, 2}
+    text = "\n".join(messages)
+    assert "pipeline store filled: 5 days" in text
+    assert "full gbm model v2 is champion" in text
+    assert "forecast again by gbm v2" in text and "now served by the API" in text
