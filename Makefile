@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= gbm
 
-.PHONY: install system-deps run prepare test lint format bench clean
+.PHONY: install system-deps run prepare test test-fast typecheck lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,10 +56,18 @@ system-deps:
 	  else echo "note: install postgresql (apt-get install postgresql) for the store tests"; fi; \
 	fi
 
-test: install system-deps  ## Lint, then the whole test suite (unit, model, integration with real servers)
+test: install system-deps lint typecheck  ## Lint, type-check, then the whole suite (unit, model, integration with real servers)
+	$(BIN)/python -m pytest
+
+test-fast: install lint typecheck  ## The inner loop: lint, type-check, the tests that start no server and are quick
+	$(BIN)/python -m pytest -m "not slow and not integration"
+
+lint: install  ## ruff: lint and format check
 	$(BIN)/ruff check src tests benchmarks dags scripts
 	$(BIN)/ruff format --check src tests benchmarks dags scripts
-	$(BIN)/python -m pytest
+
+typecheck: install  ## mypy on src/ (configured in pyproject.toml)
+	$(BIN)/mypy
 
 bench: install  ## Training benchmark: fit time, memory, size and accuracy per model type
 	$(BIN)/python benchmarks/train.py

@@ -114,7 +114,10 @@ def run_backtest(
         raise ValueError(f"no record from {start} to {end} to forecast")
     gap = GapSettings.from_settings(settings)
     started = time.perf_counter()
-    model, retrained_on, outputs, day_rows = None, [], [], []
+    model: Any = None
+    retrained_on: list[str] = []
+    outputs: list[pd.DataFrame] = []
+    day_rows: list[dict[str, Any]] = []
     for done, day in enumerate(targets, start=1):
         retrain = model is None or (day - start).days % retrain_every == 0
         before = records[(days_of < day).to_numpy()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,7 +105,7 @@ def classification_metrics(
     }
 
 
-def score_model(model: object, task: str, records: pd.DataFrame) -> dict[str, float]:
+def score_model(model: Any, task: str, records: pd.DataFrame) -> dict[str, float]:
     """Score a fitted model on canonical records that carry their counts."""
     counts = records["count"].to_numpy(dtype=float)
     if task == "classification":

@@ -15,7 +15,7 @@ from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
 from bikecount.evaluate import per_counter_rmse, score_model
 from bikecount.models import get_spec
-from bikecount.models.affluence import LABELS
+from bikecount.models.affluence import LABELS, Label
 from bikecount.records import parse_records, require_valid
 from bikecount.registry import best_version, configure_tracking, load_version, resolve_version
 
@@ -27,7 +27,7 @@ class Predictions:
     """Predictions in input order; for the classifier also labels and P(forte)."""
 
     values: np.ndarray
-    labels: list[str] | None = None
+    labels: list[Label] | None = None
     proba_forte: np.ndarray | None = None
 
 

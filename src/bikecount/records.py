@@ -185,8 +185,8 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
     required = REQUIRED_COLUMNS + ((COUNT,) if require_count else ())
     missing = [col for col in required if col not in records.columns]
     if missing:
-        issues = [RecordIssue(-1, col, None, "a column of that name") for col in missing]
-        raise RecordError(issues, total_rows=len(records))
+        absent = [RecordIssue(-1, col, None, "a column of that name") for col in missing]
+        raise RecordError(absent, total_rows=len(records))
 
     counter = records[COUNTER].astype("string").str.strip()
     timestamp = parse_timestamps(records[TIMESTAMP])

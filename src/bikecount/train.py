@@ -267,7 +267,7 @@ def decide_champion(request: TrainRequest, challenger: Challenger) -> tuple[bool
     current = champion_version(client, request.model_type)
     if current is None:
         return _crown(client, request.model_type, challenger.version, "no champion yet")
-    champion_run = client.get_run(current.run_id)
+    champion_run = client.get_run(str(current.run_id))
     champion_test_mode = champion_run.data.tags.get("test_mode") == "true"
     if request.test_mode and not champion_test_mode:
         return False, f"test-mode run; champion v{current.version} was trained on full data"

@@ -61,6 +61,8 @@ class InvalidFieldError(ApiError):
 
     def __init__(self, field: str, message: str, kind: str = "value_error") -> None:
         super().__init__([{"type": kind, "loc": ["body", field], "msg": message}])
+        self.field = field
+        self.message = message
 
 
 class UnauthorizedError(ApiError):
@@ -172,12 +174,19 @@ async def _record_error(request: Request, exc: Exception) -> JSONResponse:
     return _json_error(422, record_error_detail(exc))
 
 
+def field_at_fault(exc: BaseException) -> str | None:
+    """The ``/train`` request field a library error is about (None: no single field)."""
+    if isinstance(exc, UnknownModelTypeError):
+        return "model_type"
+    if isinstance(exc, HyperparameterError):
+        return "hyperparams"
+    if isinstance(exc, DataFileError | RecordError):
+        return "data_source"
+    return None
+
+
 async def _field_error(request: Request, exc: Exception) -> JSONResponse:
-    field = {
-        UnknownModelTypeError: "model_type",
-        HyperparameterError: "hyperparams",
-        DataFileError: "data_source",
-    }.get(type(exc), "body")
+    field = field_at_fault(exc) or "body"
     item = {"type": "value_error", "loc": ["body", field], "msg": redact(str(exc))}
     return _json_error(422, [item])
 
@@ -199,8 +208,8 @@ def install_error_handling(app: FastAPI, max_records: int) -> None:
     app.add_exception_handler(RecordError, _record_error)
     for kind in (UnknownModelTypeError, HyperparameterError, DataFileError):
         app.add_exception_handler(kind, _field_error)
-    for kind in (ModelNotFoundError, MlflowException):
-        app.add_exception_handler(kind, _library_error)
+    for library_error in (ModelNotFoundError, MlflowException):
+        app.add_exception_handler(library_error, _library_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes(max_records))
     app.add_middleware(CatchAllMiddleware)

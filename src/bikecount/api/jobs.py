@@ -23,11 +23,11 @@ from bikecount.api.errors import (
     TrainingBusyError,
     describe_error,
 )
-from bikecount.api.schemas import JobError, JobPublic, TrainPublic, TrainRequestBody
+from bikecount.api.schemas import JobError, JobPublic, JobStatus, TrainPublic, TrainRequestBody
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
-from bikecount.models import HyperparameterError, parse_params
+from bikecount.models import HyperparameterError, get_spec, parse_params
 from bikecount.monitoring.metrics import record_training_finished, record_training_started
 from bikecount.train import TrainRequest, TrainResult, train
 
@@ -99,7 +99,7 @@ class TrainingJob:
 
     request: TrainRequest
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    status: str = "queued"
+    status: JobStatus = "queued"
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -111,8 +111,8 @@ class TrainingJob:
     def as_public(self) -> JobPublic:
         return JobPublic(
             job_id=self.id,
-            status=self.status,  # type: ignore[arg-type]
-            model_type=self.request.model_type,  # type: ignore[arg-type]
+            status=self.status,
+            model_type=get_spec(self.request.model_type).name,
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,

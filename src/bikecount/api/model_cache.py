@@ -170,8 +170,8 @@ class ModelCache:
             dropped = [key for key in self._models if model_type in (None, key[0])]
             for key in dropped:
                 del self._models[key]
-            for key in [key for key in self._selections if model_type in (None, key[0])]:
-                del self._selections[key]
+            for selection in [key for key in self._selections if model_type in (None, key[0])]:
+                del self._selections[selection]
         logger.info("model cache cleared (%d models dropped)", len(dropped))
         return len(dropped)
 

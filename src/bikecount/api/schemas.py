@@ -10,17 +10,19 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict, JsonValue
+
+from bikecount.models.affluence import Label
+from bikecount.models.catalog import ModelType, get_spec
 
 if TYPE_CHECKING:
     from bikecount.train import TrainResult
 
-# Kept literal (not built from the catalogue) so that the OpenAPI schema lists them; a unit test
-# checks they match ``bikecount.models.MODEL_TYPES`` and ``bikecount.evaluate.HIGHER_IS_BETTER``.
-ModelType = Literal["rf", "gbm", "nn", "rf_class"]
+# Kept literal so that the OpenAPI schema lists them; a unit test checks they match
+# ``bikecount.evaluate.HIGHER_IS_BETTER``.
 Metric = Literal[
     "r2", "rmse", "mae", "rmse_log1p", "accuracy", "precision", "recall", "f1_score", "roc_auc"
 ]
-Label = Literal["faible", "forte"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 # A record is a flat JSON object: nested values cannot be a column of the export.
@@ -41,13 +43,13 @@ EXAMPLE_SNAKE_RECORD: dict[str, Any] = {
 }
 EXAMPLE_JOB_ID = "4f0c2b1e9a7d4c3b8e6f5a4d3c2b1a09"
 # fmt: off
-EXAMPLE_PREDICTIONS = [
+EXAMPLE_PREDICTIONS: list[JsonValue] = [
     {"predictions": [212.4, 187.9], "labels": None, "model_type": "rf", "model_version": 3,
      "count": 2},
     {"predictions": [1, 0], "labels": ["forte", "faible"], "model_type": "rf_class",
      "model_version": 1, "count": 2},
 ]
-EXAMPLE_TRAINED = {
+EXAMPLE_TRAINED: JsonDict = {
     "status": "succeeded", "job_id": EXAMPLE_JOB_ID, "run_id": "b676ec87023c42e4902cf3c844dd4f21",
     "model_type": "rf", "model_name": "bikecount-rf", "model_version": 2,
     "model_uri": "models:/bikecount-rf/2", "champion": True,
@@ -57,10 +59,10 @@ EXAMPLE_TRAINED = {
     "rows_fit": 12232, "trained_until": "2021-05-31T23:00:00+02:00", "refit": True,
     "rows_dropped": 0, "duration_seconds": 2.3,
 }
-EXAMPLE_ACCEPTED = {
+EXAMPLE_ACCEPTED: JsonDict = {
     "job_id": EXAMPLE_JOB_ID, "status": "queued", "status_url": f"/train/{EXAMPLE_JOB_ID}",
 }
-EXAMPLE_HEALTH = {
+EXAMPLE_HEALTH: JsonDict = {
     "status": "ok", "mlflow": {"uri": "http://127.0.0.1:5000", "reachable": True},
     "models": {"rf": 2, "gbm": None, "nn": None, "rf_class": 1}, "uptime_seconds": 73.2,
     "version": "0.1.0",
@@ -222,7 +224,7 @@ class TrainPublic(BaseModel):
         return cls(
             job_id=job_id,
             run_id=result.run_id,
-            model_type=result.model_type,  # type: ignore[arg-type]
+            model_type=get_spec(result.model_type).name,
             model_name=result.model_name,
             model_version=result.version,
             model_uri=result.model_uri,

@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.status import Status
 from rich.table import Table
 
 from bikecount.cli.console import console, fail
@@ -239,6 +240,6 @@ def prepare() -> None:
         console.print(f"{name:12} {path}")
 
 
-def _stage(status: object, message: str) -> None:
+def _stage(status: Status, message: str) -> None:
     console.print(message)
-    status.update(message)  # type: ignore[attr-defined]
+    status.update(message)

@@ -35,6 +35,7 @@ USER_ERRORS = (
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
 ]
+ENVS: dict[str, Env] = {"dev": "dev", "prod": "prod"}
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
 
 
@@ -111,9 +112,10 @@ def train_command(
 def _env(value: str, settings: Settings) -> Env:
     if not value:
         return settings.env
-    if value not in ("dev", "prod"):
+    env = ENVS.get(value)
+    if env is None:
         fail(f"--env {value!r}: expected dev or prod")
-    return value  # type: ignore[return-value]
+    return env
 
 
 def _train_summary(result: TrainResult) -> dict[str, Any]:

@@ -3,6 +3,7 @@ query's answer reused for ``cache_seconds`` (so moving between pages does not qu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -127,7 +128,7 @@ def _model_versions(tracking_uri: str, model_type: str, ui_url: str | None) -> p
 @lru_cache
 def _cached(ttl: float) -> dict[str, Any]:
     """The readers wrapped in ``st.cache_data`` with the configured time to live."""
-    readers = {
+    readers: dict[str, Callable[..., Any]] = {
         "summary": _summary,
         "map_frame": _map_frame,
         "counters": _counters,

@@ -7,6 +7,8 @@ one ``path`` per counter, so that a browser test can count them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import altair as alt
 import pandas as pd
 
@@ -25,7 +27,9 @@ def map_chart(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
         frame: columns counter, lat, lon and the ``COLOUR_BY`` columns (NaN: grey point).
         colour_by: ``forecast_total`` or ``mae``.
     """
-    scheme = "yelloworangered" if colour_by == "forecast_total" else "purples"
+    scheme: Literal["yelloworangered", "purples"] = (
+        "yelloworangered" if colour_by == "forecast_total" else "purples"
+    )
     pick = alt.selection_point(fields=["counter"], name=MAP_SELECTION, on="click")
     data = frame.assign(forecast_total=frame["forecast_total"].round(0), mae=frame["mae"].round(1))[
         ["counter", "lat", "lon", "forecast_total", "mae"]
@@ -78,7 +82,7 @@ def counter_history_chart(counts: pd.DataFrame, forecasts: pd.DataFrame) -> alt.
                 tooltip=["timestamp:T", "prediction:Q", "version:N"],
             )
         )
-    return alt.layer(*lines).properties(height=300, usermeta=SVG)
+    return alt.LayerChart(layer=lines, height=300, usermeta=SVG)
 
 
 def forecast_chart(forecast: pd.DataFrame) -> alt.Chart:

@@ -8,6 +8,7 @@ piece (store empty, API or MLflow down, no champion) is shown as a state that sa
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -15,7 +16,7 @@ import streamlit as st
 from bikecount.dashboard import api_client, charts, states
 from bikecount.dashboard.cache import Queries, queries
 from bikecount.dashboard.registry_view import RegistryUnavailableError, metric_columns
-from bikecount.dashboard.store_queries import StoreSummary, summarise_counter_days
+from bikecount.dashboard.store_queries import FilledStore, summarise_counter_days
 
 COUNTER_PARAM = "counter"
 ASK_ANSWER = "ask_answer"
@@ -48,10 +49,10 @@ def all_pages() -> list[st.Page]:
     ]
 
 
-def _store_or_stop(data: Queries) -> StoreSummary:
+def _store_or_stop(data: Queries) -> FilledStore:
     """The store summary; when the store is empty, say so and stop the page there."""
-    summary = data.summary()
-    if summary.empty:
+    summary = data.summary().filled()
+    if summary is None:
         st.warning(states.store_empty(data.config.db_url), icon=":material/database:")
         st.stop()
     return summary
@@ -84,7 +85,7 @@ def render_map() -> None:
         st.switch_page(counter_page(), query_params={COUNTER_PARAM: picked})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     counter = left.selectbox("Or choose a counter", frame["counter"], index=None, key="map_pick")
-    if right.button("Open its page", disabled=counter is None):
+    if right.button("Open its page", disabled=counter is None) and counter is not None:
         st.switch_page(counter_page(), query_params={COUNTER_PARAM: counter})
     busiest = frame.sort_values("forecast_total", ascending=False).head(5)
     if has_forecast:
@@ -299,7 +300,7 @@ def render_ask() -> None:
         _show_answer(records, answer)
 
 
-def _show_answer(records: list[dict[str, str]], answer: dict[str, object]) -> None:
+def _show_answer(records: list[dict[str, str]], answer: dict[str, Any]) -> None:
     st.subheader(f"{answer['model_type']} v{answer['model_version']} answers")
     table = pd.DataFrame(
         {

@@ -42,6 +42,26 @@ class StoreSummary:
         """The day after the last counted one: the day a day-ahead forecast is for."""
         return None if self.last_count_day is None else self.last_count_day + timedelta(days=1)
 
+    def filled(self) -> FilledStore | None:
+        """The same summary with its days known, or None for an empty store."""
+        if self.last_count_day is None:
+            return None
+        return FilledStore(self.last_count_day, self.last_forecast_day, self.counters)
+
+
+@dataclass(frozen=True)
+class FilledStore:
+    """The summary of a store that holds counts: its last counted day is known."""
+
+    last_count_day: date
+    last_forecast_day: date | None
+    counters: int
+
+    @property
+    def coming_day(self) -> date:
+        """The day after the last counted one: the day a day-ahead forecast is for."""
+        return self.last_count_day + timedelta(days=1)
+
 
 def has_store_tables(engine: Engine) -> bool:
     """Whether the pipeline's tables exist (a store nothing was ever written to has none)."""
@@ -158,15 +178,16 @@ def read_map_frame(engine: Engine, summary: StoreSummary, model_type: str) -> pd
         Columns counter, lat, lon, forecast_total, peak_forecast, mae, counted_total (NaN where
         a forecast or an error is missing).
     """
-    if summary.last_count_day is None:
+    filled = summary.filled()
+    if filled is None:
         return pd.DataFrame(columns=["counter", "lat", "lon"])
-    counters = read_counters(engine, summary.last_count_day)
+    counters = read_counters(engine, filled.last_count_day)
     frame = counters.merge(
-        read_day_totals(engine, summary.coming_day, model_type).drop(columns="model_version"),
+        read_day_totals(engine, filled.coming_day, model_type).drop(columns="model_version"),
         on="counter",
         how="left",
     )
-    errors = read_day_errors_by_counter(engine, summary.last_count_day, model_type)
+    errors = read_day_errors_by_counter(engine, filled.last_count_day, model_type)
     frame = frame.merge(errors, on="counter", how="left")
     for column in ("forecast_total", "peak_forecast", "mae", "counted_total"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")

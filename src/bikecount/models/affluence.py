@@ -7,6 +7,8 @@ data are judged against the same bar.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -16,7 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 from bikecount.features import RecordParser
 from bikecount.models.trees import ForestParams, with_features
 
-LABELS = ("faible", "forte")
+Label = Literal["faible", "forte"]
+LABELS: tuple[Label, Label] = ("faible", "forte")
 
 
 class AffluenceClassifier(ClassifierMixin, BaseEstimator):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
 Task = Literal["regression", "classification"]
+# The model types, in the order they are listed; the API's schema shows them as its enum.
+ModelType = Literal["rf", "gbm", "nn", "rf_class"]
 
 
 class UnknownModelTypeError(ValueError):
@@ -23,7 +25,7 @@ class HyperparameterError(ValueError):
 class ModelSpec:
     """What bikecount knows about one model type."""
 
-    name: str
+    name: ModelType
     task: Task
     description: str
     params: type[BaseModel]
@@ -79,7 +81,7 @@ def _specs() -> dict[str, ModelSpec]:
     }
 
 
-MODEL_TYPES: tuple[str, ...] = ("rf", "gbm", "nn", "rf_class")
+MODEL_TYPES: tuple[ModelType, ...] = get_args(ModelType)
 
 
 def get_spec(model_type: str) -> ModelSpec:

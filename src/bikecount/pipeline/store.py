@@ -306,7 +306,9 @@ def write_audit(engine: Engine, row: dict[str, Any]) -> int:
     values = {"run_at": now_utc(), **row}
     with engine.begin() as conn:
         result = conn.execute(insert(audit), values)
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None, "an insert returns its primary key"
+    return int(key[0])
 
 
 def read_table(engine: Engine, table: Table) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from bikecount.config import Settings
 from bikecount.stack.bootstrap import (
@@ -118,7 +119,7 @@ class StackOptions:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> StackOptions:
         """Options from ``settings``, with the non-None ``overrides`` applied."""
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "host": settings.host,
             "mlflow_port": settings.mlflow_port,
             "api_port": settings.api_port,
@@ -127,7 +128,7 @@ class StackOptions:
             "dashboard_port": settings.dashboard_port,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
 
 def _ignore(*args: object) -> None:

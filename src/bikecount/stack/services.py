@@ -425,11 +425,21 @@ def build_services(
     running the DAGs against them, and with ``dashboard`` the Streamlit dashboard. The APIs
     talk to the MLflow server started here."""
     mlflow = mlflow_service(settings, host, mlflow_port)
-    common = {"host": host, "tracking_uri": mlflow.url, "reload": reload}
-    regmodel = api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)
+    regmodel = api_service(
+        REGMODEL, REGMODEL_APP, host=host, port=api_port, tracking_uri=mlflow.url, reload=reload
+    )
     services = [mlflow, regmodel]
     if legacy:
-        services.append(api_service(CLASSMODEL, CLASSMODEL_APP, port=classmodel_port, **common))
+        services.append(
+            api_service(
+                CLASSMODEL,
+                CLASSMODEL_APP,
+                host=host,
+                port=classmodel_port,
+                tracking_uri=mlflow.url,
+                reload=reload,
+            )
+        )
     if monitoring:
         services.append(prometheus_service(settings, host, prometheus_port))
     if airflow:

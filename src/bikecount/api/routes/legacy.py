@@ -26,7 +26,7 @@ def predict(
     served, result = serve_predictions(cache, settings, body.records, MODEL_TYPE)
     return LegacyPredictionsPublic(
         predictions=result.values.tolist(),
-        label=result.labels or [],  # type: ignore[arg-type]
+        label=result.labels or [],
         model_version=served.version,
     )
 

@@ -156,7 +156,7 @@ def data_file(field: str, source: str, settings: Settings) -> Path:
         return resolve_data_source(source, settings)
     except InvalidFieldError as exc:
         # The /train check names its own field (data_source); name ours.
-        raise InvalidFieldError(field, exc.detail[0]["msg"]) from None
+        raise InvalidFieldError(field, exc.message) from None
     except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
         raise InvalidFieldError(field, str(exc)) from None
 

@@ -93,7 +93,7 @@ def predict(body: PredictRequest, cache: CacheDep, settings: SettingsDep) -> Pre
     served, result = serve_predictions(cache, settings, body.records, body.model_type, body.metric)
     return PredictionsPublic(
         predictions=result.values.tolist(),
-        labels=result.labels,  # type: ignore[arg-type]
+        labels=result.labels,
         model_type=body.model_type,
         model_version=served.version,
         count=len(result.values),
