@@ -45,7 +45,7 @@ from bikecount.models import MODEL_TYPES
 from bikecount.records import COUNT, SNAKE_TO_EXPORT
 from bikecount.stack import check_ports
 from bikecount.stack.processes import ProcessManager, RunningService, handling_stop_signals
-from bikecount.stack.services import ServiceSpec, build_services
+from bikecount.stack.services import ServiceSpec, StackOptions, build_services
 from bikecount.train import TrainRequest, train
 
 HOST = "127.0.0.1"
@@ -312,8 +312,9 @@ def print_table(figures: list[Figures], concurrency: int) -> None:
 def plan_services(settings: Settings) -> tuple[ServiceSpec, ServiceSpec, Settings]:
     """MLflow and the API on free ports, the API seeing the working folder; the settings of
     the benchmark's own process, pointed at that MLflow server."""
+    listen = {"host": HOST, "mlflow_port": free_port(), "api_port": free_port()}
     mlflow_spec, api_spec = build_services(
-        settings, host=HOST, mlflow_port=free_port(), api_port=free_port(), classmodel_port=0
+        settings.model_copy(update=listen), StackOptions(dashboard=False)
     )
     api_spec = with_workdir_env(api_spec, settings)
     check_ports([mlflow_spec, api_spec])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bikecount.config import Settings
-from bikecount.evaluate import per_counter_rmse, regression_metrics
+from bikecount.evaluate import finite_metrics, per_counter_rmse, regression_metrics
 from bikecount.forecast import GRID_COLUMNS, GapSettings, forecast_day
 from bikecount.models import get_spec, parse_params
 from bikecount.records import PARIS_TZ
@@ -56,7 +56,7 @@ class BacktestResult:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "retrain_every": self.retrain_every,
-            "metrics": _finite(self.metrics),
+            "metrics": finite_metrics(self.metrics, digits=4),
             "days": self.days,
             "per_counter_rmse": self.per_counter_rmse,
             "retrained_on": self.retrained_on,
@@ -152,12 +152,8 @@ def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> dict[st
     return {
         "day": day.isoformat(),
         "rows": len(truth),
-        **_finite(regression_metrics(truth, predicted)),
+        **finite_metrics(regression_metrics(truth, predicted), digits=4),
     }
-
-
-def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
-    return {k: (None if not np.isfinite(v) else round(float(v), 4)) for k, v in metrics.items()}
 
 
 def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bikecount.models.catalog import RegressorType
 
 Env = Literal["dev", "prod"]
 
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
     api_port: int = Field(default=8000, ge=1, le=65535)
     classmodel_port: int = Field(default=8080, ge=1, le=65535)
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
     logs_dir: Path = Path("logs")
     # The APIs: a bound on records per request, and how often the champion alias is re-read.
     max_records: int = Field(default=10_000, ge=1)
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
     # prod (generated counts must never slip into a production store).
     pipeline_open_data: bool = True
     pipeline_source: str | None = None
-    pipeline_model_type: Literal["rf", "gbm", "nn"] = "gbm"
+    pipeline_model_type: RegressorType = "gbm"
     pipeline_recent_days: int = Field(default=14, ge=1)
     pipeline_batch_size: int = Field(default=5000, ge=1)
     # An ingest whose share of rejected rows is above this fails its run, so it is looked at.
@@ -106,10 +108,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:
-        if self.env == "prod" and not self.gcs_bucket:
-            raise ValueError(
-                "BIKECOUNT_ENV=prod needs BIKECOUNT_GCS_BUCKET (the gs:// bucket for artifacts)"
-            )
+        self.check_env(self.env)
         return self
 
     @model_validator(mode="after")
@@ -126,16 +125,33 @@ class Settings(BaseSettings):
             return self.mlflow_tracking_uri
         if os.environ.get("MLFLOW_TRACKING_URI"):
             return os.environ["MLFLOW_TRACKING_URI"]
+        return self.local_tracking_store
+
+    @property
+    def local_tracking_store(self) -> str:
+        """The SQLite store under ``mlruns_dir``: the CLI's without a server, the local
+        server's backend."""
         return f"sqlite:///{(self.mlruns_dir / 'mlflow.db').resolve()}"
 
     def experiment_name(self, env: Env | None = None) -> str:
         return f"bikecount-{env or self.env}"
 
+    def check_env(self, env: Env) -> None:
+        """Whether runs of ``env`` can be stored here: ``prod`` needs the artifacts' bucket.
+
+        Raises:
+            ValueError: env is prod and BIKECOUNT_GCS_BUCKET is not set.
+        """
+        if env == "prod" and not self.gcs_bucket:
+            raise ValueError(
+                "env=prod needs BIKECOUNT_GCS_BUCKET (the gs:// bucket for its artifacts)"
+            )
+
     def artifact_root(self, env: Env | None = None) -> str:
         """Where a new experiment of ``env`` stores its artifacts."""
-        if (env or self.env) == "prod":
-            if not self.gcs_bucket:
-                raise ValueError("env=prod needs BIKECOUNT_GCS_BUCKET to be set")
+        env = env or self.env
+        self.check_env(env)
+        if env == "prod":
             return f"gs://{self.gcs_bucket}/mlflow"
         return self.artifacts_dir.resolve().as_uri()
 
@@ -149,9 +165,3 @@ class Settings(BaseSettings):
     def dataset_path(self, name: str) -> Path:
         """The file behind a data set name (``reference``, ``current``, ``test_sample``)."""
         return self.data_dir / DATASET_FILES[name]
-
-
-@lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -133,3 +135,16 @@ def is_better(metric: str, candidate: float, incumbent: float, tolerance: float 
     if HIGHER_IS_BETTER[metric]:
         return candidate > incumbent + margin
     return candidate < incumbent - margin
+
+
+def finite_metrics(
+    metrics: Mapping[str, float], digits: int | None = None
+) -> dict[str, float | None]:
+    """Metrics for JSON, which has no NaN: an undefined one (R² on one row, AUC on one class)
+    becomes None; the others are rounded to ``digits`` when given."""
+    return {
+        name: None
+        if not math.isfinite(value)
+        else (float(value) if digits is None else round(float(value), digits))
+        for name, value in metrics.items()
+    }

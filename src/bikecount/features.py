@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 from vacances_scolaires_france import SchoolHolidayDates
 
-from bikecount.records import parse_records, require_valid
+from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +220,3 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
 def build_feature_pipeline() -> Pipeline:
     """The feature steps that start every model: parse records, then derive features."""
     return Pipeline([("records", RecordParser()), ("features", CounterCalendarFeatures())])
-
-
-def load_canonical(raw: pd.DataFrame, *, require_count: bool = True) -> pd.DataFrame:
-    """Parse raw records for training, dropping invalid rows (callers report the issues)."""
-    return parse_records(raw, require_count=require_count).frame

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from bikecount.config import Env, Settings
-from bikecount.evaluate import HIGHER_IS_BETTER
+from bikecount.evaluate import HIGHER_IS_BETTER, finite_metrics
 from bikecount.models import get_spec
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,14 @@ class VersionInfo:
             "test_mode": self.test_mode,
             "env": self.env,
             "created": self.created,
-            "metrics": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
+            "metrics": finite_metrics(self.metrics),
         }
+
+
+def quiet_mlflow() -> None:
+    """Silence MLflow's warning on every cloudpickle save and load: the format is a deliberate
+    choice (the models hold bikecount's own transformers). The one place that says so."""
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 
 def configure_tracking(settings: Settings) -> str:

@@ -30,6 +30,7 @@ from bikecount.api.errors import (
 )
 from bikecount.api.jobs import path_inside_data_dir
 from bikecount.api.model_cache import ModelCache
+from bikecount.api.routes.monitor import MonitorRequestBody
 from bikecount.api.routes.predict import records_frame
 from bikecount.api.schemas import (
     EXAMPLE_RECORD,
@@ -37,10 +38,9 @@ from bikecount.api.schemas import (
     ModelType,
     PredictRequest,
     TrainRequestBody,
-    finite_or_none,
 )
 from bikecount.config import Settings
-from bikecount.evaluate import HIGHER_IS_BETTER
+from bikecount.evaluate import HIGHER_IS_BETTER, finite_metrics
 from bikecount.models import MODEL_TYPES
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP, RecordError, RecordIssue
 from bikecount.registry import ModelNotFoundError
@@ -89,6 +89,14 @@ def test_train_body_defaults_follow_the_seed() -> None:
         TrainRequestBody(model_type="rf", data_source="a\x00b.csv")
 
 
+@pytest.mark.parametrize("field", ["reference", "current"])
+def test_monitor_data_sets_refuse_control_characters_by_field(field: str) -> None:
+    """The same rule as /train's data_source, and the error names the field."""
+    with pytest.raises(ValidationError, match="control characters") as caught:
+        MonitorRequestBody.model_validate({field: "ref\x07.csv"})
+    assert caught.value.errors()[0]["loc"] == (field,)
+
+
 def test_records_of_one_request_may_use_either_spelling() -> None:
     snake = {
         "nom_du_compteur": "A",
@@ -117,7 +125,7 @@ def test_record_errors_name_row_column_and_expectation() -> None:
 def test_secrets_and_non_finite_numbers_never_reach_a_body() -> None:
     assert redact("http://user:s3cret@mlflow:5000/api") == "http://***@mlflow:5000/api"
     assert json_safe({"a": [float("inf"), 1.5]}) == {"a": ["inf", 1.5]}
-    assert finite_or_none({"r2": math.nan, "rmse": 3.0}) == {"r2": None, "rmse": 3.0}
+    assert finite_metrics({"r2": math.nan, "rmse": 3.0}) == {"r2": None, "rmse": 3.0}
 
 
 @pytest.mark.parametrize(

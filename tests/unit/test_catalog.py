@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
+from pydantic import ValidationError
 from sklearn.base import is_classifier, is_regressor
 
+from bikecount.config import Settings
 from bikecount.models import (
     MODEL_TYPES,
     HyperparameterError,
@@ -13,7 +17,12 @@ from bikecount.models import (
     get_spec,
     parse_params,
 )
-from bikecount.models.catalog import parse_assignments
+from bikecount.models.catalog import (
+    CLASSIFIER_TYPES,
+    REGRESSOR_TYPES,
+    ModelType,
+    parse_assignments,
+)
 
 FOREST_DEFAULTS = {
     "n_estimators": 40,
@@ -43,6 +52,20 @@ def test_model_types_and_their_specs() -> None:
         "nn": "regression",
         "rf_class": "classification",
     }
+
+
+def test_the_regressor_and_classifier_lists_follow_the_specs_tasks() -> None:
+    """The one list of types is split by task in the types too (the settings and the legacy API
+    use the parts); each part must agree with the specs."""
+    assert MODEL_TYPES == REGRESSOR_TYPES + CLASSIFIER_TYPES
+    assert {get_spec(t).task for t in REGRESSOR_TYPES} == {"regression"}
+    assert {get_spec(t).task for t in CLASSIFIER_TYPES} == {"classification"}
+    assert typing.get_args(ModelType) == MODEL_TYPES
+
+
+def test_the_pipeline_runs_regressors_only() -> None:
+    with pytest.raises(ValidationError, match="pipeline_model_type"):
+        Settings(_env_file=None, pipeline_model_type="rf_class")
     assert get_spec("rf").registered_name == "bikecount-rf"
     assert get_spec("nn").torch and not get_spec("rf").torch
 

@@ -18,18 +18,21 @@ from mlflow.server.security_utils import is_allowed_host_header
 from packaging.requirements import Requirement
 
 from bikecount.config import Settings
-from bikecount.stack.services import (
-    CLASSMODEL,
+from bikecount.stack.compose import (
     COMPOSE_PACKAGE_DIR,
     COMPOSE_PORTS,
+    compose_api_env,
+    compose_commands,
+    compose_dashboard_env,
+)
+from bikecount.stack.services import (
+    CLASSMODEL,
     DASHBOARD,
     MLFLOW,
     MLFLOW_ENV,
     REGMODEL,
+    StackOptions,
     build_services,
-    compose_api_env,
-    compose_commands,
-    compose_dashboard_env,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,15 +185,7 @@ def test_container_and_local_commands_differ_only_in_place(
     # Same module, same flags in the same order, same app and port; only the interpreter, the
     # bind address, paths and the allowed host names may differ.
     settings = Settings(_env_file=None, mlruns_dir=tmp_path, artifacts_dir=tmp_path)
-    local = build_services(
-        settings,
-        host="127.0.0.1",
-        mlflow_port=5000,
-        api_port=8000,
-        classmodel_port=8080,
-        legacy=True,
-        reload=True,
-    )
+    local = build_services(settings, StackOptions(legacy=True, reload=True, dashboard=False))
     by_compose_name = {"mlflow": MLFLOW, **API_SERVICES}
     for compose_name, name in by_compose_name.items():
         ours = list(next(spec for spec in local if spec.name == name).command)
@@ -392,10 +387,7 @@ def test_the_dashboard_runs_what_bikecount_up_runs(
     assert mounts(service)["/app/data"] == "./data:ro"
     assert "/_stcore/health" in service["healthcheck"]["test"][-1]
     settings = Settings(_env_file=None, mlruns_dir=tmp_path, artifacts_dir=tmp_path)
-    local = build_services(
-        settings, host="127.0.0.1", mlflow_port=5000, api_port=8000, classmodel_port=8080,
-        dashboard=True,
-    )  # fmt: skip
+    local = build_services(settings, StackOptions(dashboard=True))
     ours = list(next(spec for spec in local if spec.name == DASHBOARD).command)
     theirs = service["command"]
     assert ours[1:4] == theirs[1:4]  # -m streamlit run

@@ -15,6 +15,7 @@ from bikecount.evaluate import (
     REGRESSION_METRICS,
     SELECTION_METRIC,
     classification_metrics,
+    finite_metrics,
     is_better,
     per_counter_rmse,
     regression_metrics,
@@ -268,3 +269,10 @@ def test_nan_never_wins_and_always_loses(metric: str) -> None:
     assert is_better(metric, nan, 10.0) is False
     assert is_better(metric, nan, nan) is False
     assert is_better(metric, 10.0, nan) is True
+
+
+def test_finite_metrics_are_json_ready() -> None:
+    """The one NaN -> None rule of every JSON answer (API, CLI, drift, backtest)."""
+    metrics = {"r2": float("nan"), "rmse": 3.14159, "mae": float("inf")}
+    assert finite_metrics(metrics) == {"r2": None, "rmse": 3.14159, "mae": None}
+    assert finite_metrics(metrics, digits=2) == {"r2": None, "rmse": 3.14, "mae": None}

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from bikecount.config import Settings
-from bikecount.stack.services import build_services, write_prometheus_config
+from bikecount.stack.prometheus import write_prometheus_config
+from bikecount.stack.services import StackOptions, build_services
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -145,17 +146,8 @@ def test_dashboard_queries_only_name_bikecount_metrics_or_up(path: Path) -> None
 
 @needs_promtool
 def test_bikecount_up_writes_a_config_promtool_accepts(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, logs_dir=tmp_path / "logs")
-    services = build_services(
-        settings,
-        host="127.0.0.1",
-        mlflow_port=5000,
-        api_port=8000,
-        classmodel_port=8080,
-        legacy=True,
-        monitoring=True,
-        prometheus_port=9091,
-    )
+    settings = Settings(_env_file=None, logs_dir=tmp_path / "logs", prometheus_port=9091)
+    services = build_services(settings, StackOptions(legacy=True, monitoring=True, dashboard=False))
     path = write_prometheus_config(settings, services)
     config = yaml.safe_load(path.read_text())
     targets = {

@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.server.security_utils import is_allowed_host_header
 
 from bikecount.config import Settings
-from bikecount.stack import PortInUseError, StackOptions, check_ports, plan_services, port_is_free
+from bikecount.stack import PortInUseError, check_ports, port_is_free
 from bikecount.stack.services import (
     CLASSMODEL,
     CLASSMODEL_APP,
@@ -18,6 +19,8 @@ from bikecount.stack.services import (
     MLFLOW,
     REGMODEL,
     REGMODEL_APP,
+    ServiceSpec,
+    StackOptions,
     allowed_hosts,
     build_services,
     client_host,
@@ -35,15 +38,20 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def services_by_name(settings: Settings, **options: object) -> dict[str, object]:
-    defaults: dict[str, object] = {
-        "host": "127.0.0.1",
-        "mlflow_port": 5000,
-        "api_port": 8000,
-        "classmodel_port": 8080,
-    }
-    specs = build_services(settings, **{**defaults, **options})  # type: ignore[arg-type]
-    return {spec.name: spec for spec in specs}
+LISTEN = {"host", "mlflow_port", "api_port", "classmodel_port", "dashboard_port"}
+
+
+def plan(settings: Settings, **given: object) -> list[ServiceSpec]:
+    """The services of ``given`` options, where listening settings (host, ports) are overrides
+    of the settings, as ``bikecount up`` makes them."""
+    listen = {key: value for key, value in given.items() if key in LISTEN}
+    flags: dict[str, Any] = {"dashboard": False}
+    flags.update({key: value for key, value in given.items() if key not in LISTEN})
+    return build_services(settings.model_copy(update=listen), StackOptions(**flags))
+
+
+def services_by_name(settings: Settings, **given: object) -> dict[str, ServiceSpec]:
+    return {spec.name: spec for spec in plan(settings, **given)}
 
 
 def option_value(command: tuple[str, ...], option: str) -> str:
@@ -51,21 +59,12 @@ def option_value(command: tuple[str, ...], option: str) -> str:
 
 
 def test_default_stack_is_mlflow_then_regmodel(settings: Settings) -> None:
-    specs = build_services(
-        settings, host="127.0.0.1", mlflow_port=5000, api_port=8000, classmodel_port=8080
-    )
+    specs = plan(settings)
     assert [spec.name for spec in specs] == [MLFLOW, REGMODEL]
 
 
 def test_legacy_adds_classmodel_last(settings: Settings) -> None:
-    specs = build_services(
-        settings,
-        host="127.0.0.1",
-        mlflow_port=5000,
-        api_port=8000,
-        classmodel_port=8080,
-        legacy=True,
-    )
+    specs = plan(settings, legacy=True)
     assert [spec.name for spec in specs] == [MLFLOW, REGMODEL, CLASSMODEL]
 
 
@@ -165,25 +164,25 @@ def test_allowed_hosts_as_mlflow_reads_them(
         assert not is_allowed_host_header(hosts, host), host
 
 
-def test_options_default_to_settings(settings: Settings) -> None:
+def test_services_listen_where_the_settings_say(settings: Settings) -> None:
     custom = settings.model_copy(update={"mlflow_port": 6001, "api_port": 6002, "host": "::1"})
-    options = StackOptions.from_settings(custom, api_port=7002, legacy=None)
-    assert (options.host, options.mlflow_port, options.api_port) == ("::1", 6001, 7002)
-    assert options.classmodel_port == 8080
-    assert not options.legacy
+    mlflow, api = build_services(custom, StackOptions(dashboard=False))
+    assert (mlflow.host, mlflow.port, api.host, api.port) == ("::1", 6001, "::1", 6002)
+    assert not StackOptions().legacy
 
 
 def test_plan_follows_options(settings: Settings) -> None:
-    options = StackOptions.from_settings(settings, legacy=True, reload=True)
-    names = [spec.name for spec in plan_services(settings, options)]
+    names = [spec.name for spec in build_services(settings, StackOptions(legacy=True))]
     assert names == [MLFLOW, REGMODEL, CLASSMODEL, DASHBOARD]  # the dashboard by default
-    options = StackOptions.from_settings(settings, dashboard=False)
-    assert [spec.name for spec in plan_services(settings, options)] == [MLFLOW, REGMODEL]
+    assert [s.name for s in build_services(settings, StackOptions(dashboard=False))] == [
+        MLFLOW,
+        REGMODEL,
+    ]
 
 
 def test_the_dashboard_reads_the_stack_it_is_started_with(settings: Settings) -> None:
-    options = StackOptions.from_settings(settings, dashboard_port=8599)
-    mlflow, api, dashboard = plan_services(settings, options)
+    custom = settings.model_copy(update={"dashboard_port": 8599})
+    mlflow, api, dashboard = build_services(custom)
     assert dashboard.port == 8599 and dashboard.health_path == "/_stcore/health"
     assert dashboard.command[1:4] == ("-m", "streamlit", "run")
     assert Path(dashboard.command[4]).is_file()  # the app script ships in the package
@@ -208,9 +207,7 @@ def test_taken_port_is_refused_with_the_option_to_change_it(settings: Settings) 
         taken.listen()
         port = taken.getsockname()[1]
         assert not port_is_free("127.0.0.1", port)
-        specs = build_services(
-            settings, host="127.0.0.1", mlflow_port=port, api_port=0, classmodel_port=0
-        )
+        specs = plan(settings, mlflow_port=port, api_port=0)
         with pytest.raises(PortInUseError) as caught:
             check_ports(specs)
     assert str(caught.value) == (
@@ -219,8 +216,6 @@ def test_taken_port_is_refused_with_the_option_to_change_it(settings: Settings) 
 
 
 def test_same_port_twice_is_refused(settings: Settings) -> None:
-    specs = build_services(
-        settings, host="127.0.0.1", mlflow_port=0, api_port=0, classmodel_port=0, legacy=True
-    )
+    specs = plan(settings, mlflow_port=0, api_port=0, classmodel_port=0, legacy=True)
     with pytest.raises(PortInUseError, match="asked for both mlflow and regmodel"):
         check_ports(specs)

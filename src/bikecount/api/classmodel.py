@@ -17,7 +17,7 @@ from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, legacy
 from bikecount.config import Settings
 
-MODEL_TYPES = ("rf_class",)
+MODEL_TYPES = (legacy.MODEL_TYPE,)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -23,7 +23,7 @@ from bikecount.api.errors import UnauthorizedError
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.config import Settings
-from bikecount.registry import configure_tracking
+from bikecount.registry import configure_tracking, quiet_mlflow
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,7 @@ def configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    # MLflow warns on every cloudpickle load and save; the format is a deliberate choice.
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    quiet_mlflow()
     # One line per MLflow health probe would drown the server log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # Download progress bars are for terminals, not for a server's log.

@@ -44,8 +44,10 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
         InvalidFieldError: the field at fault and why (hyperparameters, data source, env).
     """
     env = body.env or settings.env
-    if env == "prod" and not settings.gcs_bucket:
-        raise InvalidFieldError("env", "env=prod needs the server to have BIKECOUNT_GCS_BUCKET")
+    try:
+        settings.check_env(env)
+    except ValueError as exc:
+        raise InvalidFieldError("env", f"this server cannot train for it: {exc}") from None
     try:
         parse_params(body.model_type, body.hyperparams, fast=body.test_mode)
     except HyperparameterError as exc:

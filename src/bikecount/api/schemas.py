@@ -5,13 +5,13 @@ Families follow one naming rule: ``*Request``/``*Body`` come in, ``*Public`` go 
 
 from __future__ import annotations
 
-import math
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
 
+from bikecount.evaluate import finite_metrics
 from bikecount.models.affluence import Label
 from bikecount.models.catalog import ModelType, get_spec
 
@@ -29,6 +29,17 @@ JobStatus = Literal["queued", "running", "succeeded", "failed"]
 RecordValue = str | int | float | None
 Record = dict[str, RecordValue]
 HyperValue = str | int | float | bool | None
+
+
+def no_control_characters(value: str) -> str:
+    """A data set name or path without control characters (a NUL must never reach a path)."""
+    if any(ord(char) < 32 for char in value):
+        raise ValueError("control characters are not allowed in a data set name or path")
+    return value
+
+
+# A data set name or a file path, as ``data_source``, ``reference`` and ``current`` take it.
+DataSource = Annotated[str, AfterValidator(no_control_characters)]
 
 EXAMPLE_RECORD: dict[str, Any] = {
     "Nom du compteur": "Face au 20 avenue Denfert-Rochereau N-S",
@@ -153,7 +164,7 @@ class TrainRequestBody(BaseModel):
     )
 
     model_type: ModelType
-    data_source: str = Field(
+    data_source: DataSource = Field(
         default="reference",
         min_length=1,
         max_length=255,
@@ -181,18 +192,6 @@ class TrainRequestBody(BaseModel):
     wait: bool = Field(
         default=True, description="Answer when done (default), or at once with a job to poll."
     )
-
-    @field_validator("data_source")
-    @classmethod
-    def _no_control_characters(cls, value: str) -> str:
-        if any(ord(char) < 32 for char in value):
-            raise ValueError("control characters are not allowed in a data source")
-        return value
-
-
-def finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
-    """JSON has no NaN: an undefined metric (R² on one row, AUC on one class) becomes null."""
-    return {name: (None if math.isnan(value) else value) for name, value in metrics.items()}
 
 
 class TrainPublic(BaseModel):
@@ -230,7 +229,7 @@ class TrainPublic(BaseModel):
             model_uri=result.model_uri,
             champion=result.champion,
             champion_reason=result.champion_reason,
-            metrics=finite_or_none(result.metrics),
+            metrics=finite_metrics(result.metrics),
             data_path=result.data_path,
             rows_train=result.rows_train,
             rows_holdout=result.rows_holdout,

@@ -12,11 +12,12 @@ from rich.table import Table
 
 from bikecount.backtest import BacktestResult, log_backtest, run_backtest
 from bikecount.cli.console import console, err_console, fail, print_json
-from bikecount.cli.modeling import USER_ERRORS, JsonOption, ModelOption, quiet_mlflow
+from bikecount.cli.modeling import USER_ERRORS, JsonOption, ModelOption
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import parse_records
+from bikecount.registry import quiet_mlflow
 
 
 def backtest_command(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from datetime import datetime
 from pathlib import Path
@@ -15,11 +14,17 @@ from rich.table import Table
 from bikecount.cli.console import console, err_console, fail, print_json
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
+from bikecount.evaluate import finite_metrics
 from bikecount.inference import evaluate_file, predict_file
 from bikecount.models import MODEL_TYPES, HyperparameterError, UnknownModelTypeError
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
-from bikecount.registry import ModelNotFoundError, configure_tracking, list_versions
+from bikecount.registry import (
+    ModelNotFoundError,
+    configure_tracking,
+    list_versions,
+    quiet_mlflow,
+)
 from bikecount.train import TrainRequest, TrainResult, train
 
 USER_ERRORS = (
@@ -37,11 +42,6 @@ ModelOption = Annotated[
 ]
 ENVS: dict[str, Env] = {"dev": "dev", "prod": "prod"}
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
-
-
-def quiet_mlflow() -> None:
-    # MLflow warns on every cloudpickle save; the choice is deliberate (models hold custom code).
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 
 def train_command(
@@ -127,7 +127,7 @@ def _train_summary(result: TrainResult) -> dict[str, Any]:
         "model_uri": result.model_uri,
         "champion": result.champion,
         "champion_reason": result.champion_reason,
-        "metrics": _finite(result.metrics),
+        "metrics": finite_metrics(result.metrics, digits=4),
         "rows_train": result.rows_train,
         "rows_holdout": result.rows_holdout,
         "rows_fit": result.rows_fit,
@@ -136,10 +136,6 @@ def _train_summary(result: TrainResult) -> dict[str, Any]:
         "rows_dropped": result.rows_dropped,
         "duration_seconds": result.duration_seconds,
     }
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if math.isnan(v) else round(v, 4)) for k, v in metrics.items()}
 
 
 def _print_train_result(result: TrainResult) -> None:
@@ -187,7 +183,7 @@ def evaluate_command(
         report = evaluate_file(settings, model, data, version)
     except USER_ERRORS as exc:
         fail(str(exc))
-    report["metrics"] = _finite(report["metrics"])
+    report["metrics"] = finite_metrics(report["metrics"], digits=4)
     if as_json:
         print_json(report)
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from bikecount.monitoring.drift import (
     run_monitoring,
 )
 from bikecount.records import RecordError
+from bikecount.registry import quiet_mlflow
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
@@ -48,8 +48,7 @@ def monitor_command(
     drifted. The champion decayed when its RMSE on the current data is at least
     BIKECOUNT_RETRAIN_DECAY_RATIO times its holdout RMSE. The retraining pipeline uses both rules.
     """
-    # MLflow warns on every cloudpickle load; the format is a deliberate choice.
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    quiet_mlflow()
     settings = Settings()
     reference = reference or settings.dataset_path("reference")
     current = current or settings.dataset_path("current")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from datetime import date, datetime
 from typing import Annotated
@@ -18,6 +17,7 @@ from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
 from bikecount.pipeline import PipelineError
 from bikecount.records import RecordError
+from bikecount.registry import quiet_mlflow
 
 app = typer.Typer(
     help="Run the pipeline's steps by hand: ingest a day, predict a day, monitor and retrain."
@@ -158,8 +158,7 @@ def monitor_retrain_command(
     """Check drift and the champion on recent stored counts; retrain through the API if due."""
     from bikecount.pipeline.retrain import monitor_and_retrain
 
-    # MLflow warns on every cloudpickle load; the format is a deliberate choice.
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    quiet_mlflow()
     settings = Settings()
     # MLflow writes "View run ..." links to stdout; with --json, stdout holds the JSON only.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()

@@ -21,11 +21,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Column
 from rich.text import Text
 
+from bikecount.api.schemas import EXAMPLE_SNAKE_RECORD
 from bikecount.cli.console import console, err_console, fail
 from bikecount.cli.log_filter import LogFilter
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
+from bikecount.registry import quiet_mlflow
 from bikecount.stack import (
     BootstrapHooks,
     BootstrapReport,
@@ -33,12 +35,11 @@ from bikecount.stack import (
     ServiceFailedError,
     StackError,
     StackHooks,
-    StackOptions,
     StopRequested,
-    plan_services,
     run_stack,
 )
 from bikecount.stack.processes import LineCallback
+from bikecount.stack.prometheus import write_prometheus_config
 from bikecount.stack.services import (
     AIRFLOW,
     AIRFLOW_INSTALL_HINT,
@@ -49,8 +50,9 @@ from bikecount.stack.services import (
     PROMETHEUS_INSTALL_HINT,
     REGMODEL,
     ServiceSpec,
+    StackOptions,
+    build_services,
     dags_folder,
-    write_prometheus_config,
 )
 from bikecount.train import TrainResult
 
@@ -220,11 +222,11 @@ def print_ready(
     console.print("[dim]Ctrl-C stops everything.[/]")
 
 
-# A record in the API's snake_case spelling, for when no data set is there to take one from.
+# A record in the API's snake_case spelling, for when no data set is there to take one from:
+# the documentation's example (the three columns a prediction needs).
 FALLBACK_RECORD = {
-    "nom_du_compteur": "Face au 20 avenue Denfert-Rochereau N-S",
-    "date_et_heure_de_comptage": "2021-06-01T08:00:00+02:00",
-    "coordonnées_géographiques": "48.839843,2.334531",
+    key: str(EXAMPLE_SNAKE_RECORD[key])
+    for key in ("nom_du_compteur", "date_et_heure_de_comptage", "coordonnées_géographiques")
 }
 
 
@@ -288,7 +290,10 @@ def up_command(
             "--monitoring", help="Also start Prometheus (if installed) scraping the APIs' /metrics."
         ),
     ] = False,
-    prometheus_port: Annotated[int, typer.Option(help="Prometheus port.")] = 9090,
+    prometheus_port: Annotated[
+        int | None,
+        typer.Option(help="Prometheus port (default 9090, or BIKECOUNT_PROMETHEUS_PORT)."),
+    ] = None,
     airflow: Annotated[
         bool,
         typer.Option(
@@ -330,30 +335,35 @@ def up_command(
     Services' warnings and errors go to the terminal, everything to logs/<service>.log.
     Ctrl-C (or SIGTERM) stops everything.
     """
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    quiet_mlflow()
     try:
         settings = Settings()
     except ValidationError as exc:
         fail(f"invalid settings: {exc}")
-    options = StackOptions.from_settings(
-        settings,
-        host=host,
-        mlflow_port=mlflow_port,
-        api_port=api_port,
-        classmodel_port=classmodel_port,
+    # Where things listen is settings (BIKECOUNT_*); an option given here wins for this run.
+    listen = {
+        "host": host,
+        "mlflow_port": mlflow_port,
+        "api_port": api_port,
+        "classmodel_port": classmodel_port,
+        "prometheus_port": prometheus_port,
+        "airflow_port": airflow_port,
+        "dashboard_port": dashboard_port,
+    }
+    settings = settings.model_copy(
+        update={name: value for name, value in listen.items() if value is not None}
+    )
+    options = StackOptions(
         legacy=legacy,
         reload=reload,
         monitoring=monitoring_available() if monitoring else False,
-        prometheus_port=prometheus_port,
         airflow=airflow,
-        airflow_port=airflow_port,
         dashboard=not no_dashboard,
-        dashboard_port=dashboard_port,
         bootstrap=not no_bootstrap,
         health_timeout=timeout,
     )
     if options.monitoring:
-        write_prometheus_config(settings, plan_services(settings, options))
+        write_prometheus_config(settings, build_services(settings, options))
     if options.airflow:
         check_airflow()
     if not verbose:

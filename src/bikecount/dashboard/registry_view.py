@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from bikecount.models import get_spec
 from bikecount.registry import list_versions, registered_name
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -55,7 +56,8 @@ def check_mlflow(tracking_uri: str) -> None:
 
 
 def metric_columns(model_type: str) -> tuple[str, ...]:
-    return CLASSIFICATION_METRICS if model_type == "rf_class" else REGRESSION_METRICS
+    task = get_spec(model_type).task
+    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
 
 
 def read_model_versions(

@@ -7,8 +7,6 @@ from pathlib import Path
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.io import DataFileError
 
-DATASET_NAMES = tuple(DATASET_FILES)
-
 
 def resolve_data_source(source: str, settings: Settings, *, test_mode: bool = False) -> Path:
     """The file behind a data set name or path; test mode swaps a named set for the test sample.

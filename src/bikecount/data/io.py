@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bikecount.records import EXPORT_COLUMNS
-
 logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -60,7 +58,3 @@ def write_records(frame: pd.DataFrame, path: Path | str) -> Path:
     else:
         frame.to_csv(path, sep=";", index=False)
     return path
-
-
-def empty_export_frame() -> pd.DataFrame:
-    return pd.DataFrame(columns=list(EXPORT_COLUMNS))

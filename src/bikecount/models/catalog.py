@@ -9,8 +9,11 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ValidationError
 
 Task = Literal["regression", "classification"]
-# The model types, in the order they are listed; the API's schema shows them as its enum.
-ModelType = Literal["rf", "gbm", "nn", "rf_class"]
+# The model types, in the order they are listed: the one list (the API's schema shows it as its
+# enum, the settings validate the pipeline's regressor with it); a test checks each spec's task.
+RegressorType = Literal["rf", "gbm", "nn"]
+ClassifierType = Literal["rf_class"]
+ModelType = Literal[RegressorType, ClassifierType]
 
 
 class UnknownModelTypeError(ValueError):
@@ -82,6 +85,8 @@ def _specs() -> dict[str, ModelSpec]:
 
 
 MODEL_TYPES: tuple[ModelType, ...] = get_args(ModelType)
+REGRESSOR_TYPES: tuple[RegressorType, ...] = get_args(RegressorType)
+CLASSIFIER_TYPES: tuple[ClassifierType, ...] = get_args(ClassifierType)
 
 
 def get_spec(model_type: str) -> ModelSpec:

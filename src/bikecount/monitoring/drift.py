@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.io import read_records
-from bikecount.evaluate import score_model
+from bikecount.evaluate import finite_metrics, score_model
 from bikecount.features import calendar_features
 from bikecount.fingerprint import file_fingerprint
 from bikecount.inference import load_model
@@ -190,11 +190,6 @@ def write_report(snapshot: Any, path: Path | str) -> str:
     return str(target)
 
 
-def finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    """JSON has no NaN: undefined metrics become None."""
-    return {k: (None if not np.isfinite(v) else round(float(v), 4)) for k, v in metrics.items()}
-
-
 @dataclass
 class ChampionScore:
     """The champion on the labelled current records, next to its holdout metrics.
@@ -253,8 +248,8 @@ def score_champion(settings: Settings, model_type: str, current: pd.DataFrame) -
         model_type,
         version=version,
         rows=len(labelled),
-        metrics_current=finite(metrics),
-        metrics_holdout=finite(holdout),
+        metrics_current=finite_metrics(metrics, digits=4),
+        metrics_holdout=finite_metrics(holdout, digits=4),
     )
 
 

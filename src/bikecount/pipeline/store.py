@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -32,6 +33,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.engine import make_url
 
 from bikecount.records import PARIS_TZ
 
@@ -316,3 +318,16 @@ def read_table(engine: Engine, table: Table) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(select(table).order_by(table.c.id))
         return pd.DataFrame(result.mappings().all(), columns=[c.name for c in table.columns])
+
+
+def absolute_database_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (other databases are left as they are).
+
+    Airflow runs tasks in processes of its own: a path relative to where the stack started
+    must not depend on where they run.
+    """
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return url
+    database = str(Path(parsed.database).resolve())
+    return parsed.set(database=database).render_as_string(hide_password=False)

@@ -11,7 +11,6 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
 
 from bikecount.config import Settings
 from bikecount.stack.bootstrap import (
@@ -28,7 +27,7 @@ from bikecount.stack.processes import (
     StackError,
     handling_stop_signals,
 )
-from bikecount.stack.services import REGMODEL, ServiceSpec, build_services
+from bikecount.stack.services import REGMODEL, ServiceSpec, StackOptions, build_services
 
 __all__ = [
     "BootstrapError",
@@ -41,7 +40,7 @@ __all__ = [
     "StackOptions",
     "StopRequested",
     "check_ports",
-    "plan_services",
+    "build_services",
     "port_is_free",
     "run_stack",
 ]
@@ -96,41 +95,6 @@ def _request_stop(signum: int, frame: FrameType | None) -> None:
     raise StopRequested(signal.Signals(signum).name)
 
 
-@dataclass(frozen=True)
-class StackOptions:
-    """How to run the stack; ports and host default to the settings'."""
-
-    host: str
-    mlflow_port: int
-    api_port: int
-    classmodel_port: int
-    legacy: bool = False
-    reload: bool = False
-    monitoring: bool = False
-    prometheus_port: int = 9090
-    airflow: bool = False
-    airflow_port: int = 8081
-    dashboard: bool = True
-    dashboard_port: int = 8501
-    bootstrap: bool = True
-    health_timeout: float = 120.0
-    grace_seconds: float = 10.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> StackOptions:
-        """Options from ``settings``, with the non-None ``overrides`` applied."""
-        values: dict[str, Any] = {
-            "host": settings.host,
-            "mlflow_port": settings.mlflow_port,
-            "api_port": settings.api_port,
-            "classmodel_port": settings.classmodel_port,
-            "airflow_port": settings.airflow_port,
-            "dashboard_port": settings.dashboard_port,
-        }
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
-
-
 def _ignore(*args: object) -> None:
     return None
 
@@ -156,25 +120,6 @@ class StackHooks:
     on_background: Callable[[str], None] | None = None
 
 
-def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec]:
-    """The services ``options`` asks for, in start order."""
-    return build_services(
-        settings,
-        host=options.host,
-        mlflow_port=options.mlflow_port,
-        api_port=options.api_port,
-        classmodel_port=options.classmodel_port,
-        legacy=options.legacy,
-        reload=options.reload,
-        monitoring=options.monitoring,
-        prometheus_port=options.prometheus_port,
-        airflow=options.airflow,
-        airflow_port=options.airflow_port,
-        dashboard=options.dashboard,
-        dashboard_port=options.dashboard_port,
-    )
-
-
 def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | None = None) -> None:
     """Start the stack and block until it is stopped (SIGINT/SIGTERM) or a service dies.
 
@@ -187,7 +132,7 @@ def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | Non
         StopRequested: a signal asked the stack to stop (after everything has stopped).
     """
     hooks = hooks or StackHooks()
-    services = plan_services(settings, options)
+    services = build_services(settings, options)
     check_ports(services)
     manager = ProcessManager(settings.logs_dir, hooks.on_line, options.grace_seconds)
     mlflow, *apis = services

@@ -257,10 +257,6 @@ class ProcessManager:
                 )
             time.sleep(poll_seconds)
 
-    def pids(self) -> list[int]:
-        """PIDs of the services' group leaders."""
-        return [s.process.pid for s in self.services]
-
     def stop_all(self) -> None:
         """Stop every service: SIGTERM to each group (last started first), wait up to the grace
         period, then SIGKILL whatever is left, grandchildren that left the group included."""

@@ -1,9 +1,9 @@
 """How each service of the stack is started: the one place that says it.
 
 ``bikecount up`` runs these command lines as local processes; ``docker-compose.yaml`` runs the same
-ones in containers (only paths, bind address and the MLflow host name differ), and
-``tests/unit/test_compose.py`` checks that the two agree. Change a flag here, then in the compose
-file, and the test tells you if you forgot one.
+ones in containers (only paths, bind address and the MLflow host name differ: see
+:mod:`bikecount.stack.compose`), and ``tests/unit/test_compose.py`` checks that the two agree.
+Change a flag here, then in the compose file, and the test tells you if you forgot one.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from sqlalchemy.engine import make_url
-
 import bikecount
 from bikecount.config import Settings
+from bikecount.pipeline.store import absolute_database_url
 
 MLFLOW = "mlflow"
 REGMODEL = "regmodel"
@@ -37,22 +35,10 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1")
 # Clients on a private network reach a server bound to every interface by its private IP.
 PRIVATE_NETWORK_HOSTS = ("10.*", "192.168.*", "172.1[6-9].*", "172.2[0-9].*", "172.3[01].*")
 
-# Inside the containers (docker-compose.yaml): ports, mount points and names.
-COMPOSE_BIND_HOST = "0.0.0.0"
-COMPOSE_MLFLOW_HOST = "mlflow"
-COMPOSE_PORTS = {MLFLOW: 5000, REGMODEL: 8000, CLASSMODEL: 8080, DASHBOARD: 8501}
-COMPOSE_MLRUNS = "/mlflow/mlruns"
-COMPOSE_ARTIFACTS = "/mlflow/artifacts"
-COMPOSE_ARTIFACT_ROOT = "mlflow-artifacts:/"
-COMPOSE_PACKAGE_DIR = "/app/src/bikecount"
-
 PROMETHEUS_HEALTH_PATH = "/-/healthy"
 PROMETHEUS_INSTALL_HINT = (
     "apt-get install prometheus on Debian/Ubuntu, or a release from https://prometheus.io/download/"
 )
-# Local scrapes are cheap: a short interval shows traffic in Grafana-like queries at once.
-LOCAL_SCRAPE_INTERVAL = "5s"
-
 AIRFLOW_HEALTH_PATH = "/api/v2/monitor/health"
 AIRFLOW_INSTALL_HINT = "pip install -e '.[airflow]' (`make install` does)"
 
@@ -210,11 +196,10 @@ def mlflow_service(settings: Settings, host: str, port: int) -> ServiceSpec:
     and a model trained through the stack stays loadable once the stack is stopped (a proxied
     ``mlflow-artifacts:/`` root would need the server running).
     """
-    backend = f"sqlite:///{(settings.mlruns_dir / 'mlflow.db').resolve()}"
     args = mlflow_server_args(
         host=host,
         port=port,
-        backend_store_uri=backend,
+        backend_store_uri=settings.local_tracking_store,
         default_artifact_root=settings.artifact_root("dev"),
         artifacts_destination=str(settings.artifacts_dir.resolve()),
         hosts_allowed=allowed_hosts(host),
@@ -252,38 +237,6 @@ def prometheus_dir(settings: Settings) -> Path:
     return settings.logs_dir / PROMETHEUS
 
 
-def alert_rules_file() -> Path | None:
-    """``deploy/prometheus/alerts.yml`` of a source checkout (absent from an installed wheel)."""
-    path = Path(package_dir()).parents[1] / "deploy" / "prometheus" / "alerts.yml"
-    return path if path.is_file() else None
-
-
-def prometheus_config(
-    targets: Mapping[str, str],
-    rules_file: Path | None = None,
-    scrape_interval: str = LOCAL_SCRAPE_INTERVAL,
-) -> dict[str, object]:
-    """A Prometheus config scraping ``targets`` (job name -> ``host:port``) with our rules.
-
-    The jobs carry the service names (``regmodel``, ``classmodel``), as in
-    ``deploy/prometheus/prometheus.yml``, so the alert rules and dashboards apply unchanged.
-    """
-    return {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "rule_files": [str(rules_file)] if rules_file else [],
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
-            for job, target in targets.items()
-        ],
-    }
-
-
-def scrape_target(spec: ServiceSpec) -> str:
-    """``host:port`` that a local Prometheus scrapes for a service."""
-    host = client_host(spec.host)
-    return f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
-
-
 def prometheus_service(settings: Settings, host: str, port: int) -> ServiceSpec:
     """Prometheus from PATH, with the config :func:`write_prometheus_config` writes."""
     folder = prometheus_dir(settings).resolve()
@@ -305,33 +258,10 @@ def prometheus_service(settings: Settings, host: str, port: int) -> ServiceSpec:
     )
 
 
-def write_prometheus_config(settings: Settings, services: Sequence[ServiceSpec]) -> Path:
-    """Write the local Prometheus config: scrape the stack's APIs, with the alert rules."""
-    targets = {s.name: scrape_target(s) for s in services if s.name in (REGMODEL, CLASSMODEL)}
-    path = prometheus_dir(settings) / "prometheus.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = prometheus_config(targets, alert_rules_file())
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def dags_folder() -> Path | None:
     """``dags/`` of a source checkout (absent from an installed wheel)."""
     path = Path(package_dir()).parents[1] / "dags"
     return path if path.is_dir() else None
-
-
-def absolute_database_url(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute (other databases are left as they are).
-
-    Airflow runs tasks in processes of its own: a path relative to where the stack started
-    must not depend on where they run.
-    """
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return url
-    database = str(Path(parsed.database).resolve())
-    return parsed.set(database=database).render_as_string(hide_password=False)
 
 
 def airflow_service(
@@ -404,101 +334,44 @@ def dashboard_service(
     )
 
 
-def build_services(
-    settings: Settings,
-    *,
-    host: str,
-    mlflow_port: int,
-    api_port: int,
-    classmodel_port: int,
-    legacy: bool = False,
-    reload: bool = False,
-    monitoring: bool = False,
-    prometheus_port: int = 9090,
-    airflow: bool = False,
-    airflow_port: int = 8081,
-    dashboard: bool = False,
-    dashboard_port: int = 8501,
-) -> list[ServiceSpec]:
+@dataclass(frozen=True)
+class StackOptions:
+    """Which optional services run and how; where everything listens is in the settings
+    (``host``, ``*_port``), which the command line overrides."""
+
+    legacy: bool = False
+    reload: bool = False
+    monitoring: bool = False
+    airflow: bool = False
+    dashboard: bool = True
+    bootstrap: bool = True
+    health_timeout: float = 120.0
+    grace_seconds: float = 10.0
+
+
+def build_services(settings: Settings, options: StackOptions | None = None) -> list[ServiceSpec]:
     """The local stack, in start order: MLflow, the RegModel API, with ``legacy`` the
     ClassModel API, with ``monitoring`` Prometheus scraping them, with ``airflow`` Airflow
     running the DAGs against them, and with ``dashboard`` the Streamlit dashboard. The APIs
-    talk to the MLflow server started here."""
-    mlflow = mlflow_service(settings, host, mlflow_port)
-    regmodel = api_service(
-        REGMODEL, REGMODEL_APP, host=host, port=api_port, tracking_uri=mlflow.url, reload=reload
-    )
+    talk to the MLflow server started here; host and ports are the settings'."""
+    options = options or StackOptions()
+    host = settings.host
+    mlflow = mlflow_service(settings, host, settings.mlflow_port)
+
+    def api(name: str, app: str, port: int) -> ServiceSpec:
+        return api_service(
+            name, app, host=host, port=port, tracking_uri=mlflow.url, reload=options.reload
+        )
+
+    regmodel = api(REGMODEL, REGMODEL_APP, settings.api_port)
     services = [mlflow, regmodel]
-    if legacy:
-        services.append(
-            api_service(
-                CLASSMODEL,
-                CLASSMODEL_APP,
-                host=host,
-                port=classmodel_port,
-                tracking_uri=mlflow.url,
-                reload=reload,
-            )
-        )
-    if monitoring:
-        services.append(prometheus_service(settings, host, prometheus_port))
-    if airflow:
-        services.append(
-            airflow_service(
-                settings, host, airflow_port, api_url=regmodel.url, tracking_uri=mlflow.url
-            )
-        )
-    if dashboard:
-        services.append(
-            dashboard_service(
-                settings, host, dashboard_port, api_url=regmodel.url, tracking_uri=mlflow.url
-            )
-        )
+    if options.legacy:
+        services.append(api(CLASSMODEL, CLASSMODEL_APP, settings.classmodel_port))
+    if options.monitoring:
+        services.append(prometheus_service(settings, host, settings.prometheus_port))
+    clients = {"api_url": regmodel.url, "tracking_uri": mlflow.url}
+    if options.airflow:
+        services.append(airflow_service(settings, host, settings.airflow_port, **clients))
+    if options.dashboard:
+        services.append(dashboard_service(settings, host, settings.dashboard_port, **clients))
     return services
-
-
-def compose_commands() -> dict[str, list[str]]:
-    """The ``command`` each service of ``docker-compose.yaml`` must have, by compose service.
-
-    Same arguments as :func:`build_services`, with the containers' paths, every interface bound
-    (ports are published by Docker) and the MLflow server reachable by its service name.
-    """
-    mlflow = mlflow_server_args(
-        host=COMPOSE_BIND_HOST,
-        port=COMPOSE_PORTS[MLFLOW],
-        backend_store_uri=f"sqlite:///{COMPOSE_MLRUNS}/mlflow.db",
-        # Containers share no paths with each other: artifacts go through the server's proxy.
-        default_artifact_root=COMPOSE_ARTIFACT_ROOT,
-        artifacts_destination=COMPOSE_ARTIFACTS,
-        hosts_allowed=allowed_hosts(COMPOSE_BIND_HOST, [COMPOSE_MLFLOW_HOST]),
-    )
-    apis = {
-        "regmodel-backend": (REGMODEL, REGMODEL_APP),
-        "classmodel-backend": (CLASSMODEL, CLASSMODEL_APP),
-    }
-    commands = {"mlflow": list(python_module("python", "mlflow", mlflow))}
-    for compose_name, (name, app) in apis.items():
-        args = uvicorn_args(
-            app, host=COMPOSE_BIND_HOST, port=COMPOSE_PORTS[name], reload_dir=COMPOSE_PACKAGE_DIR
-        )
-        commands[compose_name] = list(python_module("python", "uvicorn", args))
-    script = str(Path(COMPOSE_PACKAGE_DIR) / DASHBOARD_SCRIPT)
-    dashboard = streamlit_args(script, host=COMPOSE_BIND_HOST, port=COMPOSE_PORTS[DASHBOARD])
-    commands[DASHBOARD] = list(python_module("python", "streamlit", dashboard))
-    return commands
-
-
-def compose_api_env() -> dict[str, str]:
-    """The tracking-server environment every API container must have."""
-    return api_env(f"http://{COMPOSE_MLFLOW_HOST}:{COMPOSE_PORTS[MLFLOW]}")
-
-
-def compose_dashboard_env() -> dict[str, str]:
-    """The environment the dashboard container must have (the store URL is the user's)."""
-    env = dashboard_env(
-        f"http://{COMPOSE_MLFLOW_HOST}:{COMPOSE_PORTS[MLFLOW]}",
-        f"http://regmodel-backend:{COMPOSE_PORTS[REGMODEL]}",
-        "",
-    )
-    del env["BIKECOUNT_PIPELINE_DB_URL"]
-    return env

@@ -12,10 +12,11 @@ from bikecount.api.schemas import (
     LegacyPredictRequest,
     ReloadPublic,
 )
+from bikecount.models.catalog import ClassifierType
 
 router = APIRouter(tags=["classmodel"])
 
-MODEL_TYPE = "rf_class"
+MODEL_TYPE: ClassifierType = "rf_class"
 
 
 @router.post("/predict", summary="Classify affluence (faible/forte)", responses=PREDICT_ERRORS)

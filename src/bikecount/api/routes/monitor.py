@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bikecount.api.deps import SettingsDep, WriteAccess
 from bikecount.api.errors import InvalidFieldError, TooManyRecordsError
 from bikecount.api.jobs import path_inside_data_dir
-from bikecount.api.schemas import EXAMPLE_RECORD, ErrorPublic, ModelType, Record
+from bikecount.api.schemas import EXAMPLE_RECORD, DataSource, ErrorPublic, ModelType, Record
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import DataFileError
@@ -42,10 +42,10 @@ class MonitorRequestBody(BaseModel):
         },
     )
 
-    reference: str = Field(
+    reference: DataSource = Field(
         default="reference", min_length=1, max_length=255, description=DATA_SET_HELP
     )
-    current: str | None = Field(
+    current: DataSource | None = Field(
         default=None, min_length=1, max_length=255, description=f"{DATA_SET_HELP} Default: current."
     )
     records: list[Record] | None = Field(
@@ -61,9 +61,6 @@ class MonitorRequestBody(BaseModel):
             raise ValueError("give either current (a data set) or records, not both")
         if self.records is not None and not self.records:
             raise ValueError("records is empty: give at least one record")
-        for name in (self.reference, self.current or ""):
-            if any(ord(char) < 32 for char in name):
-                raise ValueError("control characters are not allowed in a data set name")
         return self
 
 
