@@ -164,10 +164,11 @@ def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> 
     """
     import mlflow
 
-    from bikecount.registry import configure_tracking, ensure_named_experiment
+    from bikecount.registry import Registry
 
-    configure_tracking(settings)
-    experiment_id = ensure_named_experiment(settings, EXPERIMENT)
+    registry = Registry(settings)
+    registry.use_for_runs()
+    experiment_id = registry.ensure_experiment(EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"backtest-{result.model_type}"):
         mlflow.set_tags({"model_type": result.model_type, "env": settings.env})
         mlflow.log_params(

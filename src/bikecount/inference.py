@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
@@ -17,7 +16,7 @@ from bikecount.evaluate import per_counter_rmse, score_model
 from bikecount.models import get_spec
 from bikecount.models.affluence import LABELS, Label
 from bikecount.records import parse_records, require_valid
-from bikecount.registry import best_version, configure_tracking, load_version, resolve_version
+from bikecount.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -56,18 +55,9 @@ def tune_for_serving(model: Any) -> Any:
     return model
 
 
-def load_for_serving(model_type: str, version: int) -> Any:
+def load_for_serving(registry: Registry, model_type: str, version: int) -> Any:
     """A registered version, tuned for serving (see :func:`tune_for_serving`)."""
-    return tune_for_serving(load_version(model_type, version))
-
-
-def choose_version(
-    client: MlflowClient, model_type: str, version: int | None = None, metric: str | None = None
-) -> int:
-    """A given version, else the best by ``metric``, else the champion."""
-    if version is None and metric is not None:
-        return best_version(client, model_type, metric).version
-    return resolve_version(client, model_type, version)
+    return tune_for_serving(registry.load_version(model_type, version))
 
 
 def predict_records(model: Any, task: str, records: pd.DataFrame) -> Predictions:
@@ -86,9 +76,9 @@ def load_model(
     settings: Settings, model_type: str, version: int | None = None, metric: str | None = None
 ) -> tuple[Any, int]:
     """Load a registered version (the champion by default) and return it with its number."""
-    configure_tracking(settings)
-    chosen = choose_version(MlflowClient(), model_type, version, metric)
-    return load_version(model_type, chosen), chosen
+    registry = Registry(settings)
+    chosen = registry.choose_version(model_type, version, metric)
+    return registry.load_version(model_type, chosen), chosen
 
 
 def predict_file(

@@ -1,18 +1,30 @@
-"""MLflow tracking and the model registry: experiments per env, versions, the champion alias."""
+"""MLflow tracking and the model registry: experiments per env, versions, the champion alias.
+
+One :class:`Registry` per process (or per settings) holds an explicit ``MlflowClient``: nothing
+here depends on MLflow's global tracking URI, except the runs that MLflow's fluent API logs
+(``mlflow.start_run``, ``log_model``), for which :meth:`Registry.use_for_runs` points it here.
+"Not there" and "cannot be asked" are told apart: :class:`ModelNotFoundError` only when the model,
+version or champion does not exist, :class:`RegistryUnavailableError` when MLflow cannot be
+reached or fails to answer.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException, RestException
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bikecount.config import Env, Settings
@@ -24,8 +36,18 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 
 
+# MLflow's error codes for "no such model, version or alias" (a missing alias is reported as an
+# invalid parameter by the registry store).
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
 class ModelNotFoundError(LookupError):
     """No registered model (or version, or champion) matches the request."""
+
+
+class RegistryUnavailableError(RuntimeError):
+    """MLflow cannot be reached, or failed to answer: nothing can be said about what exists."""
 
 
 @dataclass
@@ -60,47 +82,9 @@ def quiet_mlflow() -> None:
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 
-def configure_tracking(settings: Settings) -> str:
-    """Point MLflow at the settings' tracking URI (creating a local SQLite store's folder)."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
-
-
-def ensure_experiment(settings: Settings, env: Env) -> str:
-    """The id of the training experiment ``bikecount-<env>`` (see ensure_named_experiment)."""
-    return ensure_named_experiment(settings, settings.experiment_name(env), env)
-
-
-def ensure_named_experiment(settings: Settings, name: str, env: Env | None = None) -> str:
-    """The id of experiment ``name``, created with the env's artifact root if new.
-
-    With a tracking server in ``dev`` the server's own artifact store (proxied) is used; a local
-    store needs an explicit root, and ``prod`` always writes to its ``gs://`` bucket.
-    """
-    env = env or settings.env
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    remote = settings.tracking_uri.startswith(("http://", "https://"))
-    location = None if (remote and env == "dev") else settings.artifact_root(env)
-    logger.info("creating experiment %s (artifacts: %s)", name, location or "server default")
-    return mlflow.create_experiment(name, artifact_location=location)
-
-
-def registered_name(model_type: str) -> str:
-    return get_spec(model_type).registered_name
-
-
-def champion_version(client: MlflowClient, model_type: str) -> ModelVersion | None:
-    """The version carrying the champion alias, or None."""
-    try:
-        return client.get_model_version_by_alias(registered_name(model_type), CHAMPION)
-    except (MlflowException, RestException):
-        return None
+def is_remote(tracking_uri: str) -> bool:
+    """Whether the URI names a tracking server (rather than a local store)."""
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 def trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
@@ -114,93 +98,262 @@ def trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
     return pd.Timestamp(value) if value else None
 
 
-def champion_trained_until(client: MlflowClient, model_type: str) -> pd.Timestamp | None:
-    """What the champion of ``model_type`` knows (None: no champion, or not recorded)."""
-    champion = champion_version(client, model_type)
-    if champion is None or not champion.run_id:
-        return None
-    return trained_until(client.get_run(champion.run_id).data.params)
+class Registry:
+    """The MLflow registry and tracking store of ``settings``, through one explicit client.
 
-
-def set_champion(client: MlflowClient, model_type: str, version: int | str) -> None:
-    client.set_registered_model_alias(registered_name(model_type), CHAMPION, str(version))
-
-
-def list_versions(client: MlflowClient, model_type: str) -> list[VersionInfo]:
-    """Every registered version of a model type, newest first, with its run's metrics."""
-    name = registered_name(model_type)
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except (MlflowException, RestException):
-        return []
-    champion = champion_version(client, model_type)
-    infos = [_version_info(client, model_type, v, champion) for v in versions]
-    return sorted(infos, key=lambda info: info.version, reverse=True)
-
-
-def _version_info(
-    client: MlflowClient, model_type: str, version: ModelVersion, champion: ModelVersion | None
-) -> VersionInfo:
-    metrics: dict[str, float] = {}
-    tags: dict[str, str] = {}
-    if version.run_id:
-        run = client.get_run(version.run_id)
-        metrics = {k: v for k, v in run.data.metrics.items() if k in HIGHER_IS_BETTER}
-        tags = run.data.tags
-    return VersionInfo(
-        model_type=model_type,
-        version=int(version.version),
-        run_id=version.run_id or "",
-        champion=champion is not None and champion.version == version.version,
-        test_mode=tags.get("test_mode") == "true",
-        env=tags.get("env"),
-        created=int(version.creation_timestamp or 0),
-        metrics=metrics,
-    )
-
-
-def best_version(client: MlflowClient, model_type: str, metric: str) -> VersionInfo:
-    """The version with the best holdout ``metric`` (ties: the newest).
-
-    Raises:
-        ModelNotFoundError: no version has that metric.
+    Args:
+        settings: the tracking URI (``Settings.tracking_uri``) and the artifact roots.
+        client: a client to use instead of one made for that URI.
     """
-    if metric not in HIGHER_IS_BETTER:
-        raise ValueError(
-            f"unknown metric {metric!r}; expected one of {', '.join(HIGHER_IS_BETTER)}"
-        )
-    scored = [
-        v
-        for v in list_versions(client, model_type)
-        if metric in v.metrics and not math.isnan(v.metrics[metric])
-    ]
-    if not scored:
-        raise ModelNotFoundError(f"no registered {model_type} version has the metric {metric!r}")
-    sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    return max(scored, key=lambda v: (sign * v.metrics[metric], v.version))
 
+    def __init__(self, settings: Settings, client: MlflowClient | None = None) -> None:
+        self.settings = settings
+        self.tracking_uri = settings.tracking_uri
+        self._client = client
 
-def resolve_version(client: MlflowClient, model_type: str, version: int | None = None) -> int:
-    """A given version (checked to exist) or the champion's.
+    @property
+    def client(self) -> MlflowClient:
+        """The explicit client, made on first use (a local SQLite store's folder with it)."""
+        if self._client is None:
+            self._prepare_local_store()
+            self._client = MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+        return self._client
 
-    Raises:
-        ModelNotFoundError: no such version, or no champion yet.
-    """
-    name = registered_name(model_type)
-    if version is not None:
+    def _prepare_local_store(self) -> None:
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+
+    # --- reaching MLflow ---------------------------------------------------------------------
+
+    def is_reachable(self, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
+        """Whether the tracking server answers its health check; a local store is always there."""
         try:
-            client.get_model_version(name, str(version))
-        except (MlflowException, RestException):
-            raise ModelNotFoundError(f"{name} has no version {version}") from None
-        return version
-    champion = champion_version(client, model_type)
-    if champion is None:
-        raise ModelNotFoundError(
-            f"{name} has no champion yet; train one with `bikecount train --model {model_type}`"
+            self.check_reachable(timeout)
+        except RegistryUnavailableError:
+            return False
+        return True
+
+    def check_reachable(self, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+        """Raise at once (no MLflow retries) when the tracking server does not answer.
+
+        Raises:
+            RegistryUnavailableError: naming the server and what happened.
+        """
+        if not is_remote(self.tracking_uri):
+            return
+        url = f"{self.tracking_uri.rstrip('/')}/health"
+        try:
+            response = httpx.get(url, timeout=timeout, trust_env=False)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailableError(
+                f"MLflow at {self.tracking_uri} cannot be reached ({exc})"
+            ) from exc
+        if response.status_code != 200:
+            raise RegistryUnavailableError(
+                f"MLflow at {self.tracking_uri} answered its health check with "
+                f"{response.status_code}"
+            )
+
+    @contextmanager
+    def _asking(self, what: str) -> Iterator[None]:
+        """MLflow's failures as RegistryUnavailableError (callers handle "not found" first)."""
+        try:
+            yield
+        except MlflowException as exc:
+            raise RegistryUnavailableError(
+                f"MLflow at {self.tracking_uri} could not {what}: {exc.message}"
+            ) from exc
+        except OSError as exc:  # a local store's disk, a connection the client did not wrap
+            raise RegistryUnavailableError(
+                f"MLflow at {self.tracking_uri} could not {what}: {exc}"
+            ) from exc
+
+    # --- runs and experiments ----------------------------------------------------------------
+
+    def use_for_runs(self) -> str:
+        """Point MLflow's fluent API (``start_run``, ``log_model``) at this registry.
+
+        The one place that sets MLflow's global tracking URI: the runs ``train()``, monitoring
+        and backtests log go through that API. Returns the URI.
+        """
+        self._prepare_local_store()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return self.tracking_uri
+
+    def ensure_experiment(self, name: str, env: Env | None = None) -> str:
+        """The id of experiment ``name``, created with the env's artifact root if new.
+
+        Every experiment bikecount uses is created here. With a tracking server in ``dev`` the
+        server's own artifact store is used; a local store needs an explicit root, and ``prod``
+        always writes to its ``gs://`` bucket.
+        """
+        env = env or self.settings.env
+        with self._asking(f"read experiment {name}"):
+            experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        dev_server = is_remote(self.tracking_uri) and env == "dev"
+        location = None if dev_server else self.settings.artifact_root(env)
+        logger.info("creating experiment %s (artifacts: %s)", name, location or "server default")
+        with self._asking(f"create experiment {name}"):
+            return self.client.create_experiment(name, artifact_location=location)
+
+    def training_experiment(self, env: Env | None = None) -> str:
+        """The id of the training experiment ``bikecount-<env>``."""
+        return self.ensure_experiment(self.settings.experiment_name(env), env)
+
+    def get_run(self, run_id: str) -> Run:
+        with self._asking(f"read run {run_id}"):
+            return self.client.get_run(run_id)
+
+    # --- versions and the champion -----------------------------------------------------------
+
+    def registered_name(self, model_type: str) -> str:
+        return get_spec(model_type).registered_name
+
+    def champion(self, model_type: str) -> ModelVersion | None:
+        """The version carrying the champion alias; None when there is none (or no model).
+
+        Raises:
+            RegistryUnavailableError: MLflow could not be asked.
+        """
+        try:
+            return self.client.get_model_version_by_alias(
+                self.registered_name(model_type), CHAMPION
+            )
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND_CODES:
+                return None
+            raise RegistryUnavailableError(
+                f"MLflow at {self.tracking_uri} could not read the {model_type} champion: "
+                f"{exc.message}"
+            ) from exc
+
+    def champion_trained_until(self, model_type: str) -> pd.Timestamp | None:
+        """What the champion of ``model_type`` knows (None: no champion, or not recorded)."""
+        champion = self.champion(model_type)
+        if champion is None or not champion.run_id:
+            return None
+        return trained_until(self.get_run(champion.run_id).data.params)
+
+    def set_champion(self, model_type: str, version: int | str) -> None:
+        with self._asking(f"set the {model_type} champion"):
+            self.client.set_registered_model_alias(
+                self.registered_name(model_type), CHAMPION, str(version)
+            )
+
+    def list_versions(self, model_type: str) -> list[VersionInfo]:
+        """Every registered version of a model type, newest first, with its run's metrics
+        ([] when the model is not registered).
+
+        Raises:
+            RegistryUnavailableError: MLflow could not be asked.
+        """
+        name = self.registered_name(model_type)
+        with self._asking(f"list the versions of {name}"):
+            versions = self.client.search_model_versions(f"name='{name}'")
+        champion = self.champion(model_type) if versions else None
+        infos = [self._version_info(model_type, v, champion) for v in versions]
+        return sorted(infos, key=lambda info: info.version, reverse=True)
+
+    def _version_info(
+        self, model_type: str, version: ModelVersion, champion: ModelVersion | None
+    ) -> VersionInfo:
+        metrics: dict[str, float] = {}
+        tags: dict[str, str] = {}
+        if version.run_id:
+            run = self.get_run(version.run_id)
+            metrics = {k: v for k, v in run.data.metrics.items() if k in HIGHER_IS_BETTER}
+            tags = run.data.tags
+        return VersionInfo(
+            model_type=model_type,
+            version=int(version.version),
+            run_id=version.run_id or "",
+            champion=champion is not None and champion.version == version.version,
+            test_mode=tags.get("test_mode") == "true",
+            env=tags.get("env"),
+            created=int(version.creation_timestamp or 0),
+            metrics=metrics,
         )
-    return int(champion.version)
+
+    def best_version(self, model_type: str, metric: str) -> VersionInfo:
+        """The version with the best holdout ``metric`` (ties: the newest).
+
+        Raises:
+            ModelNotFoundError: no version has that metric.
+            RegistryUnavailableError: MLflow could not be asked.
+        """
+        if metric not in HIGHER_IS_BETTER:
+            raise ValueError(
+                f"unknown metric {metric!r}; expected one of {', '.join(HIGHER_IS_BETTER)}"
+            )
+        scored = [
+            v
+            for v in self.list_versions(model_type)
+            if metric in v.metrics and not math.isnan(v.metrics[metric])
+        ]
+        if not scored:
+            raise ModelNotFoundError(
+                f"no registered {model_type} version has the metric {metric!r}"
+            )
+        sign = 1 if HIGHER_IS_BETTER[metric] else -1
+        return max(scored, key=lambda v: (sign * v.metrics[metric], v.version))
+
+    def resolve_version(self, model_type: str, version: int | None = None) -> int:
+        """A given version (checked to exist) or the champion's.
+
+        Raises:
+            ModelNotFoundError: no such version, or no champion yet.
+            RegistryUnavailableError: MLflow could not be asked.
+        """
+        name = self.registered_name(model_type)
+        if version is not None:
+            try:
+                self.client.get_model_version(name, str(version))
+            except MlflowException as exc:
+                if exc.error_code in NOT_FOUND_CODES:
+                    raise ModelNotFoundError(f"{name} has no version {version}") from None
+                raise RegistryUnavailableError(
+                    f"MLflow at {self.tracking_uri} could not read {name} v{version}: {exc.message}"
+                ) from exc
+            return version
+        champion = self.champion(model_type)
+        if champion is None:
+            raise ModelNotFoundError(
+                f"{name} has no champion yet; train one with `bikecount train --model {model_type}`"
+            )
+        return int(champion.version)
+
+    def choose_version(
+        self, model_type: str, version: int | None = None, metric: str | None = None
+    ) -> int:
+        """A given version, else the best by ``metric``, else the champion."""
+        if version is None and metric is not None:
+            return self.best_version(model_type, metric).version
+        return self.resolve_version(model_type, version)
+
+    def load_version(self, model_type: str, version: int) -> Any:
+        """The fitted estimator of a registered version (it takes raw records).
+
+        Downloaded through this registry's URIs (not MLflow's global ones), then loaded whole.
+        """
+        uri = f"models:/{self.registered_name(model_type)}/{version}"
+        with tempfile.TemporaryDirectory(prefix="bikecount-model-") as folder:
+            with self._asking(f"download {uri}"):
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri,
+                    dst_path=folder,
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.tracking_uri,
+                )
+            return mlflow.sklearn.load_model(local)
 
 
-def load_version(model_type: str, version: int) -> Any:
-    """The fitted estimator of a registered version (it takes raw records)."""
-    return mlflow.sklearn.load_model(f"models:/{registered_name(model_type)}/{version}")
+def champion_trained_until(registry: Registry, model_type: str) -> pd.Timestamp | None:
+    """What the champion of ``model_type`` knows (None: no champion, or not recorded)."""
+    return registry.champion_trained_until(model_type)

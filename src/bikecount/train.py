@@ -20,7 +20,6 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
 from bikecount.cleaning import drop_outages
@@ -38,14 +37,7 @@ from bikecount.evaluate import (
 from bikecount.fingerprint import file_fingerprint
 from bikecount.models import build_model, get_spec, parse_params
 from bikecount.records import parse_records, to_raw_records
-from bikecount.registry import (
-    champion_version,
-    configure_tracking,
-    ensure_experiment,
-    load_version,
-    set_champion,
-    trained_until,
-)
+from bikecount.registry import Registry, trained_until
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +106,9 @@ def train(
         raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
     split = split_holdout(parsed.frame, settings.holdout_days, start=request.holdout_from)
 
-    configure_tracking(settings)
-    experiment_id = ensure_experiment(settings, request.env)
+    registry = Registry(settings)
+    registry.use_for_runs()
+    experiment_id = registry.training_experiment(request.env)
     with mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run:
         mlflow.set_tags(_run_tags(request, path, spec.name))
         mlflow.log_params({**params.model_dump(), **_split_params(split, parsed.dropped_rows)})
@@ -139,7 +132,7 @@ def train(
         version = int(info.registered_model_version)
         stage("comparing with the champion")
         challenger = Challenger(version, evaluation, metrics, split, file_fingerprint(path))
-        crowned, reason = decide_champion(request, challenger)
+        crowned, reason = decide_champion(registry, request, challenger)
         mlflow.set_tag("champion_decision", reason)
 
     return TrainResult(
@@ -255,7 +248,9 @@ class Challenger:
     data_fingerprint: str
 
 
-def decide_champion(request: TrainRequest, challenger: Challenger) -> tuple[bool, str]:
+def decide_champion(
+    registry: Registry, request: TrainRequest, challenger: Challenger
+) -> tuple[bool, str]:
     """Give the new version the champion alias when it earns it; return (crowned, why).
 
     It is crowned when there is no champion, when the champion is a test-mode model and the new
@@ -263,33 +258,32 @@ def decide_champion(request: TrainRequest, challenger: Challenger) -> tuple[bool
     on (see :func:`compare_with_champion`). A test-mode run never replaces a champion trained on
     full data.
     """
-    client = MlflowClient()
-    current = champion_version(client, request.model_type)
+    current = registry.champion(request.model_type)
     if current is None:
-        return _crown(client, request.model_type, challenger.version, "no champion yet")
-    champion_run = client.get_run(str(current.run_id))
+        return _crown(registry, request.model_type, challenger.version, "no champion yet")
+    champion_run = registry.get_run(str(current.run_id))
     champion_test_mode = champion_run.data.tags.get("test_mode") == "true"
     if request.test_mode and not champion_test_mode:
         return False, f"test-mode run; champion v{current.version} was trained on full data"
     if champion_test_mode and not request.test_mode:
         return _crown(
-            client, request.model_type, challenger.version, "replaces a test-mode champion"
+            registry, request.model_type, challenger.version, "replaces a test-mode champion"
         )
     try:
         wins, reason = compare_with_champion(
-            request.model_type, challenger, int(current.version), champion_run
+            registry, request.model_type, challenger, int(current.version), champion_run
         )
     except Exception as exc:  # a champion that cannot even be scored is no champion
         logger.warning("champion v%s could not be scored: %s", current.version, exc)
         reason = f"champion v{current.version} unusable"
-        return _crown(client, request.model_type, challenger.version, reason)
+        return _crown(registry, request.model_type, challenger.version, reason)
     if wins:
-        return _crown(client, request.model_type, challenger.version, reason)
+        return _crown(registry, request.model_type, challenger.version, reason)
     return False, reason
 
 
 def compare_with_champion(
-    model_type: str, challenger: Challenger, champion: int, champion_run: Any
+    registry: Registry, model_type: str, challenger: Challenger, champion: int, champion_run: Any
 ) -> tuple[bool, str]:
     """Whether the challenger beats the champion, judged on rows neither was fitted on.
 
@@ -307,7 +301,7 @@ def compare_with_champion(
     if len(unseen) >= MIN_HOLDOUT_ROWS:
         task = get_spec(model_type).task
         new = score_model(challenger.evaluation, task, unseen)[metric]
-        old = score_model(load_version(model_type, champion), task, unseen)[metric]
+        old = score_model(registry.load_version(model_type, champion), task, unseen)[metric]
         _log_comparison(metric, new, old)
         rows = (
             f"the {len(unseen):,} holdout rows after champion v{champion}'s trained_until "
@@ -346,7 +340,7 @@ def _verdict(metric: str, new: float, old: float, champion: int, rows: str) -> t
     return False, f"{metric} {new:.4g} does not beat champion v{champion} ({old:.4g}) on {rows}"
 
 
-def _crown(client: MlflowClient, model_type: str, version: int, reason: str) -> tuple[bool, str]:
-    set_champion(client, model_type, version)
+def _crown(registry: Registry, model_type: str, version: int, reason: str) -> tuple[bool, str]:
+    registry.set_champion(model_type, version)
     logger.info("%s v%d is the new champion: %s", model_type, version, reason)
     return True, reason

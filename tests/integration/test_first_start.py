@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from api_server import DATA_CONFIG, api_env, running, start_api, start_mlflow
-from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import generate_records
 from bikecount.pipeline.store import daily_errors as daily_errors_table
 from bikecount.pipeline.store import last_day, open_store, read_predictions, read_table
-from bikecount.registry import list_versions
+from bikecount.registry import Registry
 from bikecount.stack.bootstrap import FULL_TRAINING_LOG, BackgroundWork, bootstrap
 from bikecount.stack.services import REGMODEL_APP
 
@@ -43,8 +42,8 @@ def test_background_work_fills_the_store_and_a_full_model_takes_over(tmp_path: P
             assert work.thread is not None
             work.thread.join(timeout=400)
             assert not work.thread.is_alive(), messages
-        client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
-        versions = list_versions(client, "gbm")
+        on_server = settings.model_copy(update={"mlflow_tracking_uri": mlflow.url})
+        versions = Registry(on_server).list_versions("gbm")
     assert work.failed == {}, (work.failed, (settings.logs_dir / FULL_TRAINING_LOG).read_text())
     champion = next(v for v in versions if v.champion)
     assert champion.version == 2 and not champion.test_mode

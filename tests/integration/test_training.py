@@ -29,7 +29,7 @@ from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.fingerprint import file_fingerprint
 from bikecount.models import get_spec, parse_params
 from bikecount.records import COORDINATES
-from bikecount.registry import CHAMPION, load_version
+from bikecount.registry import CHAMPION, Registry
 from bikecount.train import TrainRequest, TrainResult, train
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
     assert client.get_model_version(result.model_name, "1").run_id == result.run_id
     assert result.model_name == f"bikecount-{model_type}"
 
-    model = load_version(model_type, result.version)
+    model = Registry(settings).load_version(model_type, result.version)
     predictions = model.predict(raw_sample)
     assert predictions.shape == (len(raw_sample),)
     if model_type == "rf_class":
@@ -254,9 +254,11 @@ def test_the_registered_model_is_refitted_on_every_row(
     assert pd.Timestamp(evaluation_only.trained_until) < timestamps.max() - pd.Timedelta(days=13)
     last_days = raw[recent]
     truth = last_days["Comptage horaire"].astype(float).to_numpy()
-    refit_error = np.abs(load_version("rf", refitted.version).predict(last_days) - truth).mean()
+    refit_error = np.abs(
+        Registry(settings).load_version("rf", refitted.version).predict(last_days) - truth
+    ).mean()
     evaluation_error = np.abs(
-        load_version("rf", evaluation_only.version).predict(last_days) - truth
+        Registry(settings).load_version("rf", evaluation_only.version).predict(last_days) - truth
     ).mean()
     assert refit_error < 0.5 * evaluation_error
 

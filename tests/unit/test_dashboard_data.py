@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine
 from bikecount.config import Settings
 from bikecount.dashboard import api_client, charts, registry_view, states, store_queries
 from bikecount.pipeline.store import open_store, read_counts, write_audit
+from bikecount.registry import Registry
 
 DAYS = [date(2021, 6, 7), date(2021, 6, 8), date(2021, 6, 9)]
 COMING = date(2021, 6, 10)
@@ -149,15 +150,17 @@ def test_records_for_ask_the_model_follow_the_api_spelling() -> None:
     ]
 
 
-def test_unreachable_services_are_errors_not_empties() -> None:
+def test_unreachable_services_are_errors_not_empties(tmp_path: Path) -> None:
     import helpers
 
     (free_port,) = helpers.free_ports(1)
     with pytest.raises(api_client.ApiError, match="does not answer"):
         api_client.check_api(f"http://127.0.0.1:{free_port}")
-    with pytest.raises(registry_view.RegistryUnavailableError, match="does not answer"):
-        registry_view.check_mlflow(f"http://127.0.0.1:{free_port}")
-    registry_view.check_mlflow("sqlite:///local.db")  # a local store needs no server
+    down = Settings(_env_file=None, mlflow_tracking_uri=f"http://127.0.0.1:{free_port}")
+    with pytest.raises(registry_view.RegistryUnavailableError, match="cannot be reached"):
+        registry_view.check_mlflow(Registry(down))
+    local = Settings(_env_file=None, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'local.db'}")
+    registry_view.check_mlflow(Registry(local))  # a local store needs no server
 
 
 def test_states_say_what_to_run() -> None:

@@ -16,6 +16,7 @@ from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, legacy
 from bikecount.config import Settings
+from bikecount.registry import Registry
 
 MODEL_TYPES = (legacy.MODEL_TYPE,)
 
@@ -29,8 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Affluence (faible/forte) of records, from the `rf_class` champion.",
         lifespan=serving_lifespan,
     )
-    cache = ModelCache(settings, on_champion=champion_recorder(settings))
-    attach_state(app, ApiState(settings, cache, MODEL_TYPES))
+    registry = Registry(settings)
+    cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
+    attach_state(app, ApiState(settings, registry, cache, MODEL_TYPES))
     install_error_handling(app, settings.max_records)
     for module in (legacy, health):
         app.include_router(module.router)

@@ -1,4 +1,5 @@
-"""What route handlers receive: the settings, the model cache, the training jobs, write access.
+"""What route handlers receive: the settings, the registry, the model cache, the training jobs,
+write access.
 
 Each app keeps one :class:`ApiState` on ``app.state``; handlers take its parts through the
 ``Annotated`` aliases below, so tests and both apps share one wiring.
@@ -23,7 +24,7 @@ from bikecount.api.errors import UnauthorizedError
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.config import Settings
-from bikecount.registry import configure_tracking, quiet_mlflow
+from bikecount.registry import Registry, quiet_mlflow
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class ApiState:
     """Everything one API process holds: settings, cached models, and (RegModel) training jobs."""
 
     settings: Settings
+    registry: Registry
     cache: ModelCache
     model_types: tuple[str, ...]
     jobs: TrainingJobs | None = None
@@ -52,6 +54,10 @@ def get_settings(request: Request) -> Settings:
     return get_state(request).settings
 
 
+def get_registry(request: Request) -> Registry:
+    return get_state(request).registry
+
+
 def get_cache(request: Request) -> ModelCache:
     return get_state(request).cache
 
@@ -64,6 +70,7 @@ def get_jobs(request: Request) -> TrainingJobs:
 
 StateDep = Annotated[ApiState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 CacheDep = Annotated[ModelCache, Depends(get_cache)]
 JobsDep = Annotated[TrainingJobs, Depends(get_jobs)]
 
@@ -107,10 +114,14 @@ def configure_logging() -> None:
 
 @asynccontextmanager
 async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Point MLflow at the tracking server, and load existing champions in the background."""
+    """Point MLflow's run logging at the registry, and load existing champions in the background.
+
+    Lookups and loads go through the state's registry; the trainings ``/train`` runs log
+    through MLflow's fluent API, which ``use_for_runs`` points at the same server.
+    """
     state: ApiState = app.state.bikecount
     configure_logging()
-    configure_tracking(state.settings)
+    state.registry.use_for_runs()
     preload = threading.Thread(
         target=state.cache.preload, args=(state.model_types,), name="preload", daemon=True
     )

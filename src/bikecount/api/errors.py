@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bikecount.data.io import DataFileError
 from bikecount.models import HyperparameterError, UnknownModelTypeError
 from bikecount.records import RecordError, RecordIssue
-from bikecount.registry import ModelNotFoundError
+from bikecount.registry import ModelNotFoundError, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,8 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return exc.status_code, str(exc)
     if isinstance(exc, ModelNotFoundError):
         return 404, redact(str(exc))
+    if isinstance(exc, RegistryUnavailableError):
+        return 503, redact(str(exc))
     if isinstance(exc, RecordError | UnknownModelTypeError | HyperparameterError | DataFileError):
         return 422, redact(str(exc))
     if isinstance(exc, ValueError):
@@ -208,7 +210,7 @@ def install_error_handling(app: FastAPI, max_records: int) -> None:
     app.add_exception_handler(RecordError, _record_error)
     for kind in (UnknownModelTypeError, HyperparameterError, DataFileError):
         app.add_exception_handler(kind, _field_error)
-    for library_error in (ModelNotFoundError, MlflowException):
+    for library_error in (ModelNotFoundError, RegistryUnavailableError, MlflowException):
         app.add_exception_handler(library_error, _library_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes(max_records))

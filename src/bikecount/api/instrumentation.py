@@ -11,15 +11,13 @@ import time
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from mlflow.tracking import MlflowClient
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bikecount.api.routes import metrics
-from bikecount.config import Settings
 from bikecount.evaluate import HIGHER_IS_BETTER
 from bikecount.monitoring.metrics import record_champion, record_request
-from bikecount.registry import registered_name
+from bikecount.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +70,15 @@ def install_metrics(app: FastAPI) -> None:
     app.add_middleware(RequestMetricsMiddleware)
 
 
-def record_champion_of(client: MlflowClient, model_type: str, version: int) -> None:
+def record_champion_of(registry: Registry, model_type: str, version: int) -> None:
     """Set the champion gauges from the version's run: its holdout metrics.
 
     Never raises: the gauges are a view, serving goes on whatever MLflow answers.
     """
     try:
-        run_id = client.get_model_version(registered_name(model_type), str(version)).run_id
-        metrics = client.get_run(run_id).data.metrics if run_id else {}
+        name = registry.registered_name(model_type)
+        run_id = registry.client.get_model_version(name, str(version)).run_id
+        metrics = registry.get_run(run_id).data.metrics if run_id else {}
     except Exception as exc:  # MLflow down or the version gone: keep the version gauge at least
         logger.warning("champion metrics of %s v%d unavailable: %s", model_type, version, exc)
         metrics = {}
@@ -87,11 +86,10 @@ def record_champion_of(client: MlflowClient, model_type: str, version: int) -> N
     record_champion(model_type, version, holdout)
 
 
-def champion_recorder(settings: Settings) -> Callable[[str, int], None]:
+def champion_recorder(registry: Registry) -> Callable[[str, int], None]:
     """A :class:`~bikecount.api.model_cache.ModelCache` ``on_champion`` hook setting the gauges."""
 
     def record(model_type: str, version: int) -> None:
-        uri = settings.tracking_uri
-        record_champion_of(MlflowClient(tracking_uri=uri, registry_uri=uri), model_type, version)
+        record_champion_of(registry, model_type, version)
 
     return record

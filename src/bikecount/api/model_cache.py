@@ -17,18 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from mlflow.tracking import MlflowClient
-
 from bikecount.api.errors import ModelUnavailableError, NoModelError, redact
 from bikecount.config import Settings
-from bikecount.inference import choose_version, load_for_serving
+from bikecount.inference import load_for_serving
 from bikecount.models import get_spec
-from bikecount.registry import ModelNotFoundError
+from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_SECONDS = 2.0
 MAX_LOADED_MODELS = 8  # champions of four types, plus a few versions picked by metric
 
 Resolver = Callable[[str, str | None], int]
@@ -52,16 +48,6 @@ class _Selection:
     checked_at: float
 
 
-def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
-    """Whether the tracking server answers its health check; a local store is always there."""
-    if not uri.startswith(("http://", "https://")):
-        return True
-    try:
-        return httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def no_model_message(model_type: str, metric: str | None, reason: str) -> str:
     """The registry's reason, and for a missing champion how to train one over HTTP."""
     if metric is not None:
@@ -74,10 +60,11 @@ class ModelCache:
     """Thread-safe cache of served models; see the module docstring.
 
     Args:
-        settings: the tracking URI and the re-check interval.
+        settings: the re-check interval (and, with no ``registry``, the tracking URI).
+        registry: where versions are looked up and loaded from; default: the settings'.
         resolve: (model type, metric or None) -> version; default: the registry.
         load: (model type, version) -> fitted model; default: the registry.
-        probe: whether MLflow answers; default: its ``/health``.
+        probe: whether MLflow answers; default: the registry's ``/health`` check.
         on_champion: called with (model type, version) when a new champion is served, e.g. to
             set the Prometheus champion gauges.
     """
@@ -86,6 +73,7 @@ class ModelCache:
         self,
         settings: Settings,
         *,
+        registry: Registry | None = None,
         resolve: Resolver | None = None,
         load: Loader | None = None,
         probe: Callable[[], bool] | None = None,
@@ -93,9 +81,10 @@ class ModelCache:
         on_champion: Callable[[str, int], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry or Registry(settings)
         self._resolve = resolve or self._resolve_in_registry
-        self._load = load or load_for_serving
-        self._probe = probe or (lambda: probe_tracking_server(settings.tracking_uri))
+        self._load = load or self._load_from_registry
+        self._probe = probe or self.registry.is_reachable
         self._clock = clock
         self._on_champion = on_champion
         self._lock = threading.Lock()
@@ -103,10 +92,6 @@ class ModelCache:
         self._selections: dict[Key, _Selection] = {}
         self._models: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self.mlflow_reachable: bool | None = None
-
-    def client(self) -> MlflowClient:
-        uri = self.settings.tracking_uri
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def check_mlflow(self) -> bool:
         """Probe the tracking server now and remember the answer."""
@@ -210,11 +195,12 @@ class ModelCache:
         try:
             return self._resolve(model_type, metric)
         except ModelNotFoundError as exc:
-            # The registry helpers read "unreachable" as "no champion": ask the server again.
-            if previous is not None and not self.check_mlflow():
-                return self._fallback(key, previous)
             raise NoModelError(no_model_message(model_type, metric, str(exc))) from None
-        except Exception as exc:  # network and server errors of MLflow: serve what we have
+        except RegistryUnavailableError as exc:
+            logger.warning("registry lookup for %s failed: %s", model_type, redact(str(exc)))
+            self.mlflow_reachable = False
+            return self._fallback(key, previous)
+        except Exception as exc:  # anything else MLflow raises: serve what we have
             logger.warning("registry lookup for %s failed: %s", model_type, redact(str(exc)))
             self.mlflow_reachable = False
             return self._fallback(key, previous)
@@ -263,4 +249,7 @@ class ModelCache:
             return self._key_locks.setdefault(key, threading.Lock())
 
     def _resolve_in_registry(self, model_type: str, metric: str | None) -> int:
-        return choose_version(self.client(), model_type, metric=metric)
+        return self.registry.choose_version(model_type, metric=metric)
+
+    def _load_from_registry(self, model_type: str, version: int) -> Any:
+        return load_for_serving(self.registry, model_type, version)

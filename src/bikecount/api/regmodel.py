@@ -16,6 +16,7 @@ from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, models, monitor, predict, train
 from bikecount.config import Settings
 from bikecount.models import MODEL_TYPES
+from bikecount.registry import Registry
 
 DESCRIPTION = """
 Predict hourly bike counts at Paris counters, train and register models, and see what is served.
@@ -41,7 +42,8 @@ TAGS = [
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the RegModel API; settings come from ``BIKECOUNT_*`` variables when not given."""
     settings = settings or Settings()
-    cache = ModelCache(settings, on_champion=champion_recorder(settings))
+    registry = Registry(settings)
+    cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
     jobs = TrainingJobs(settings, on_success=lambda result: cache.invalidate(result.model_type))
     app = FastAPI(
         title="bikecount RegModel API",
@@ -50,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=serving_lifespan,
     )
-    attach_state(app, ApiState(settings, cache, MODEL_TYPES, jobs))
+    attach_state(app, ApiState(settings, registry, cache, MODEL_TYPES, jobs))
     install_error_handling(app, settings.max_records)
     for module in (predict, train, models, health, monitor):
         app.include_router(module.router)

@@ -21,8 +21,8 @@ from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
 from bikecount.registry import (
     ModelNotFoundError,
-    configure_tracking,
-    list_versions,
+    Registry,
+    RegistryUnavailableError,
     quiet_mlflow,
 )
 from bikecount.train import TrainRequest, TrainResult, train
@@ -33,6 +33,7 @@ USER_ERRORS = (
     DataFileError,
     RecordError,
     ModelNotFoundError,
+    RegistryUnavailableError,
     ValueError,
     MlflowException,
 )
@@ -217,13 +218,10 @@ def models_command(
 ) -> None:
     """List registered versions with their holdout metrics and the champion."""
     settings = Settings()
-    from mlflow.tracking import MlflowClient
-
     try:
         types = [model] if model else list(MODEL_TYPES)
-        configure_tracking(settings)
-        client = MlflowClient()
-        versions = [v for t in types for v in list_versions(client, t)]
+        registry = Registry(settings)
+        versions = [v for t in types for v in registry.list_versions(t)]
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:

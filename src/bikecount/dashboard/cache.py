@@ -11,12 +11,12 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine, create_engine
 
 from bikecount.config import Settings
 from bikecount.dashboard import api_client, registry_view, store_queries
 from bikecount.dashboard.config import DashboardConfig
+from bikecount.registry import Registry
 
 
 @st.cache_resource
@@ -32,8 +32,8 @@ def get_engine(db_url: str) -> Engine:
 
 
 @st.cache_resource
-def get_client(tracking_uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+def get_registry(tracking_uri: str) -> Registry:
+    return Registry(Settings().model_copy(update={"mlflow_tracking_uri": tracking_uri}))
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class Queries:
         return api_client.check_api(self.config.api_url)
 
     def check_mlflow(self) -> None:
-        registry_view.check_mlflow(self.config.tracking_uri)
+        registry_view.check_mlflow(get_registry(self.config.tracking_uri))
 
 
 def _summary(db_url: str) -> store_queries.StoreSummary:
@@ -122,7 +122,7 @@ def _audit(db_url: str) -> pd.DataFrame:
 
 
 def _model_versions(tracking_uri: str, model_type: str, ui_url: str | None) -> pd.DataFrame:
-    return registry_view.read_model_versions(get_client(tracking_uri), model_type, ui_url)
+    return registry_view.read_model_versions(get_registry(tracking_uri), model_type, ui_url)
 
 
 @lru_cache

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bikecount.config import Settings
 from bikecount.models import MODEL_TYPES
+from bikecount.registry import is_remote
 
 
 @dataclass(frozen=True)
@@ -50,4 +51,4 @@ class DashboardConfig:
     @property
     def mlflow_ui_url(self) -> str | None:
         """The MLflow UI (the tracking server itself), None for a local store."""
-        return self.tracking_uri if self.tracking_uri.startswith(("http://", "https://")) else None
+        return self.tracking_uri if is_remote(self.tracking_uri) else None

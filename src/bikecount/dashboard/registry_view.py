@@ -1,9 +1,9 @@
 """What the dashboard reads from the MLflow registry: versions, metrics, champion decisions.
 
-Versions come from :func:`bikecount.registry.list_versions`; what a version's run says about it
-(the champion decision and what the model knows) comes from the run's tags and parameters, read
-through MLflow's public client. Reachability is asked first, with a short timeout, because
-``list_versions`` reads an unreachable registry as an empty one.
+Versions come from :meth:`bikecount.registry.Registry.list_versions`; what a version's run says
+about it (the champion decision and what the model knows) comes from the run's tags and
+parameters. Reachability is asked first, with a short timeout, so that a page says "MLflow is
+down" within seconds rather than after MLflow's client has retried.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-import httpx
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.models import get_spec
-from bikecount.registry import list_versions, registered_name
+from bikecount.registry import Registry, RegistryUnavailableError
+
+__all__ = ["RegistryUnavailableError", "check_mlflow", "read_model_versions"]
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 # What a run records about the data its model knows (issue 9), shown where present.
@@ -25,34 +25,14 @@ KNOWN_DATA_KEYS = ("trained_until", "rows_fit")
 DECISION_TAG = "champion_decision"
 
 
-class RegistryUnavailableError(RuntimeError):
-    """The MLflow tracking server does not answer."""
-
-
-def is_remote(tracking_uri: str) -> bool:
-    return tracking_uri.startswith(("http://", "https://"))
-
-
-def check_mlflow(tracking_uri: str) -> None:
-    """Raise when an MLflow server at ``tracking_uri`` does not answer its health check.
-
-    A local store (SQLite, a folder) needs no server and always passes.
+def check_mlflow(registry: Registry) -> None:
+    """Raise at once when the registry's MLflow server does not answer (a local store always
+    does).
 
     Raises:
-        RegistryUnavailableError: naming the URI and how to start the server.
+        RegistryUnavailableError: naming the URI.
     """
-    if not is_remote(tracking_uri):
-        return
-    try:
-        response = httpx.get(
-            tracking_uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False
-        )
-    except httpx.HTTPError as exc:
-        raise RegistryUnavailableError(f"MLflow at {tracking_uri} does not answer ({exc})") from exc
-    if response.status_code != 200:
-        raise RegistryUnavailableError(
-            f"MLflow at {tracking_uri} answered its health check with {response.status_code}"
-        )
+    registry.check_reachable(HEALTH_TIMEOUT_SECONDS)
 
 
 def metric_columns(model_type: str) -> tuple[str, ...]:
@@ -61,7 +41,7 @@ def metric_columns(model_type: str) -> tuple[str, ...]:
 
 
 def read_model_versions(
-    client: MlflowClient, model_type: str, ui_url: str | None = None
+    registry: Registry, model_type: str, ui_url: str | None = None
 ) -> pd.DataFrame:
     """Every registered version of ``model_type``, newest first, with what decided its fate.
 
@@ -71,8 +51,8 @@ def read_model_versions(
         run_link and version_link into the MLflow UI.
     """
     rows = []
-    for info in list_versions(client, model_type):
-        run = client.get_run(info.run_id) if info.run_id else None
+    for info in registry.list_versions(model_type):
+        run = registry.get_run(info.run_id) if info.run_id else None
         tags = run.data.tags if run else {}
         params = run.data.params if run else {}
         row: dict[str, object] = {
@@ -96,5 +76,5 @@ def run_link(ui_url: str, experiment_id: str, run_id: str) -> str:
 
 
 def version_link(ui_url: str, model_type: str, version: int) -> str:
-    name = quote(registered_name(model_type))
+    name = quote(get_spec(model_type).registered_name)
     return f"{ui_url.rstrip('/')}/#/models/{name}/versions/{version}"

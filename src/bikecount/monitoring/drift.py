@@ -21,23 +21,15 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.evaluate import finite_metrics, score_model
 from bikecount.features import calendar_features
 from bikecount.fingerprint import file_fingerprint
-from bikecount.inference import load_model
 from bikecount.models import get_spec
 from bikecount.records import parse_records
-from bikecount.registry import (
-    ModelNotFoundError,
-    configure_tracking,
-    ensure_named_experiment,
-    list_versions,
-)
+from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -232,15 +224,16 @@ def score_champion(settings: Settings, model_type: str, current: pd.DataFrame) -
     labelled = current[current[TARGET].notna()] if TARGET in current.columns else current[:0]
     if labelled.empty:
         return ChampionScore(model_type, reason="the current data has no counts to score on")
+    registry = Registry(settings)
     try:
-        model, version = load_model(settings, model_type)
+        version = registry.choose_version(model_type)
+        model = registry.load_version(model_type, version)
         holdout = next(
-            (v.metrics for v in list_versions(MlflowClient(), model_type) if v.version == version),
-            {},
+            (v.metrics for v in registry.list_versions(model_type) if v.version == version), {}
         )
     except ModelNotFoundError as exc:
         return ChampionScore(model_type, reason=str(exc))
-    except (MlflowException, OSError) as exc:
+    except (RegistryUnavailableError, OSError) as exc:
         logger.warning("champion of %s not scored: %s", model_type, exc)
         return ChampionScore(model_type, reason=f"the registry could not be read: {exc}")
     metrics = score_model(model, get_spec(model_type).task, labelled)
@@ -328,8 +321,9 @@ def log_monitoring_run(
     settings: Settings, summary: DriftSummary, champion: ChampionScore, sources: dict[str, str]
 ) -> str:
     """Log the summary as metrics and the HTML report as an artifact; return the run id."""
-    configure_tracking(settings)
-    experiment_id = monitoring_experiment(settings)
+    registry = Registry(settings)
+    registry.use_for_runs()
+    experiment_id = monitoring_experiment(registry)
     metrics: dict[str, float] = {
         "drift_share": summary.drift_share,
         "drift_detected": float(summary.drift_detected),
@@ -352,6 +346,6 @@ def log_monitoring_run(
     return run.info.run_id
 
 
-def monitoring_experiment(settings: Settings) -> str:
+def monitoring_experiment(registry: Registry) -> str:
     """The id of the monitoring experiment, created like the training ones (see registry)."""
-    return ensure_named_experiment(settings, EXPERIMENT)
+    return registry.ensure_experiment(EXPERIMENT)

@@ -16,8 +16,6 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from bikecount.config import Settings
 from bikecount.data.io import write_records
@@ -34,7 +32,7 @@ from bikecount.monitoring.drift import decay_ratio as current_decay_ratio
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import last_day, open_store, read_counts, write_audit
 from bikecount.records import COUNT, to_raw_records
-from bikecount.registry import champion_trained_until, configure_tracking
+from bikecount.registry import Registry, RegistryUnavailableError, champion_trained_until
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +166,8 @@ def champion_window(
     left behind long ago. Without a champion (or an unreachable registry) it is the reference.
     """
     try:
-        configure_tracking(settings)
-        until = champion_trained_until(MlflowClient(), model_type)
-    except MlflowException as exc:
+        until = champion_trained_until(Registry(settings), model_type)
+    except RegistryUnavailableError as exc:
         logger.warning("champion's training window unknown, drift against reference: %s", exc)
         until = None
     if until is None:
@@ -333,8 +330,9 @@ def record(settings: Settings, result: RetrainResult, failure: str | None = None
 
 def log_decision(settings: Settings, result: RetrainResult) -> str:
     """One MLflow run per decision in the monitoring experiment; return its id."""
-    configure_tracking(settings)
-    experiment_id = monitoring_experiment(settings)
+    registry = Registry(settings)
+    registry.use_for_runs()
+    experiment_id = monitoring_experiment(registry)
     metrics = {
         "drift_share": result.drift_share,
         "drift_detected": float(result.drift_detected),

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.io import read_records
 from bikecount.data.prepare import prepare_datasets
@@ -32,7 +30,7 @@ from bikecount.pipeline.ingest import SYNTHETIC, ingest
 from bikecount.pipeline.predict import predict_day
 from bikecount.pipeline.store import last_day, open_store
 from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps
-from bikecount.registry import champion_version, list_versions
+from bikecount.registry import Registry
 from bikecount.stack.processes import StackError
 from bikecount.train import TrainRequest, TrainResult, train
 
@@ -93,10 +91,18 @@ def data_missing(settings: Settings) -> bool:
     return not all(settings.dataset_path(name).is_file() for name in DATASET_FILES)
 
 
-def types_without_champion(tracking_uri: str, model_types: Sequence[str]) -> list[str]:
-    """The model types with no champion registered on the tracking server at ``tracking_uri``."""
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    return [t for t in model_types if champion_version(client, t) is None]
+def server_settings(settings: Settings, tracking_uri: str) -> Settings:
+    """The stack's settings, pointed at its MLflow server."""
+    return settings.model_copy(update={"mlflow_tracking_uri": tracking_uri})
+
+
+def types_without_champion(registry: Registry, model_types: Sequence[str]) -> list[str]:
+    """The model types with no champion in ``registry``.
+
+    Raises:
+        RegistryUnavailableError: MLflow could not be asked (never read as "no champion").
+    """
+    return [t for t in model_types if registry.champion(t) is None]
 
 
 def bootstrap(
@@ -128,8 +134,9 @@ def bootstrap(
         except (OSError, ValueError) as exc:
             raise BootstrapError(f"could not prepare the data sets: {exc}") from exc
         report.data_prepared = True
+    on_server = server_settings(settings, tracking_uri)
     try:
-        missing = types_without_champion(tracking_uri, model_types)
+        missing = types_without_champion(Registry(on_server), model_types)
     except Exception as exc:  # MLflow answered /health but not the registry
         raise BootstrapError(f"could not list the models registered in MLflow: {exc}") from exc
     report.reused = [t for t in model_types if t not in missing]
@@ -139,9 +146,8 @@ def bootstrap(
         return report
     hooks.on_message(f"no model registered for {', '.join(missing)}: training first models")
     hooks.on_training(missing)
-    server_settings = settings.model_copy(update={"mlflow_tracking_uri": tracking_uri})
     for model_type in missing:
-        _train_first(model_type, server_settings, hooks, report)
+        _train_first(model_type, on_server, hooks, report)
     return report
 
 
@@ -186,12 +192,11 @@ class FullModel:
     metrics: dict[str, float]
 
 
-def types_with_test_mode_champion(tracking_uri: str, model_types: Sequence[str]) -> list[str]:
+def types_with_test_mode_champion(registry: Registry, model_types: Sequence[str]) -> list[str]:
     """The types whose champion is a test-mode (first, fast) model: those a full model replaces."""
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = []
     for model_type in model_types:
-        champion = next((v for v in list_versions(client, model_type) if v.champion), None)
+        champion = next((v for v in registry.list_versions(model_type) if v.champion), None)
         if champion is not None and champion.test_mode:
             found.append(model_type)
     return found
@@ -383,7 +388,8 @@ class BackgroundWork:
         filled: list[date] = []
         if self.settings.env == "dev" and store_is_empty(self.settings):
             filled = fill_store(self.settings, self.api_url, self.on_message)
-        pending = types_with_test_mode_champion(self.tracking_uri, self._ordered_types())
+        registry = Registry(server_settings(self.settings, self.tracking_uri))
+        pending = types_with_test_mode_champion(registry, self._ordered_types())
         if not pending:
             return
         log_path = self.settings.logs_dir / FULL_TRAINING_LOG

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from bikecount.api.deps import StateDep, WriteAccess
-from bikecount.api.errors import ModelUnavailableError, redact
+from bikecount.api.deps import RegistryDep, StateDep, WriteAccess
 from bikecount.api.schemas import ErrorPublic, ModelsPublic, ModelType, ReloadPublic, VersionPublic
-from bikecount.registry import list_versions
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", summary="Registered versions", responses={503: {"model": ErrorPublic}})
-def registered_models(state: StateDep, model_type: ModelType | None = None) -> ModelsPublic:
+def registered_models(
+    state: StateDep, registry: RegistryDep, model_type: ModelType | None = None
+) -> ModelsPublic:
     """Every registered version (of one type, or all), newest first, with holdout metrics."""
-    if not state.cache.check_mlflow():
-        uri = redact(state.settings.tracking_uri)
-        raise ModelUnavailableError(f"MLflow at {uri} cannot be reached")
-    client = state.cache.client()
+    registry.check_reachable()  # at once, before MLflow's client retries for minutes
     types = (model_type,) if model_type else state.model_types
-    versions = [VersionPublic(**v.as_dict()) for t in types for v in list_versions(client, t)]
+    versions = [VersionPublic(**v.as_dict()) for t in types for v in registry.list_versions(t)]
     return ModelsPublic(models=versions, count=len(versions))
 
 
