@@ -7,7 +7,10 @@ what the model expects (roadworks, a new cycle lane, a sensor drifting, a model 
 :func:`forecast_day` moves the model's forecast by that recent gap, in log1p space, where models
 learn counts:
 
-    log1p(forecast) = log1p(model) + shrink(weighted mean of log1p(count) - log1p(model))
+    log1p(forecast) = log1p(model) + counter gap + hour gap
+
+    counter gap = shrunk weighted mean of log1p(count) - log1p(model) over the counter's hours
+    hour gap    = shrunk weighted mean of what is left, over the counter's same hour of the day
 
 - Only hours before the forecast day are read: changing the counts of the day cannot change its
   forecast (what the backtest measures is what production can do).
@@ -48,6 +51,7 @@ class GapSettings:
     history_days: int = 7
     half_life_hours: float = 48.0
     shrink_hours: float = 24.0
+    hour_shrink_hours: float = 3.0
     max_factor: float = 3.0
     outage_hours: int = 24
 
@@ -57,6 +61,7 @@ class GapSettings:
             history_days=settings.forecast_history_days,
             half_life_hours=settings.forecast_half_life_hours,
             shrink_hours=settings.forecast_shrink_hours,
+            hour_shrink_hours=settings.forecast_hour_shrink_hours,
             max_factor=settings.forecast_max_factor,
             outage_hours=settings.outage_hours,
         )
@@ -72,10 +77,10 @@ def usable_history(history: pd.DataFrame, before: pd.Timestamp, gap: GapSettings
     return window[~outage_mask(window, gap.outage_hours).to_numpy()]
 
 
-def counter_gaps(
+def recent_gaps(
     history: pd.DataFrame, expected: np.ndarray, before: pd.Timestamp, gap: GapSettings
-) -> pd.Series:
-    """Per counter, the shrunk and capped recent gap log1p(count) - log1p(model).
+) -> tuple[pd.Series, pd.Series]:
+    """Per counter, and per counter and hour of the day, the recent gap to the model.
 
     Args:
         history: usable canonical records with counts (see :func:`usable_history`).
@@ -84,24 +89,34 @@ def counter_gaps(
         gap: window, weights, shrinkage and cap.
 
     Returns:
-        The gap of each counter with history, indexed by counter name.
+        (counter gap indexed by counter; hour gap indexed by (counter, hour)), in log1p units,
+        each shrunk towards zero; their sum is capped at ``log(max_factor)`` by the caller.
     """
     if history.empty:
-        return pd.Series(dtype=float)
+        return pd.Series(dtype=float), pd.Series(dtype=float)
     residual = np.log1p(history["count"].to_numpy(float)) - np.log1p(
         np.clip(np.asarray(expected, float), 0, None)
     )
     age_hours = (before - history["timestamp"]).dt.total_seconds().to_numpy() / 3600.0
     weight = 0.5 ** (age_hours / gap.half_life_hours)
-    frame = pd.DataFrame(
-        {"counter": history["counter"].to_numpy(), "wr": weight * residual, "w": weight}
-    )
+    counters = history["counter"].to_numpy()
+    frame = pd.DataFrame({"counter": counters, "wr": weight * residual, "w": weight})
     sums = frame.groupby("counter")[["wr", "w"]].sum()
     # Shrunk towards no gap by ``shrink_hours`` hours' worth of weight (an hour just before the
     # forecast weighs one): a counter with a few known hours barely moves.
-    gaps = sums["wr"] / (sums["w"] + gap.shrink_hours)
-    cap = np.log(gap.max_factor)
-    return gaps.clip(-cap, cap)
+    counter_gap = sums["wr"] / (sums["w"] + gap.shrink_hours)
+    left = residual - pd.Series(counters).map(counter_gap).to_numpy(float)
+    frame = pd.DataFrame(
+        {
+            "counter": counters,
+            "hour": history["timestamp"].dt.hour.to_numpy(),
+            "wr": weight * left,
+            "w": weight,
+        }
+    )
+    sums = frame.groupby(["counter", "hour"])[["wr", "w"]].sum()
+    hour_gap = sums["wr"] / (sums["w"] + gap.hour_shrink_hours)
+    return counter_gap, hour_gap
 
 
 def forecast_day(
@@ -130,13 +145,12 @@ def forecast_day(
     rows = pd.concat([grid[GRID_COLUMNS], known[GRID_COLUMNS]], ignore_index=True)
     predicted = np.clip(np.asarray(predict(rows), float), 0, None)
     base, expected = predicted[: len(grid)], predicted[len(grid) :]
-    gaps = counter_gaps(known, expected, before, gap)
-    shift = grid["counter"].map(gaps).fillna(0.0).to_numpy(float)
-    if len(gaps):
-        logger.debug(
-            "day-ahead gaps of %d counter(s) from %d hours: median %.3f",
-            len(gaps),
-            len(known),
-            float(np.median(gaps)),
-        )
+    counter_gap, hour_gap = recent_gaps(known, expected, before, gap)
+    shift = grid["counter"].map(counter_gap).fillna(0.0).to_numpy(float)
+    if len(hour_gap):
+        cells = pd.MultiIndex.from_arrays([grid["counter"], grid["timestamp"].dt.hour])
+        shift = shift + hour_gap.reindex(cells).fillna(0.0).to_numpy(float)
+    cap = np.log(gap.max_factor)
+    shift = np.clip(shift, -cap, cap)
+    logger.debug("day-ahead gaps of %d counter(s) from %d hours", len(counter_gap), len(known))
     return np.clip(np.expm1(np.log1p(base) + shift), 0, None)

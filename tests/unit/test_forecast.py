@@ -57,6 +57,16 @@ def test_a_counter_running_above_the_model_is_forecast_above_it() -> None:
     assert b == pytest.approx(np.full(24, 100.0), rel=1e-6)
 
 
+def test_an_hour_of_the_day_running_above_the_model_is_forecast_above_it() -> None:
+    week = hours(DAY - pd.Timedelta(days=7), 7, "a", 100.0)
+    evening = week["timestamp"].dt.hour >= 18
+    week.loc[evening, "count"] = 200.0  # evenings run at twice the model, the rest on it
+    forecast = forecast_day(flat_model, grid("a"), week, GAP)
+    hour = grid("a")["timestamp"].dt.hour.to_numpy()
+    assert forecast[hour >= 18].min() > 150
+    assert forecast[hour < 18].max() < forecast[hour >= 18].min()
+
+
 def test_recent_hours_weigh_more_than_old_ones() -> None:
     start = DAY - pd.Timedelta(days=7)
     low_then_high = pd.concat(
