@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -35,7 +36,7 @@ from bikecount.evaluate import (
     split_holdout,
 )
 from bikecount.fingerprint import file_fingerprint
-from bikecount.models import build_model, get_spec, parse_params
+from bikecount.models import ModelSpec, build_model, get_spec, parse_params
 from bikecount.records import parse_records, to_raw_records
 from bikecount.registry import Registry, trained_until
 
@@ -96,9 +97,7 @@ def train(
     """
     stage = on_stage or (lambda message: logger.info(message))
     started = time.perf_counter()
-    spec = get_spec(request.model_type)
-    params = parse_params(request.model_type, request.hyperparams, fast=request.test_mode)
-    path = resolve_data_source(request.data_source, settings, test_mode=request.test_mode)
+    spec, params, path = validate_train_request(request, settings)
 
     stage(f"reading {path}")
     parsed = parse_records(read_records(path), require_count=True)
@@ -155,6 +154,33 @@ def train(
         drop_reasons=parsed.drop_reasons(),
         duration_seconds=round(time.perf_counter() - started, 2),
     )
+
+
+class EnvUnavailableError(ValueError):
+    """This installation cannot store runs of the requested env (prod without its bucket)."""
+
+
+def validate_train_request(
+    request: TrainRequest, settings: Settings
+) -> tuple[ModelSpec, BaseModel, Path]:
+    """Every check of a training request that can fail before any work, in one place: the
+    model type, the hyperparameters, the env and the data file (``POST /train`` runs it before
+    it accepts a job; ``train()`` runs it first).
+
+    Returns:
+        The model type's spec, the parsed hyperparameters and the data file.
+
+    Raises:
+        UnknownModelTypeError, HyperparameterError, EnvUnavailableError, DataFileError.
+    """
+    spec = get_spec(request.model_type)
+    params = parse_params(request.model_type, request.hyperparams, fast=request.test_mode)
+    try:
+        settings.check_env(request.env)
+    except ValueError as exc:
+        raise EnvUnavailableError(str(exc)) from None
+    path = resolve_data_source(request.data_source, settings, test_mode=request.test_mode)
+    return spec, params, path
 
 
 def fit_records(

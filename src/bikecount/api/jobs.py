@@ -25,11 +25,16 @@ from bikecount.api.errors import (
 )
 from bikecount.api.schemas import JobError, JobPublic, JobStatus, TrainPublic, TrainRequestBody
 from bikecount.config import DATASET_FILES, Settings
-from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
-from bikecount.models import HyperparameterError, get_spec, parse_params
+from bikecount.models import HyperparameterError, get_spec
 from bikecount.monitoring.metrics import record_training_finished, record_training_started
-from bikecount.train import TrainRequest, TrainResult, train
+from bikecount.train import (
+    EnvUnavailableError,
+    TrainRequest,
+    TrainResult,
+    train,
+    validate_train_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,36 +43,37 @@ Trainer = Callable[..., TrainResult]
 
 
 def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequest:
-    """Check a training request before anything starts, and make the library's request of it.
+    """Make the library's request of a body and check it before anything starts: the API's own
+    rule (paths stay inside the data folder), then ``train()``'s checks
+    (:func:`~bikecount.train.validate_train_request`), each error on the field at fault.
 
     Raises:
         InvalidFieldError: the field at fault and why (hyperparameters, data source, env).
     """
-    env = body.env or settings.env
-    try:
-        settings.check_env(env)
-    except ValueError as exc:
-        raise InvalidFieldError("env", f"this server cannot train for it: {exc}") from None
-    try:
-        parse_params(body.model_type, body.hyperparams, fast=body.test_mode)
-    except HyperparameterError as exc:
-        raise InvalidFieldError("hyperparams", str(exc)) from None
     source = body.data_source
     try:
         if source not in DATASET_FILES:
             source = str(path_inside_data_dir(source, settings))
-        resolve_data_source(source, settings, test_mode=body.test_mode)
-    except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
+    except OSError as exc:  # e.g. a name too long
         raise InvalidFieldError("data_source", str(exc)) from None
-    return TrainRequest(
+    request = TrainRequest(
         model_type=body.model_type,
         data_source=source,
-        env=env,
+        env=body.env or settings.env,
         hyperparams=dict(body.hyperparams),
         test_mode=body.test_mode,
         holdout_from=body.holdout_from,
         refit=body.refit,
     )
+    try:
+        validate_train_request(request, settings)
+    except EnvUnavailableError as exc:
+        raise InvalidFieldError("env", f"this server cannot train for it: {exc}") from None
+    except HyperparameterError as exc:
+        raise InvalidFieldError("hyperparams", str(exc)) from None
+    except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
+        raise InvalidFieldError("data_source", str(exc)) from None
+    return request
 
 
 def path_inside_data_dir(source: str, settings: Settings) -> Path:

@@ -20,7 +20,7 @@ from bikecount.monitoring.drift import (
     run_monitoring,
 )
 from bikecount.records import RecordError
-from bikecount.registry import quiet_mlflow
+from bikecount.registry import RegistryUnavailableError, quiet_mlflow
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
@@ -66,6 +66,8 @@ def monitor_command(
         fail(str(exc))
     except MlflowException as exc:
         fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
+    except RegistryUnavailableError as exc:
+        fail(str(exc), hint="start it with `bikecount up`, or unset BIKECOUNT_MLFLOW_TRACKING_URI")
     if as_json:
         print_json(result.as_dict())
         return

@@ -3,7 +3,8 @@
 :func:`compute_drift` runs Evidently's ``DataDriftPreset`` on the model's input features (counter
 and calendar features, built by the one feature module) and on the target when both sides carry
 it. :func:`score_champion` scores the champion on the labelled current records, next to its holdout
-metrics. :func:`run_monitoring` does both on files, writes the HTML report and logs an MLflow run.
+metrics. :func:`run_monitoring` does both on files or frames, writes the HTML report and logs an
+MLflow run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import mlflow
 import numpy as np
@@ -23,12 +24,12 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
 from bikecount.config import Settings
-from bikecount.data.io import read_records
+from bikecount.data.io import DataFileError, read_records
 from bikecount.evaluate import finite_metrics, score_model
 from bikecount.features import calendar_features
 from bikecount.fingerprint import file_fingerprint
 from bikecount.models import get_spec
-from bikecount.records import parse_records
+from bikecount.records import RecordError, parse_records
 from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -275,23 +276,56 @@ def read_canonical(path: Path) -> pd.DataFrame:
     return parsed.frame
 
 
-def run_monitoring(
-    settings: Settings, reference_path: Path, current_path: Path, model_type: str = "gbm"
-) -> MonitoringResult:
-    """Read both files, compute drift, score the champion, write the report, log to MLflow.
+class MonitoringDataError(ValueError):
+    """One side of a comparison cannot be used; ``side`` says which (reference or current)."""
+
+    def __init__(self, side: str, message: str) -> None:
+        super().__init__(message)
+        self.side = side
+
+
+MonitoringData: TypeAlias = Path | pd.DataFrame
+
+
+def monitoring_input(side: str, data: MonitoringData) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One side's canonical records and what to record about where they came from.
+
+    A path is read (invalid rows dropped) and fingerprinted; a frame is canonical records
+    already read, such as those of a request body.
 
     Raises:
-        DataFileError: a file is missing or unreadable. ValueError: a side has no valid records.
+        MonitoringDataError: the file is missing, unreadable or not in the export format.
     """
-    sources = {
-        "reference": str(reference_path),
-        "reference_fingerprint": file_fingerprint(Path(reference_path)),
-        "current": str(current_path),
-        "current_fingerprint": file_fingerprint(Path(current_path)),
-    }
-    return monitor_frames(
-        settings, read_canonical(reference_path), read_canonical(current_path), model_type, sources
-    )
+    if isinstance(data, pd.DataFrame):
+        return data, {side: f"request body ({len(data):,} records)"}
+    path = Path(data)
+    try:
+        frame = read_canonical(path)
+        fingerprint = file_fingerprint(path)
+    except (DataFileError, RecordError, OSError) as exc:
+        raise MonitoringDataError(side, str(exc)) from exc
+    return frame, {side: str(path), f"{side}_fingerprint": fingerprint}
+
+
+def run_monitoring(
+    settings: Settings,
+    reference: MonitoringData,
+    current: MonitoringData,
+    model_type: str = "gbm",
+) -> MonitoringResult:
+    """Compute drift, score the champion, write the report and log to MLflow, on files or on
+    canonical frames (each side either).
+
+    Raises:
+        MonitoringDataError: a side cannot be read, or has no valid records (its ``side``).
+    """
+    reference_frame, sources = monitoring_input("reference", reference)
+    current_frame, current_sources = monitoring_input("current", current)
+    sources.update(current_sources)
+    for side, frame in (("reference", reference_frame), ("current", current_frame)):
+        if frame.empty:
+            raise MonitoringDataError(side, f"the {side} data has no valid records to compare")
+    return monitor_frames(settings, reference_frame, current_frame, model_type, sources)
 
 
 def monitor_frames(
@@ -301,7 +335,8 @@ def monitor_frames(
     model_type: str,
     sources: dict[str, str],
 ) -> MonitoringResult:
-    """:func:`run_monitoring` on canonical frames already read (the API's records in a body)."""
+    """:func:`run_monitoring` on canonical frames, with the sources already described (the
+    retraining pipeline compares windows of the store)."""
     started = time.perf_counter()
     summary = compute_drift(reference, current, settings)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

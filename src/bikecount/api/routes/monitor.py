@@ -6,20 +6,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bikecount.api.deps import SettingsDep, WriteAccess
 from bikecount.api.errors import InvalidFieldError, TooManyRecordsError
 from bikecount.api.jobs import path_inside_data_dir
+from bikecount.api.routes.predict import records_frame
 from bikecount.api.schemas import EXAMPLE_RECORD, DataSource, ErrorPublic, ModelType, Record
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import DataFileError
-from bikecount.fingerprint import file_fingerprint
 from bikecount.monitoring import metrics
-from bikecount.monitoring.drift import MonitoringResult, monitor_frames, read_canonical
+from bikecount.monitoring.drift import (
+    MonitoringData,
+    MonitoringDataError,
+    MonitoringResult,
+    run_monitoring,
+)
 from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
@@ -124,23 +128,18 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         raise TooManyRecordsError(
             f"{len(body.records):,} records; at most {settings.monitor_max_records:,} per request"
         )
-    reference_path = data_file("reference", body.reference, settings)
-    sources = {"reference": str(reference_path)}
-    sources["reference_fingerprint"] = file_fingerprint(reference_path)
+    current: MonitoringData
     if body.records is not None:
-        current = require_valid(pd.DataFrame(body.records))
-        sources["current"] = f"request body ({len(current):,} records)"
+        # Read as /predict reads them: each record in either spelling.
+        current = require_valid(records_frame(body.records))
     else:
-        current_path = data_file("current", body.current or "current", settings)
-        sources["current"] = str(current_path)
-        sources["current_fingerprint"] = file_fingerprint(current_path)
-        current = read_canonical(current_path)
+        current = data_file("current", body.current or "current", settings)
+    reference = data_file("reference", body.reference, settings)
     try:
-        result = monitor_frames(
-            settings, read_canonical(reference_path), current, body.model_type, sources
-        )
-    except ValueError as exc:  # a side without valid records
-        raise InvalidFieldError("records" if body.records else "current", str(exc)) from None
+        result = run_monitoring(settings, reference, current, body.model_type)
+    except MonitoringDataError as exc:
+        field = "records" if body.records is not None and exc.side == "current" else exc.side
+        raise InvalidFieldError(field, str(exc)) from None
     publish_drift(result)
     return MonitorPublic.model_validate(result.as_dict())
 
