@@ -168,11 +168,18 @@ def test_rf_class_predictions_carry_labels(
     assert served["labels"] == [("faible", "forte")[int(p)] for p in served["predictions"]]
 
 
-def test_unknown_counter_is_predicted(api: httpx.Client, champions: dict[str, int]) -> None:
-    record = {COUNTER: "999 rue Inconnue N-S", TIMESTAMP: "2020-12-01T08:00:00+01:00"}
-    record[COORDINATES] = "48.8566,2.3522"
-    served = predict(api, [record])
-    assert served["count"] == 1 and served["predictions"][0] >= 0
+def test_unknown_counter_is_predicted_as_the_nearest_known_one(
+    stack: Stack, api: httpx.Client, champions: dict[str, int]
+) -> None:
+    """The promise is the nearest known counter's prediction (not merely a count >= 0, which
+    the clip in inference.py guarantees whatever the model does)."""
+    known = stack.current.iloc[0]
+    # Where a known counter stands, under a name no model has seen: that counter is the nearest.
+    place = {COORDINATES: str(known[COORDINATES]), TIMESTAMP: "2020-12-01T08:00:00+01:00"}
+    records = [{COUNTER: str(known[COUNTER]), **place}, {COUNTER: "999 rue Inconnue N-S", **place}]
+    served = predict(api, records)
+    assert served["count"] == 2
+    assert served["predictions"][1] == pytest.approx(served["predictions"][0], rel=1e-9)
 
 
 @pytest.mark.parametrize(
