@@ -180,6 +180,7 @@ def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> 
                 "forecast_history_days": settings.forecast_history_days,
                 "forecast_half_life_hours": settings.forecast_half_life_hours,
                 "forecast_shrink_hours": settings.forecast_shrink_hours,
+                "forecast_hour_shrink_hours": settings.forecast_hour_shrink_hours,
                 "forecast_max_factor": settings.forecast_max_factor,
             }
         )

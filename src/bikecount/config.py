@@ -44,11 +44,11 @@ class Settings(BaseSettings):
     # Day-ahead forecasts move the model by each counter's recent gap to the counts (see
     # bikecount.forecast): over these days, weighted by this half-life, shrunk by this many
     # hours' worth of weight, and never by more than this factor either way.
-    forecast_history_days: int = Field(default=7, ge=1, le=60)
+    forecast_history_days: int = Field(default=14, ge=1, le=60)
     forecast_half_life_hours: float = Field(default=48.0, gt=0)
     forecast_shrink_hours: float = Field(default=24.0, ge=0)
     # ... then by each counter's gap at the same hour of the day, shrunk by this much weight.
-    forecast_hour_shrink_hours: float = Field(default=3.0, ge=0)
+    forecast_hour_shrink_hours: float = Field(default=2.0, ge=0)
     forecast_max_factor: float = Field(default=3.0, ge=1)
     test_sample_rows: int = Field(default=1000, ge=10)
     open_data_url: str = (

@@ -48,10 +48,10 @@ GRID_COLUMNS = ["counter", "timestamp", "lat", "lon"]
 class GapSettings:
     """How the recent gap between counts and model is measured (from :class:`Settings`)."""
 
-    history_days: int = 7
+    history_days: int = 14
     half_life_hours: float = 48.0
     shrink_hours: float = 24.0
-    hour_shrink_hours: float = 3.0
+    hour_shrink_hours: float = 2.0
     max_factor: float = 3.0
     outage_hours: int = 24
 

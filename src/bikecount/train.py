@@ -122,6 +122,12 @@ def train(
             refit_params = deployment_params(request.model_type, params, evaluation)
             deployed = fit_records(request.model_type, refit_params, parsed.frame, settings)
             fitted = parsed.frame
+            changed = {
+                f"refit_{name}": value
+                for name, value in refit_params.model_dump().items()
+                if value != getattr(params, name)
+            }
+            mlflow.log_params(changed)  # e.g. refit_epochs: the epochs nn's early stopping chose
         trained_until = fitted["timestamp"].max().isoformat()
         mlflow.log_params(
             {"refit": request.refit, "rows_fit": len(fitted), "trained_until": trained_until}
