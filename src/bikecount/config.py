@@ -95,9 +95,9 @@ class Settings(BaseSettings):
     pipeline_test_mode: bool = False
     # Retrain when drift is detected and the champion's R² on recent data falls below this.
     retrain_r2_threshold: float = 0.6
-    # Retrain, whatever the drift, when the champion's RMSE on the recent days is at least this
-    # many times its holdout RMSE (model decay).
-    retrain_decay_ratio: float = Field(default=1.25, gt=1)
+    # Retrain, whatever the drift, when the champion's error share (1 - R²) on the recent days
+    # is at least this many times its holdout's (model decay).
+    retrain_decay_ratio: float = Field(default=2.0, gt=1)
     # `bikecount up --airflow`: Airflow's home (config, SQLite metadata, task logs) and UI port.
     airflow_home: Path = Path("airflow_home")
     airflow_port: int = Field(default=8081, ge=1, le=65535)

@@ -109,7 +109,7 @@ def test_too_many_rejected_rows_fail_the_check() -> None:
 
 
 def monitoring(
-    share_drifted: bool, counts_drifted: bool, r2: float | None, rmse_ratio: float = 1.0
+    share_drifted: bool, counts_drifted: bool, r2: float | None, error_ratio: float | None = None
 ) -> MonitoringResult:
     drift = DriftSummary(
         drift_detected=share_drifted or counts_drifted,
@@ -121,9 +121,13 @@ def monitoring(
         share_threshold=0.5,
         target_drift={"drifted": counts_drifted, "score": 0.01},
     )
-    metrics = None if r2 is None else {"r2": r2, "rmse": 40.0 * rmse_ratio}
+    metrics = None if r2 is None else {"r2": r2}
+    holdout = None
+    if error_ratio is not None:
+        # The holdout missed 10% of the variance; the recent data ``error_ratio`` times as much.
+        metrics, holdout = {"r2": 1 - 0.1 * error_ratio}, {"r2": 0.9}
     champion = ChampionScore(
-        "gbm", version=3, rows=10, metrics_current=metrics, metrics_holdout={"rmse": 40.0}
+        "gbm", version=3, rows=10, metrics_current=metrics, metrics_holdout=holdout
     )
     return MonitoringResult(drift, champion, "run", {}, 0.0)
 
@@ -150,19 +154,19 @@ def test_the_decision_needs_drift_and_a_weak_champion_unless_forced(
 @pytest.mark.parametrize(
     ("share", "counts", "ratio", "retrain", "starts"),
     [
-        (False, False, 1.6, True, "champion decayed: champion R² 0.900"),  # decay, no drift
-        (True, True, 1.3, True, "champion decayed: "),
-        (False, False, 1.2, False, "no drift: "),  # worse, but not clearly
-        (True, True, 1.2, False, "drift detected but champion holds"),
+        (False, False, 5.0, True, "champion decayed: champion R² 0.500"),  # decay, no drift
+        (True, True, 2.5, True, "champion decayed: "),
+        (False, False, 1.5, False, "no drift: "),  # worse, but not clearly
+        (True, True, 1.5, False, "drift detected but champion holds"),
     ],
 )
 def test_a_decayed_champion_is_retrained_whatever_the_drift(
     share: bool, counts: bool, ratio: float, retrain: bool, starts: str
 ) -> None:
-    decision = decide(monitoring(share, counts, 0.9, ratio), 0.6, False, decay_ratio=1.25)
+    decision = decide(monitoring(share, counts, None, ratio), 0.6, False, decay_ratio=2.0)
     assert decision.retrain is retrain
     assert decision.reason.startswith(starts)
-    assert f"recent RMSE {ratio:.2f}× its holdout RMSE (decay at 1.25×)" in decision.reason
+    assert f"recent error share 1-R² {ratio:.2f}× its holdout's (decay at 2.00×)" in decision.reason
 
 
 def test_a_retrain_result_survives_the_trip_through_xcom() -> None:

@@ -45,8 +45,9 @@ def monitor_command(
     (BIKECOUNT_DRIFT_SHARE_THRESHOLD, BIKECOUNT_DRIFT_METHOD, BIKECOUNT_DRIFT_COLUMN_THRESHOLD).
     The data drifted when the share of drifted columns reaches its threshold (seasonal columns
     differ between any two periods, so one column is not enough) or when the counts themselves
-    drifted. The champion decayed when its RMSE on the current data is at least
-    BIKECOUNT_RETRAIN_DECAY_RATIO times its holdout RMSE. The retraining pipeline uses both rules.
+    drifted. The champion decayed when its error share (1 - R²) on the current data is at
+    least BIKECOUNT_RETRAIN_DECAY_RATIO times its holdout's. The retraining pipeline uses both
+    rules.
     """
     quiet_mlflow()
     settings = Settings()
@@ -127,7 +128,7 @@ def print_champion(champion: ChampionScore) -> None:
         limit = Settings().retrain_decay_ratio
         words = "[bold red]decayed[/]" if ratio >= limit else "[green]holds[/]"
         console.print(
-            f"champion {words}: RMSE on current data {ratio:.2f}× its holdout RMSE "
+            f"champion {words}: error share 1-R² on current data {ratio:.2f}× its holdout's "
             f"(decay at {limit:.2f}×)"
         )
 

@@ -199,19 +199,21 @@ class ChampionScore:
 
 
 def decay_ratio(champion: ChampionScore) -> float | None:
-    """The champion's RMSE on the recent data over its holdout RMSE (None when either is unknown).
+    """How many times the champion's recent error share is its holdout's (None: unknown).
 
-    Model decay: above 1, the champion does worse now than when it was chosen.
+    The error share is 1 - R², the part of the counts' variance the model misses: scale-free,
+    so a quiet August (low counts, low RMSE) does not hide a champion that no longer follows
+    the traffic. Above 1, the champion does worse now than when it was chosen.
     """
-    recent = (champion.metrics_current or {}).get("rmse")
-    holdout = (champion.metrics_holdout or {}).get("rmse")
-    if recent is None or not holdout:
+    recent = (champion.metrics_current or {}).get("r2")
+    holdout = (champion.metrics_holdout or {}).get("r2")
+    if recent is None or holdout is None:
         return None
-    return float(recent) / float(holdout)
+    return (1.0 - float(recent)) / max(1.0 - float(holdout), 1e-6)
 
 
 def has_decayed(champion: ChampionScore, max_ratio: float) -> bool:
-    """Whether the champion's recent RMSE is clearly worse than its holdout's (``max_ratio``)."""
+    """Whether the champion's recent error share is clearly worse than its holdout's."""
     ratio = decay_ratio(champion)
     return ratio is not None and ratio >= max_ratio
 

@@ -81,13 +81,13 @@ class RetrainResult:
 
 
 def decide(
-    monitoring: MonitoringResult, threshold: float, force: bool, decay_ratio: float = 1.25
+    monitoring: MonitoringResult, threshold: float, force: bool, decay_ratio: float = 2.0
 ) -> RetrainDecision:
     """Retrain when forced, when the champion decayed, or on drift with a weak champion.
 
-    - Decay, whatever the drift: the champion's RMSE on the recent data is at least
-      ``decay_ratio`` times its holdout RMSE. Drift against a fixed past can stop showing while
-      the champion falls behind the latest weeks.
+    - Decay, whatever the drift: the champion's error share (1 - R²) on the recent data is at
+      least ``decay_ratio`` times its holdout's. Drift against a fixed past can stop showing
+      while the champion falls behind the latest weeks.
     - Drift (see :class:`~bikecount.monitoring.drift.DriftSummary`) and the champion's recent R²
       below ``threshold``, or no champion to defend.
     """
@@ -104,7 +104,9 @@ def decide(
         else f"champion not scored: {champion.reason or 'no R²'}"
     )
     if ratio is not None:
-        score_words += f", recent RMSE {ratio:.2f}× its holdout RMSE (decay at {decay_ratio:.2f}×)"
+        score_words += (
+            f", recent error share 1-R² {ratio:.2f}× its holdout's (decay at {decay_ratio:.2f}×)"
+        )
     if force:
         return RetrainDecision(True, f"forced; {drift_words}; {score_words}")
     if has_decayed(champion, decay_ratio):
