@@ -39,6 +39,7 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_TIMEOUT = 1800
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class StandInError(RuntimeError):
@@ -79,9 +80,7 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
         text = path.read_text()
         for stanza in re.split(r"\n\s*\n", text):
             fields = dict(re.findall(r"^(\w[\w-]*):\s*(.+)$", stanza, re.MULTILINE))
-            if SUITE in fields.get("Suites", "").split() and "main" in fields.get(
-                "Components", ""
-            ):
+            if SUITE in fields.get("Suites", "").split() and "main" in fields.get("Components", ""):
                 return fields["URIs"].split()[0]
         for line in text.splitlines():
             words = re.sub(r"\[[^]]*\]", "", line).split()
@@ -281,7 +280,7 @@ class StandIns:
                 docker(
                     "import",
                     "--change", f"LABEL {LABEL}={digest}",
-                    "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "--change", f"ENV PATH={PATH}",
                     "--change", 'CMD ["bash"]',
                     "-", DEBIAN_TAG,
                     stdin=tar.stdout, timeout=BUILD_TIMEOUT,

@@ -21,6 +21,7 @@ from rich.text import Text
 from bikecount.cli.console import console, err_console, fail
 from bikecount.config import Settings
 from bikecount.data.io import read_records
+from bikecount.monitoring.alerting import receiver_kinds, write_alertmanager_config
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
 from bikecount.stack import (
     BootstrapHooks,
@@ -37,12 +38,16 @@ from bikecount.stack import (
 from bikecount.stack.services import (
     AIRFLOW,
     AIRFLOW_INSTALL_HINT,
+    ALERTMANAGER,
+    ALERTMANAGER_INSTALL_HINT,
     CLASSMODEL,
     MLFLOW,
     PROMETHEUS,
     PROMETHEUS_INSTALL_HINT,
     REGMODEL,
     ServiceSpec,
+    alertmanager_config_file,
+    alertmanager_program,
     dags_folder,
     write_prometheus_config,
 )
@@ -53,6 +58,7 @@ SERVICE_STYLES = {
     REGMODEL: "green",
     CLASSMODEL: "magenta",
     PROMETHEUS: "yellow",
+    ALERTMANAGER: "red",
     AIRFLOW: "blue",
 }
 PREFIX_WIDTH = max(len(name) for name in SERVICE_STYLES)
@@ -147,6 +153,9 @@ def print_ready(
         lines.append(f"[bold]ClassModel API[/]   {by_name[CLASSMODEL].url}  (legacy)")
     if PROMETHEUS in by_name:
         lines.append(f"[bold]Prometheus[/]       {by_name[PROMETHEUS].url}  (alerts: /alerts)")
+    if ALERTMANAGER in by_name:
+        kinds = ", ".join(receiver_kinds(settings)) or "no receiver set: shown here only"
+        lines.append(f"[bold]Alertmanager[/]     {by_name[ALERTMANAGER].url}  (alerts to {kinds})")
     if AIRFLOW in by_name:
         lines.append(
             f"[bold]Airflow UI[/]       {by_name[AIRFLOW].url}  (DAGs start paused: unpause "
@@ -227,10 +236,16 @@ def up_command(
     monitoring: Annotated[
         bool,
         typer.Option(
-            "--monitoring", help="Also start Prometheus (if installed) scraping the APIs' /metrics."
+            "--monitoring",
+            help="Also start Prometheus (if installed) scraping the APIs' /metrics, and "
+            "Alertmanager (if installed) delivering its alerts.",
         ),
     ] = False,
     prometheus_port: Annotated[int, typer.Option(help="Prometheus port.")] = 9090,
+    alertmanager_port: Annotated[
+        int | None,
+        typer.Option(help="Alertmanager port (default 9093, or BIKECOUNT_ALERTMANAGER_PORT)."),
+    ] = None,
     airflow: Annotated[
         bool,
         typer.Option(
@@ -261,6 +276,7 @@ def up_command(
         settings = Settings()
     except ValidationError as exc:
         fail(f"invalid settings: {exc}")
+    prometheus = monitoring_available() if monitoring else False
     options = StackOptions.from_settings(
         settings,
         host=host,
@@ -269,15 +285,19 @@ def up_command(
         classmodel_port=classmodel_port,
         legacy=legacy,
         reload=reload,
-        monitoring=monitoring_available() if monitoring else False,
+        monitoring=prometheus,
         prometheus_port=prometheus_port,
         airflow=airflow,
         airflow_port=airflow_port,
+        alertmanager=alertmanager_available() if prometheus else False,
+        alertmanager_port=alertmanager_port,
         bootstrap=not no_bootstrap,
         health_timeout=timeout,
     )
     if options.monitoring:
         write_prometheus_config(settings, plan_services(settings, options))
+    if options.monitoring and options.alertmanager:
+        write_alertmanager_config(settings, alertmanager_config_file(settings))
     if options.airflow:
         check_airflow()
     try:
@@ -317,6 +337,17 @@ def monitoring_available() -> bool:
         f"[yellow]--monitoring: no prometheus on PATH[/] ({PROMETHEUS_INSTALL_HINT}); "
         "starting without it. /metrics is served anyway; `docker compose --profile monitoring "
         "up` runs Prometheus and Grafana in containers."
+    )
+    return False
+
+
+def alertmanager_available() -> bool:
+    """Whether Alertmanager is on PATH; if not, say how to get it (the stack starts anyway)."""
+    if alertmanager_program() is not None:
+        return True
+    err_console.print(
+        f"[yellow]--monitoring: no Alertmanager on PATH[/] ({ALERTMANAGER_INSTALL_HINT}); "
+        "Prometheus fires its alerts, and they reach nobody."
     )
     return False
 

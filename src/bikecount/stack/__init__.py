@@ -103,6 +103,8 @@ class StackOptions:
     prometheus_port: int = 9090
     airflow: bool = False
     airflow_port: int = 8081
+    alertmanager: bool = False
+    alertmanager_port: int = 9093
     bootstrap: bool = True
     health_timeout: float = 120.0
     grace_seconds: float = 10.0
@@ -116,6 +118,7 @@ class StackOptions:
             "api_port": settings.api_port,
             "classmodel_port": settings.classmodel_port,
             "airflow_port": settings.airflow_port,
+            "alertmanager_port": settings.alertmanager_port,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -158,6 +161,8 @@ def plan_services(settings: Settings, options: StackOptions) -> list[ServiceSpec
         prometheus_port=options.prometheus_port,
         airflow=options.airflow,
         airflow_port=options.airflow_port,
+        alertmanager=options.alertmanager,
+        alertmanager_port=options.alertmanager_port,
     )
 
 

@@ -9,6 +9,7 @@ file, and the test tells you if you forgot one.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ MLFLOW = "mlflow"
 REGMODEL = "regmodel"
 CLASSMODEL = "classmodel"
 PROMETHEUS = "prometheus"
+ALERTMANAGER = "alertmanager"
 AIRFLOW = "airflow"
 
 REGMODEL_APP = "bikecount.api.regmodel:create_app"
@@ -51,6 +53,14 @@ PROMETHEUS_INSTALL_HINT = (
 )
 # Local scrapes are cheap: a short interval shows traffic in Grafana-like queries at once.
 LOCAL_SCRAPE_INTERVAL = "5s"
+
+ALERTMANAGER_HEALTH_PATH = "/-/healthy"
+# Debian's package names the program prometheus-alertmanager; upstream releases, alertmanager.
+ALERTMANAGER_PROGRAMS = ("alertmanager", "prometheus-alertmanager")
+ALERTMANAGER_INSTALL_HINT = (
+    "apt-get install prometheus-alertmanager on Debian/Ubuntu, or a release from "
+    "https://prometheus.io/download/"
+)
 
 AIRFLOW_HEALTH_PATH = "/api/v2/monitor/health"
 AIRFLOW_INSTALL_HINT = "pip install -e '.[airflow]' (`make install` does)"
@@ -234,13 +244,15 @@ def prometheus_config(
     targets: Mapping[str, str],
     rules_file: Path | None = None,
     scrape_interval: str = LOCAL_SCRAPE_INTERVAL,
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, object]:
-    """A Prometheus config scraping ``targets`` (job name -> ``host:port``) with our rules.
+    """A Prometheus config scraping ``targets`` (job name -> ``host:port``) with our rules,
+    sending what fires to ``alertmanagers`` (``host:port``).
 
     The jobs carry the service names (``regmodel``, ``classmodel``), as in
     ``deploy/prometheus/prometheus.yml``, so the alert rules and dashboards apply unchanged.
     """
-    return {
+    config: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(rules_file)] if rules_file else [],
         "scrape_configs": [
@@ -248,6 +260,11 @@ def prometheus_config(
             for job, target in targets.items()
         ],
     }
+    if alertmanagers:
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": [*alertmanagers]}]}]
+        }
+    return config
 
 
 def scrape_target(spec: ServiceSpec) -> str:
@@ -277,12 +294,53 @@ def prometheus_service(settings: Settings, host: str, port: int) -> ServiceSpec:
     )
 
 
+def alertmanager_program() -> str | None:
+    """The Alertmanager program on PATH (either of its names), or None."""
+    return next((name for name in ALERTMANAGER_PROGRAMS if shutil.which(name)), None)
+
+
+def alertmanager_dir(settings: Settings) -> Path:
+    """Where the local Alertmanager keeps its generated config and its state."""
+    return settings.logs_dir / ALERTMANAGER
+
+
+def alertmanager_config_file(settings: Settings) -> Path:
+    return alertmanager_dir(settings) / "alertmanager.yml"
+
+
+def alertmanager_service(settings: Settings, host: str, port: int) -> ServiceSpec:
+    """Alertmanager from PATH, with the config ``bikecount.monitoring.alerting`` writes.
+
+    One instance, so no cluster: its gossip port (9094 on every interface) stays closed.
+    """
+    folder = alertmanager_dir(settings).resolve()
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    command = (
+        alertmanager_program() or ALERTMANAGER_PROGRAMS[0],
+        f"--config.file={folder / 'alertmanager.yml'}",
+        f"--storage.path={folder / 'data'}",
+        f"--web.listen-address={listen}",
+        "--cluster.listen-address=",
+    )
+    return ServiceSpec(
+        name=ALERTMANAGER,
+        command=command,
+        host=host,
+        port=port,
+        port_option="--alertmanager-port",
+        usual_owner="another Alertmanager?",
+        health_path=ALERTMANAGER_HEALTH_PATH,
+    )
+
+
 def write_prometheus_config(settings: Settings, services: Sequence[ServiceSpec]) -> Path:
-    """Write the local Prometheus config: scrape the stack's APIs, with the alert rules."""
+    """Write the local Prometheus config: scrape the stack's APIs, with the alert rules, and
+    send alerts to the stack's Alertmanager when it has one."""
     targets = {s.name: scrape_target(s) for s in services if s.name in (REGMODEL, CLASSMODEL)}
+    alertmanagers = [scrape_target(s) for s in services if s.name == ALERTMANAGER]
     path = prometheus_dir(settings) / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = prometheus_config(targets, alert_rules_file())
+    config = prometheus_config(targets, alert_rules_file(), alertmanagers=alertmanagers)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -358,16 +416,21 @@ def build_services(
     prometheus_port: int = 9090,
     airflow: bool = False,
     airflow_port: int = 8081,
+    alertmanager: bool = False,
+    alertmanager_port: int = 9093,
 ) -> list[ServiceSpec]:
     """The local stack, in start order: MLflow, the RegModel API, with ``legacy`` the
-    ClassModel API, with ``monitoring`` Prometheus scraping them, and with ``airflow`` Airflow
-    running the DAGs against them. The APIs talk to the MLflow server started here."""
+    ClassModel API, with ``monitoring`` Prometheus scraping them (and with ``alertmanager``
+    Alertmanager delivering its alerts), and with ``airflow`` Airflow running the DAGs against
+    them. The APIs talk to the MLflow server started here."""
     mlflow = mlflow_service(settings, host, mlflow_port)
     common = {"host": host, "tracking_uri": mlflow.url, "reload": reload}
     regmodel = api_service(REGMODEL, REGMODEL_APP, port=api_port, **common)
     services = [mlflow, regmodel]
     if legacy:
         services.append(api_service(CLASSMODEL, CLASSMODEL_APP, port=classmodel_port, **common))
+    if monitoring and alertmanager:
+        services.append(alertmanager_service(settings, host, alertmanager_port))
     if monitoring:
         services.append(prometheus_service(settings, host, prometheus_port))
     if airflow:
