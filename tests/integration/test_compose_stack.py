@@ -228,7 +228,7 @@ def train(stack: Stack, model_type: str) -> dict[str, Any]:
 
 def test_train_then_predict_through_the_containers(stack: Stack) -> None:
     trained = train(stack, "rf")
-    assert trained["model_type"] == "rf" and trained["version"] >= 1
+    assert trained["model_type"] == "rf" and trained["model_version"] >= 1
 
     records = [RECORD, {**RECORD, "date_et_heure_de_comptage": "2021-06-01T03:00:00+02:00"}]
     answer = httpx.post(
