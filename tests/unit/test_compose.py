@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -251,9 +252,27 @@ def test_dockerfile_builds_without_buildkit_or_another_registry() -> None:
     # the only image it pulls is the base.
     text = DOCKERFILE.read_text()
     assert "--mount" not in text and "# syntax" not in text
-    assert re.findall(r"^(?:FROM|COPY --from=)\s*(\S+)", text, re.MULTILINE) == [
-        "python:3.11-slim-bookworm"
-    ]
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.MULTILINE)
+    pulled = set(re.findall(r"^(?:FROM\s+|COPY --from=)(\S+)", text, re.MULTILINE)) - set(stages)
+    assert pulled == {"python:3.11-slim-bookworm"}
+
+
+def test_the_dependency_layer_is_keyed_on_the_requirements_only(tmp_path: Path) -> None:
+    # What deploy/requirements.py lists is what pyproject.toml asks for, extras included.
+    script = REPO / "deploy" / "requirements.py"
+    pyproject = (REPO / "pyproject.toml").read_bytes()
+    plain = subprocess.run(
+        [sys.executable, str(script)], input=pyproject, capture_output=True, check=True
+    ).stdout.decode()
+    airflow = subprocess.run(
+        [sys.executable, str(script)], input=pyproject, capture_output=True, check=True,
+        env={**os.environ, "EXTRAS": "airflow"},
+    ).stdout.decode()  # fmt: skip
+    project = tomllib.loads(pyproject.decode())["project"]
+    assert plain.splitlines() == project["dependencies"]
+    extra = project["optional-dependencies"]["airflow"]
+    assert airflow.splitlines() == project["dependencies"] + extra
+    assert "!deploy/requirements.py" in (REPO / ".dockerignore").read_text().splitlines()
 
 
 def test_the_entrypoint_is_in_the_build_context_and_executable() -> None:
