@@ -46,13 +46,20 @@ for folder in $folders; do
         chown "$uid:$gid" "$folder" 2>/dev/null || true  # not when mounted read-only
     fi
 done
-# A home and a working directory of the container's own that this user may write in.
+# A user name, a home and a working directory of the container's own that this user may write
+# in (some programs, Airflow among them, refuse to run as a uid without a name).
+name=$(getent passwd "$uid" | cut -d: -f1 || true)
 home=$(getent passwd "$uid" | cut -d: -f6 || true)
 if [ -z "$home" ] || [ ! -d "$home" ]; then
     home=/tmp/home-$uid
     mkdir -p "$home"
 fi
+if [ -z "$name" ]; then
+    name=host-$uid
+    echo "$name:x:$uid:$gid:owner of the mounted folders:$home:/bin/sh" >> /etc/passwd
+    getent group "$gid" >/dev/null || echo "$name:x:$gid:" >> /etc/group
+fi
 chown "$uid:$gid" "$home"
 if [ "$PWD" != / ] && ! mountpoint -q "$PWD"; then chown "$uid:$gid" "$PWD"; fi
-export HOME="$home"
+export HOME="$home" USER="$name" LOGNAME="$name"
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"

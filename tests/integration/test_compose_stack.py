@@ -86,16 +86,16 @@ class Stack:
             cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if check and done.returncode != 0:
-            pytest.fail(
-                f"compose {' '.join(args)} failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}"
-            )
+            output = f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            pytest.fail(f"compose {' '.join(args)} failed:\n{output}\n{self.logs()}")
         return done.stdout + done.stderr
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def logs(self, *services: str) -> str:
-        return self.compose("logs", "--no-color", "--tail", "60", *services, check=False)
+        """The last lines of the services' logs (every service's by default)."""
+        return self.compose("logs", "--no-color", "--tail", "40", *services, check=False)
 
 
 def registry_images() -> set[str]:
