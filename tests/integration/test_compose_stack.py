@@ -278,7 +278,7 @@ def test_an_edit_of_the_api_code_is_served_without_a_rebuild(stack: Stack) -> No
         answer = httpx.get(f"{stack.url('api')}/openapi.json", timeout=5)
         return answer.json()["info"]["title"] == "bikecount RegModel API, edited"
 
-    seconds = wait_for(edited, 120, "the edited API", stack, "regmodel-backend")
+    seconds = wait_for(edited, HEALTH_TIMEOUT, "the edited API", stack, "regmodel-backend")
     stack.figures.append(f"docker: hot reload of an API edit served after {seconds:.0f} s")
     assert healthy(f"{stack.url('api')}/health")
 
