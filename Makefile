@@ -26,34 +26,32 @@ prepare: install  ## Only make the data sets and train one model (no servers)
 	$(BIN)/bikecount train --model $(MODEL)
 	$(BIN)/bikecount models
 
-# Programs some tests drive for real: docker-compose validates the compose file (no engine needed);
-# Debian's prometheus package brings prometheus and promtool (config checks, the scrape test);
-# Debian's postgresql package the server that the pipeline store is tested on; Debian's chromium
-# and chromium-driver the browser that the dashboard is tested in.
+# Programs some tests drive for real, from Debian's packages:
+# - docker.io (the engine, dockerd, that the container test starts when none runs),
+#   docker-compose (v1, bookworm's; it also validates the compose file) and debootstrap (the
+#   stand-ins for registry images, which these machines cannot pull);
+# - prometheus (prometheus, promtool: config checks, the scrape test) and
+#   prometheus-alertmanager (alertmanager, amtool: alerts delivered to a local webhook);
+# - postgresql (the server the pipeline store is tested on);
+# - chromium and chromium-driver (the browser the dashboard is tested in).
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 system-deps:
-	@if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing="$$missing prometheus"; \
+	{ command -v amtool >/dev/null && { command -v alertmanager >/dev/null || command -v prometheus-alertmanager >/dev/null; }; } \
+	  || missing="$$missing prometheus-alertmanager"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } \
-	      || echo "note: could not install docker-compose; its check of docker-compose.yaml is skipped"; \
-	  else echo "note: install docker-compose to validate docker-compose.yaml in the tests"; fi; \
-	fi
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
-	      || echo "note: could not install prometheus; the promtool checks and the Prometheus test are skipped"; \
-	  else echo "note: install prometheus (apt-get install prometheus) for the monitoring tests"; fi; \
-	fi
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } \
-	      || echo "note: could not install chromium; the dashboard's browser test will fail"; \
-	  else echo "note: install chromium and chromium-driver for the dashboard's browser test"; fi; \
-	fi
-	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
-	      || echo "note: could not install postgresql; the PostgreSQL store tests will fail"; \
-	  else echo "note: install postgresql (apt-get install postgresql) for the store tests"; fi; \
+	    echo "installing:$$missing"; \
+	    { apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; } \
+	      || echo "note: could not install$$missing; the tests that need them fail or are skipped"; \
+	  else echo "note: install$$missing (apt-get install, as root) for the tests that drive them"; fi; \
 	fi
 
 test: install system-deps lint typecheck  ## Lint, type-check, then the whole suite (unit, model, integration with real servers)

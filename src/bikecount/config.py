@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     # Retrain, whatever the drift, when the champion's error share (1 - R²) on the recent days
     # is at least this many times its holdout's (model decay).
     retrain_decay_ratio: float = Field(default=2.0, gt=1)
+    # Alerts (Alertmanager, `bikecount up --monitoring` and compose profile `monitoring`): where
+    # they are delivered, one URL per kind of receiver (none: shown in Alertmanager's UI only),
+    # and how Alertmanager groups them: the wait before the first message of a group, between
+    # messages of a changing group, and before repeating an unchanged one.
+    alert_webhook_url: SecretStr | None = None
+    alert_slack_webhook_url: SecretStr | None = None
+    alert_discord_webhook_url: SecretStr | None = None
+    alert_group_wait_seconds: int = Field(default=30, ge=0)
+    alert_group_interval_seconds: int = Field(default=300, ge=1)
+    alert_repeat_interval_minutes: int = Field(default=240, ge=1)
+    alertmanager_port: int = Field(default=9093, ge=1, le=65535)
     # `bikecount up --airflow`: Airflow's home (config, SQLite metadata, task logs) and UI port.
     airflow_home: Path = Path("airflow_home")
     airflow_port: int = Field(default=8081, ge=1, le=65535)

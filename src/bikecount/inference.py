@@ -63,11 +63,12 @@ def load_for_serving(registry: Registry, model_type: str, version: int) -> Any:
 def predict_records(model: Any, task: str, records: pd.DataFrame) -> Predictions:
     """Predict canonical or raw records with a fitted model, in input order."""
     if task == "classification":
-        classes = np.asarray(model.predict(records), dtype=int)
+        # One pass through the pipeline: the labels are the likelier class of the probabilities
+        # (as the forest's own predict decides), not a second run of every feature.
+        proba = np.asarray(model.predict_proba(records), dtype=float)
+        classes = np.asarray(model.classes_, dtype=int)[proba.argmax(axis=1)]
         return Predictions(
-            values=classes,
-            labels=[LABELS[c] for c in classes],
-            proba_forte=model.predict_proba(records)[:, 1],
+            values=classes, labels=[LABELS[c] for c in classes], proba_forte=proba[:, 1]
         )
     return Predictions(values=np.clip(np.asarray(model.predict(records), float), 0, None))
 

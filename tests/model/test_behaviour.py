@@ -7,6 +7,7 @@ counters over October-December 2020, a period with two weekday public holidays (
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 import helpers
+from bikecount.inference import predict_records
 from bikecount.models import build_model, parse_params
 from bikecount.records import parse_records, to_raw_records
 
@@ -246,3 +248,21 @@ def test_classifier_thresholds_travel_with_the_pickled_model(
         restored.labels_for(sample, counts), classifier.labels_for(sample, counts)
     )
     np.testing.assert_array_equal(restored.predict(sample), classifier.predict(sample))
+
+
+def test_classifier_serving_runs_the_pipeline_once_and_labels_follow_probabilities(
+    classifier: Model, places: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What the legacy /predict does: labels and P(forte) of records with an unseen counter.
+    new = [(f"Nouveau {name}", lat + 1e-5, lon + 1e-5) for name, lat, lon in places[:2]]
+    records = helpers.canonical_records(new, ["2020-11-17 08:00", "2020-11-21 03:00"])
+
+    with caplog.at_level(logging.WARNING, logger="bikecount.features"):
+        served = predict_records(classifier, "classification", records)
+
+    unseen = [r for r in caplog.records if "unseen counter" in r.getMessage()]
+    assert len(unseen) == 1  # one pass through the features, one warning
+    assert served.proba_forte is not None and served.labels is not None
+    np.testing.assert_array_equal(served.values, (served.proba_forte > 0.5).astype(int))
+    np.testing.assert_array_equal(served.values, classifier.predict(records))
+    assert served.labels == [("faible", "forte")[v] for v in served.values]

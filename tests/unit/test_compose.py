@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,19 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 API_SERVICES = {"regmodel-backend": REGMODEL, "classmodel-backend": CLASSMODEL}
-MONITORING_SERVICES = {"prometheus": 9090, "grafana": 3000}
+MONITORING_SERVICES = {"prometheus": 9090, "grafana": 3000, "alertmanager": 9093}
+# Ports published for each service: (its setting, its default on the host, its port inside).
+PUBLISHED = {
+    "mlflow": ("BIKECOUNT_MLFLOW_PORT", 5000, 5000),
+    "regmodel-backend": ("BIKECOUNT_API_PORT", 8000, 8000),
+    "classmodel-backend": ("BIKECOUNT_CLASSMODEL_PORT", 8080, 8080),
+    "dashboard": ("BIKECOUNT_DASHBOARD_PORT", 8501, 8501),
+    "prometheus": ("BIKECOUNT_PROMETHEUS_PORT", 9090, 9090),
+    "alertmanager": ("BIKECOUNT_ALERTMANAGER_PORT", 9093, 9093),
+    "grafana": ("BIKECOUNT_GRAFANA_PORT", 3000, 3000),
+    "airflow-apiserver": ("BIKECOUNT_AIRFLOW_PORT", 8081, 8080),
+}
+ONE_SHOT_SERVICES = {"data", "alertmanager-config"}
 ORCHESTRATION_SERVICES = {
     "airflow-db",
     "airflow-init",
@@ -47,7 +60,7 @@ ORCHESTRATION_SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
 }
-OPTIONAL_SERVICES = {*MONITORING_SERVICES, *ORCHESTRATION_SERVICES}
+OPTIONAL_SERVICES = {*MONITORING_SERVICES, *ORCHESTRATION_SERVICES, *ONE_SHOT_SERVICES}
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +105,27 @@ def test_the_seed_services(services: dict[str, Any]) -> None:
         "regmodel-backend": "regmodel-api",
         "classmodel-backend": "classmodel-api",
     }
-    ports = {name: service["ports"] for name, service in services.items()}
+    ports = {name: interpolate(service["ports"][0]) for name, service in services.items()}
     assert ports == {
-        "mlflow": ["5000:5000"],
-        "regmodel-backend": ["8000:8000"],
-        "classmodel-backend": ["8080:8080"],
+        "mlflow": "127.0.0.1:5000:5000",
+        "regmodel-backend": "127.0.0.1:8000:8000",
+        "classmodel-backend": "127.0.0.1:8080:8080",
     }
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_ports_are_published_on_loopback_at_the_stack_settings(
+    services: dict[str, Any], name: str
+) -> None:
+    setting, default, inside = PUBLISHED[name]
+    (port,) = services[name]["ports"]
+    assert interpolate(port) == f"127.0.0.1:{default}:{inside}"
+    chosen = interpolate(port, {"BIKECOUNT_HOST": "0.0.0.0", setting: "18000"})
+    assert chosen == f"0.0.0.0:18000:{inside}"
+    # The settings `bikecount up` reads (the monitoring ports are compose's own).
+    field = setting.removeprefix("BIKECOUNT_").lower()
+    if field in Settings.model_fields:
+        assert Settings.model_fields[field].default == default
 
 
 def test_only_the_classmodel_is_behind_the_legacy_profile(services: dict[str, Any]) -> None:
@@ -208,9 +236,85 @@ def test_dockerfile_is_slim_cached_cpu_and_unprivileged() -> None:
     copy_pyproject = next(i for i, line in enumerate(instructions) if "COPY pyproject" in line)
     copy_src = next(i for i, line in enumerate(instructions) if line.startswith("COPY src"))
     assert copy_pyproject < copy_src
-    user = [line for line in instructions if line.startswith("USER ")]
-    assert user and user[-1].split()[1] not in {"root", "0"}
-    assert f"PYTHONPATH={Path(COMPOSE_PACKAGE_DIR).parent}" in text
+    # bikecount is installed (the `bikecount` command, package metadata), editable so that the
+    # mounted code is the code that runs.
+    assert "PYTHONPATH" not in text
+    install = next(i for i, line in enumerate(instructions) if "pip install --no-deps -e ." in line)
+    assert install > copy_src
+    # Commands run as the owner of the mounted data, never as root by default.
+    assert 'ENTRYPOINT ["run-as-owner", "/app/data", "--"]' in text
+    assert "useradd --create-home --uid 1000" in text
+
+
+def test_dockerfile_builds_without_buildkit_or_another_registry() -> None:
+    # The legacy builder (docker-compose v1) has no `RUN --mount` and no `# syntax` frontend;
+    # the only image it pulls is the base.
+    text = DOCKERFILE.read_text()
+    assert "--mount" not in text and "# syntax" not in text
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.MULTILINE)
+    pulled = set(re.findall(r"^(?:FROM\s+|COPY --from=)(\S+)", text, re.MULTILINE)) - set(stages)
+    assert pulled == {"python:3.11-slim-bookworm"}
+
+
+def test_the_dependency_layer_is_keyed_on_the_requirements_only(tmp_path: Path) -> None:
+    # What deploy/requirements.py lists is what pyproject.toml asks for, extras included.
+    script = REPO / "deploy" / "requirements.py"
+    pyproject = (REPO / "pyproject.toml").read_bytes()
+    plain = subprocess.run(
+        [sys.executable, str(script)], input=pyproject, capture_output=True, check=True
+    ).stdout.decode()
+    airflow = subprocess.run(
+        [sys.executable, str(script)], input=pyproject, capture_output=True, check=True,
+        env={**os.environ, "EXTRAS": "airflow"},
+    ).stdout.decode()  # fmt: skip
+    project = tomllib.loads(pyproject.decode())["project"]
+    assert plain.splitlines() == project["dependencies"]
+    extra = project["optional-dependencies"]["airflow"]
+    assert airflow.splitlines() == project["dependencies"] + extra
+    assert "!deploy/requirements.py" in (REPO / ".dockerignore").read_text().splitlines()
+
+
+def test_the_entrypoint_is_in_the_build_context_and_executable() -> None:
+    rules = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!deploy/run-as-owner.sh" in rules and "!README.md" in rules
+    assert os.access(REPO / "deploy" / "run-as-owner.sh", os.X_OK)
+
+
+def test_the_data_service_prepares_data_in_a_writable_mount(services: dict[str, Any]) -> None:
+    data = services["data"]
+    assert data["profiles"] == ["data"]  # `docker compose run` only, never with `up`
+    assert data["command"] == ["bikecount", "data", "prepare"]
+    assert mounts(data)["/app/data"] == "./data"
+    assert data["image"] == services["regmodel-backend"]["image"]
+
+
+def test_mlflow_writes_as_the_owner_of_its_folders(services: dict[str, Any]) -> None:
+    mlflow = services["mlflow"]
+    assert mounts(mlflow)["/usr/local/bin/run-as-owner"] == "./deploy/run-as-owner.sh:ro"
+    assert mlflow["entrypoint"] == [
+        "/usr/local/bin/run-as-owner",
+        "/mlflow/mlruns",
+        "/mlflow/artifacts",
+        "--",
+    ]
+
+
+def test_alertmanager_reads_the_config_written_from_the_settings(
+    services: dict[str, Any],
+) -> None:
+    writer, alertmanager = services["alertmanager-config"], services["alertmanager"]
+    assert writer["command"][:3] == ["bikecount", "alerts", "config"]
+    written = option_value(writer["command"], "--output")
+    read = next(arg for arg in alertmanager["command"] if arg.startswith("--config.file="))
+    assert Path(written).name == Path(read.split("=", 1)[1]).name
+    assert alertmanager["depends_on"] == {
+        "alertmanager-config": {"condition": "service_completed_successfully"}
+    }
+    for name in ("WEBHOOK", "SLACK_WEBHOOK", "DISCORD_WEBHOOK"):
+        key = f"BIKECOUNT_ALERT_{name}_URL"
+        assert writer["environment"][key] is None  # passed through only when set
+        assert key.removeprefix("BIKECOUNT_").lower() in Settings.model_fields
+    assert "--cluster.listen-address=" in alertmanager["command"]
 
 
 def test_dockerfile_torch_satisfies_the_project() -> None:
@@ -273,11 +377,14 @@ def test_docker_compose_accepts_the_file(credentials: str | None) -> None:
 def test_monitoring_services_are_behind_their_profile(services: dict[str, Any], name: str) -> None:
     port = MONITORING_SERVICES[name]
     assert services[name]["profiles"] == ["monitoring"]
-    assert services[name]["ports"] == [f"{port}:{port}"]
+    assert interpolate(services[name]["ports"][0]) == f"127.0.0.1:{port}:{port}"
 
 
 def test_monitoring_mounts_the_deploy_files(services: dict[str, Any]) -> None:
     prometheus, grafana = mounts(services["prometheus"]), mounts(services["grafana"])
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == [f"alertmanager:{MONITORING_SERVICES['alertmanager']}"]
     assert prometheus == {"/etc/prometheus": "./deploy/prometheus:ro"}
     assert grafana == {
         "/etc/grafana/provisioning": "./deploy/grafana/provisioning:ro",
@@ -321,7 +428,7 @@ def test_orchestration_services_are_behind_their_profile(
 def test_airflow_serves_its_ui_on_8081_and_runs_the_repository_dags(
     services: dict[str, Any],
 ) -> None:
-    assert services["airflow-apiserver"]["ports"] == ["8081:8080"]
+    assert interpolate(services["airflow-apiserver"]["ports"][0]) == "127.0.0.1:8081:8080"
     assert option_value(services["airflow-apiserver"]["command"], "--port") == "8080"
     for name in ORCHESTRATION_SERVICES - {"airflow-db"}:
         service = services[name]
@@ -379,7 +486,8 @@ def test_the_dashboard_runs_what_bikecount_up_runs(
 ) -> None:
     service = services[DASHBOARD]
     assert "profiles" not in service  # the default profile
-    assert service["ports"] == [f"{COMPOSE_PORTS[DASHBOARD]}:{COMPOSE_PORTS[DASHBOARD]}"]
+    port = COMPOSE_PORTS[DASHBOARD]
+    assert interpolate(service["ports"][0]) == f"127.0.0.1:{port}:{port}"
     assert service["command"] == compose_commands()[DASHBOARD]
     environment = service["environment"]
     assert {key: environment[key] for key in compose_dashboard_env()} == compose_dashboard_env()

@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from bikecount.cli.alerts import app as alerts_app
 from bikecount.cli.backtest import backtest_command
 from bikecount.cli.data import app as data_app
 from bikecount.cli.modeling import (
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(alerts_app, name="alerts")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("backtest")(backtest_command)

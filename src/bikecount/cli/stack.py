@@ -26,6 +26,7 @@ from bikecount.cli.console import console, err_console, fail
 from bikecount.cli.log_filter import LogFilter
 from bikecount.config import Settings
 from bikecount.data.io import read_records
+from bikecount.monitoring.alerting import receiver_kinds, write_alertmanager_config
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
 from bikecount.registry import quiet_mlflow
 from bikecount.stack import (
@@ -43,6 +44,8 @@ from bikecount.stack.prometheus import write_prometheus_config
 from bikecount.stack.services import (
     AIRFLOW,
     AIRFLOW_INSTALL_HINT,
+    ALERTMANAGER,
+    ALERTMANAGER_INSTALL_HINT,
     CLASSMODEL,
     DASHBOARD,
     MLFLOW,
@@ -51,6 +54,8 @@ from bikecount.stack.services import (
     REGMODEL,
     ServiceSpec,
     StackOptions,
+    alertmanager_config_file,
+    alertmanager_program,
     build_services,
     dags_folder,
 )
@@ -61,6 +66,7 @@ SERVICE_STYLES = {
     REGMODEL: "green",
     CLASSMODEL: "magenta",
     PROMETHEUS: "yellow",
+    ALERTMANAGER: "red",
     AIRFLOW: "blue",
     DASHBOARD: "bright_red",
 }
@@ -207,6 +213,9 @@ def print_ready(
         lines.append(f"[bold]Prometheus[/]       {by_name[PROMETHEUS].url}  (alerts: /alerts)")
     if DASHBOARD in by_name:
         lines.insert(0, f"[bold]Dashboard[/]        {by_name[DASHBOARD].url}")
+    if ALERTMANAGER in by_name:
+        kinds = ", ".join(receiver_kinds(settings)) or "no receiver set: shown here only"
+        lines.append(f"[bold]Alertmanager[/]     {by_name[ALERTMANAGER].url}  (alerts to {kinds})")
     if AIRFLOW in by_name:
         lines.append(
             f"[bold]Airflow UI[/]       {by_name[AIRFLOW].url}  (DAGs start paused: unpause "
@@ -287,12 +296,18 @@ def up_command(
     monitoring: Annotated[
         bool,
         typer.Option(
-            "--monitoring", help="Also start Prometheus (if installed) scraping the APIs' /metrics."
+            "--monitoring",
+            help="Also start Prometheus (if installed) scraping the APIs' /metrics, and "
+            "Alertmanager (if installed) delivering its alerts.",
         ),
     ] = False,
     prometheus_port: Annotated[
         int | None,
         typer.Option(help="Prometheus port (default 9090, or BIKECOUNT_PROMETHEUS_PORT)."),
+    ] = None,
+    alertmanager_port: Annotated[
+        int | None,
+        typer.Option(help="Alertmanager port (default 9093, or BIKECOUNT_ALERTMANAGER_PORT)."),
     ] = None,
     airflow: Annotated[
         bool,
@@ -347,16 +362,19 @@ def up_command(
         "api_port": api_port,
         "classmodel_port": classmodel_port,
         "prometheus_port": prometheus_port,
+        "alertmanager_port": alertmanager_port,
         "airflow_port": airflow_port,
         "dashboard_port": dashboard_port,
     }
     settings = settings.model_copy(
         update={name: value for name, value in listen.items() if value is not None}
     )
+    prometheus = monitoring_available() if monitoring else False
     options = StackOptions(
         legacy=legacy,
         reload=reload,
-        monitoring=monitoring_available() if monitoring else False,
+        monitoring=prometheus,
+        alertmanager=alertmanager_available() if prometheus else False,
         airflow=airflow,
         dashboard=not no_dashboard,
         bootstrap=not no_bootstrap,
@@ -364,6 +382,8 @@ def up_command(
     )
     if options.monitoring:
         write_prometheus_config(settings, build_services(settings, options))
+    if options.monitoring and options.alertmanager:
+        write_alertmanager_config(settings, alertmanager_config_file(settings))
     if options.airflow:
         check_airflow()
     if not verbose:
@@ -405,6 +425,17 @@ def monitoring_available() -> bool:
         f"[yellow]--monitoring: no prometheus on PATH[/] ({PROMETHEUS_INSTALL_HINT}); "
         "starting without it. /metrics is served anyway; `docker compose --profile monitoring "
         "up` runs Prometheus and Grafana in containers."
+    )
+    return False
+
+
+def alertmanager_available() -> bool:
+    """Whether Alertmanager is on PATH; if not, say how to get it (the stack starts anyway)."""
+    if alertmanager_program() is not None:
+        return True
+    err_console.print(
+        f"[yellow]--monitoring: no Alertmanager on PATH[/] ({ALERTMANAGER_INSTALL_HINT}); "
+        "Prometheus fires its alerts, and they reach nobody."
     )
     return False
 

@@ -52,8 +52,9 @@ class AffluenceClassifier(ClassifierMixin, BaseEstimator):
         return (np.asarray(counts, dtype=float) > bar.to_numpy()).astype(int)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, "classifier_")
-        return np.asarray(self.classifier_.predict(X), dtype=int)
+        """The likelier class of :meth:`predict_proba`: callers that need both ask for the
+        probabilities once and take the labels from them, as this does."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "classifier_")

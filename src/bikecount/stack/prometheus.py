@@ -1,6 +1,7 @@
 """The local Prometheus's configuration: which of the stack's services it scrapes, with our alert
-rules. ``bikecount up --monitoring`` writes it before Prometheus starts (see
-:func:`bikecount.stack.services.prometheus_service` for its command line)."""
+rules, and the Alertmanager it sends what fires to. ``bikecount up --monitoring`` writes it
+before Prometheus starts (see :func:`bikecount.stack.services.prometheus_service` for its
+command line)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import yaml
 
 from bikecount.config import Settings
 from bikecount.stack.services import (
+    ALERTMANAGER,
     CLASSMODEL,
     REGMODEL,
     ServiceSpec,
@@ -33,13 +35,15 @@ def prometheus_config(
     targets: Mapping[str, str],
     rules_file: Path | None = None,
     scrape_interval: str = LOCAL_SCRAPE_INTERVAL,
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, object]:
-    """A Prometheus config scraping ``targets`` (job name -> ``host:port``) with our rules.
+    """A Prometheus config scraping ``targets`` (job name -> ``host:port``) with our rules,
+    sending what fires to ``alertmanagers`` (``host:port``).
 
     The jobs carry the service names (``regmodel``, ``classmodel``), as in
     ``deploy/prometheus/prometheus.yml``, so the alert rules and dashboards apply unchanged.
     """
-    return {
+    config: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(rules_file)] if rules_file else [],
         "scrape_configs": [
@@ -47,6 +51,11 @@ def prometheus_config(
             for job, target in targets.items()
         ],
     }
+    if alertmanagers:
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": [*alertmanagers]}]}]
+        }
+    return config
 
 
 def scrape_target(spec: ServiceSpec) -> str:
@@ -56,10 +65,12 @@ def scrape_target(spec: ServiceSpec) -> str:
 
 
 def write_prometheus_config(settings: Settings, services: Sequence[ServiceSpec]) -> Path:
-    """Write the local Prometheus config: scrape the stack's APIs, with the alert rules."""
+    """Write the local Prometheus config: scrape the stack's APIs, with the alert rules, and
+    send alerts to the stack's Alertmanager when it has one."""
     targets = {s.name: scrape_target(s) for s in services if s.name in (REGMODEL, CLASSMODEL)}
+    alertmanagers = [scrape_target(s) for s in services if s.name == ALERTMANAGER]
     path = prometheus_dir(settings) / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = prometheus_config(targets, alert_rules_file())
+    config = prometheus_config(targets, alert_rules_file(), alertmanagers=alertmanagers)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

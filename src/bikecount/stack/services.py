@@ -9,6 +9,7 @@ Change a flag here, then in the compose file, and the test tells you if you forg
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ MLFLOW = "mlflow"
 REGMODEL = "regmodel"
 CLASSMODEL = "classmodel"
 PROMETHEUS = "prometheus"
+ALERTMANAGER = "alertmanager"
 AIRFLOW = "airflow"
 DASHBOARD = "dashboard"
 
@@ -38,6 +40,14 @@ PRIVATE_NETWORK_HOSTS = ("10.*", "192.168.*", "172.1[6-9].*", "172.2[0-9].*", "1
 PROMETHEUS_HEALTH_PATH = "/-/healthy"
 PROMETHEUS_INSTALL_HINT = (
     "apt-get install prometheus on Debian/Ubuntu, or a release from https://prometheus.io/download/"
+)
+
+ALERTMANAGER_HEALTH_PATH = "/-/healthy"
+# Debian's package names the program prometheus-alertmanager; upstream releases, alertmanager.
+ALERTMANAGER_PROGRAMS = ("alertmanager", "prometheus-alertmanager")
+ALERTMANAGER_INSTALL_HINT = (
+    "apt-get install prometheus-alertmanager on Debian/Ubuntu, or a release from "
+    "https://prometheus.io/download/"
 )
 AIRFLOW_HEALTH_PATH = "/api/v2/monitor/health"
 AIRFLOW_INSTALL_HINT = "pip install -e '.[airflow]' (`make install` does)"
@@ -258,6 +268,45 @@ def prometheus_service(settings: Settings, host: str, port: int) -> ServiceSpec:
     )
 
 
+def alertmanager_program() -> str | None:
+    """The Alertmanager program on PATH (either of its names), or None."""
+    return next((name for name in ALERTMANAGER_PROGRAMS if shutil.which(name)), None)
+
+
+def alertmanager_dir(settings: Settings) -> Path:
+    """Where the local Alertmanager keeps its generated config and its state."""
+    return settings.logs_dir / ALERTMANAGER
+
+
+def alertmanager_config_file(settings: Settings) -> Path:
+    return alertmanager_dir(settings) / "alertmanager.yml"
+
+
+def alertmanager_service(settings: Settings, host: str, port: int) -> ServiceSpec:
+    """Alertmanager from PATH, with the config ``bikecount.monitoring.alerting`` writes.
+
+    One instance, so no cluster: its gossip port (9094 on every interface) stays closed.
+    """
+    folder = alertmanager_dir(settings).resolve()
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    command = (
+        alertmanager_program() or ALERTMANAGER_PROGRAMS[0],
+        f"--config.file={folder / 'alertmanager.yml'}",
+        f"--storage.path={folder / 'data'}",
+        f"--web.listen-address={listen}",
+        "--cluster.listen-address=",
+    )
+    return ServiceSpec(
+        name=ALERTMANAGER,
+        command=command,
+        host=host,
+        port=port,
+        port_option="--alertmanager-port",
+        usual_owner="another Alertmanager?",
+        health_path=ALERTMANAGER_HEALTH_PATH,
+    )
+
+
 def dags_folder() -> Path | None:
     """``dags/`` of a source checkout (absent from an installed wheel)."""
     path = Path(package_dir()).parents[1] / "dags"
@@ -342,6 +391,8 @@ class StackOptions:
     legacy: bool = False
     reload: bool = False
     monitoring: bool = False
+    # With ``monitoring``: Alertmanager too, delivering Prometheus' alerts.
+    alertmanager: bool = False
     airflow: bool = False
     dashboard: bool = True
     bootstrap: bool = True
@@ -351,7 +402,8 @@ class StackOptions:
 
 def build_services(settings: Settings, options: StackOptions | None = None) -> list[ServiceSpec]:
     """The local stack, in start order: MLflow, the RegModel API, with ``legacy`` the
-    ClassModel API, with ``monitoring`` Prometheus scraping them, with ``airflow`` Airflow
+    ClassModel API, with ``monitoring`` Prometheus scraping them (and with ``alertmanager``
+    Alertmanager delivering its alerts), with ``airflow`` Airflow
     running the DAGs against them, and with ``dashboard`` the Streamlit dashboard. The APIs
     talk to the MLflow server started here; host and ports are the settings'."""
     options = options or StackOptions()
@@ -367,6 +419,8 @@ def build_services(settings: Settings, options: StackOptions | None = None) -> l
     services = [mlflow, regmodel]
     if options.legacy:
         services.append(api(CLASSMODEL, CLASSMODEL_APP, settings.classmodel_port))
+    if options.monitoring and options.alertmanager:
+        services.append(alertmanager_service(settings, host, settings.alertmanager_port))
     if options.monitoring:
         services.append(prometheus_service(settings, host, settings.prometheus_port))
     clients = {"api_url": regmodel.url, "tracking_uri": mlflow.url}
