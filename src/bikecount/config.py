@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     retrain_r2_threshold: float = 0.6
     # Retrain, whatever the drift, when the champion's error share (1 - R²) on the recent days
     # is at least this many times its holdout's (model decay).
-    retrain_decay_ratio: float = Field(default=2.0, gt=1)
+    retrain_decay_ratio: float = Field(default=1.5, gt=1)
     # Alerts (Alertmanager, `bikecount up --monitoring` and compose profile `monitoring`): where
     # they are delivered, one URL per kind of receiver (none: shown in Alertmanager's UI only),
     # and how Alertmanager groups them: the wait before the first message of a group, between

@@ -81,7 +81,7 @@ class RetrainResult:
 
 
 def decide(
-    monitoring: MonitoringResult, threshold: float, force: bool, decay_ratio: float = 2.0
+    monitoring: MonitoringResult, threshold: float, force: bool, decay_ratio: float = 1.5
 ) -> RetrainDecision:
     """Retrain when forced, when the champion decayed, or on drift with a weak champion.
 
