@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     classmodel_port: int = Field(default=8080, ge=1, le=65535)
     logs_dir: Path = Path("logs")
+    # `bikecount up` restarts a crashed service after a backoff doubling from this many seconds
+    # (at most 30 s), and stops the stack when one crashes more than this many times in the
+    # window; the other services keep running meanwhile.
+    stack_max_restarts: int = Field(default=5, ge=0)
+    stack_restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    stack_restart_window_seconds: float = Field(default=300.0, gt=0)
     # The APIs: a bound on records per request, and how often the champion alias is re-read.
     max_records: int = Field(default=10_000, ge=1)
     model_check_seconds: float = Field(default=10.0, ge=0)
