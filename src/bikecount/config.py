@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     pipeline_batch_size: int = Field(default=5000, ge=1)
     # An ingest whose share of rejected rows is above this fails its run, so it is looked at.
     pipeline_max_rejected_share: float = Field(default=0.2, ge=0, le=1)
+    # A re-ingest that would leave a stored day with fewer than this share of its rows is
+    # refused unless forced: a partial export must not silently replace a complete day.
+    pipeline_reingest_min_share: float = Field(default=0.8, ge=0, le=1)
     # Airflow task retries (an API restarting, Open Data late) and the pause between them.
     pipeline_retries: int = Field(default=2, ge=0)
     pipeline_retry_delay_seconds: float = Field(default=300.0, ge=0)
