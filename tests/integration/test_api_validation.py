@@ -10,6 +10,7 @@ server's data folder is empty, so each training request is refused while it is c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def test_invalid_records_are_listed_by_row_and_column(api: httpx.Client) -> None
     assert response.status_code == 422
     items = {(item["row"], item["column"]) for item in response.json()["detail"]}
     assert items == {(1, TIMESTAMP), (2, COORDINATES), (3, COORDINATES)}
+
+
+HUGE = "1" + "0" * 400  # beyond what a float holds: pandas and numpy overflow on it
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("extra", HUGE), ("Comptage horaire", HUGE), (COUNTER, HUGE), ("extra", str(2**64))],
+)
+@pytest.mark.parametrize("path", ["/predict", "/monitor"])
+def test_an_integer_beyond_64_bits_is_422_naming_row_and_column(
+    api: httpx.Client, path: str, field: str, value: str
+) -> None:
+    # Written by hand: the JSON integer must reach the server as digits, not as a float.
+    record = json.dumps({**RECORD, field: "HUGE"}).replace('"HUGE"', value)
+    body = f'{{"records": [{json.dumps(RECORD)}, {record}]}}'
+    response = api.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "records", 1, field] and "64 bits" in item["msg"]
 
 
 def test_missing_column_in_every_record_is_named(api: httpx.Client) -> None:

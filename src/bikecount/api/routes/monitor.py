@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bikecount.api.deps import SettingsDep, WriteAccess
 from bikecount.api.errors import InvalidFieldError, TooManyRecordsError
 from bikecount.api.jobs import path_inside_data_dir
+from bikecount.api.records_body import records_frame
 from bikecount.api.schemas import EXAMPLE_RECORD, ErrorPublic, ModelType, Record
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
@@ -127,11 +127,13 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         raise TooManyRecordsError(
             f"{len(body.records):,} records; at most {settings.monitor_max_records:,} per request"
         )
+    # Records first, as /predict checks them: a bad body is refused before any file is read.
+    records = None if body.records is None else require_valid(records_frame(body.records))
     reference_path = data_file("reference", body.reference, settings)
     sources = {"reference": str(reference_path)}
     sources["reference_fingerprint"] = file_fingerprint(reference_path)
-    if body.records is not None:
-        current = require_valid(pd.DataFrame(body.records))
+    if records is not None:
+        current = records
         sources["current"] = f"request body ({len(current):,} records)"
     else:
         current_path = data_file("current", body.current or "current", settings)
