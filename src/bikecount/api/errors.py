@@ -172,12 +172,19 @@ async def _record_error(request: Request, exc: Exception) -> JSONResponse:
     return _json_error(422, record_error_detail(exc))
 
 
+def field_at_fault(exc: BaseException) -> str | None:
+    """The ``/train`` request field a library error is about (None: no single field)."""
+    if isinstance(exc, UnknownModelTypeError):
+        return "model_type"
+    if isinstance(exc, HyperparameterError):
+        return "hyperparams"
+    if isinstance(exc, DataFileError | RecordError):
+        return "data_source"
+    return None
+
+
 async def _field_error(request: Request, exc: Exception) -> JSONResponse:
-    field = {
-        UnknownModelTypeError: "model_type",
-        HyperparameterError: "hyperparams",
-        DataFileError: "data_source",
-    }.get(type(exc), "body")
+    field = field_at_fault(exc) or "body"
     item = {"type": "value_error", "loc": ["body", field], "msg": redact(str(exc))}
     return _json_error(422, [item])
 

@@ -22,6 +22,7 @@ from bikecount.api.errors import (
     JobNotFoundError,
     TrainingBusyError,
     describe_error,
+    field_at_fault,
 )
 from bikecount.api.schemas import JobError, JobPublic, TrainPublic, TrainRequestBody
 from bikecount.config import DATASET_FILES, Settings
@@ -191,7 +192,10 @@ class TrainingJobs:
                 logger.exception("training job %s failed", job.id)
             else:
                 logger.warning("training job %s refused: %s", job.id, message)
-            job.error = JobError(status_code=status_code, type=type(exc).__name__, message=message)
+            field = field_at_fault(exc) if status_code == 422 else None
+            job.error = JobError(
+                status_code=status_code, type=type(exc).__name__, message=message, field=field
+            )
             job.status = "failed"
         finally:
             job.finished_at = time.time()

@@ -239,11 +239,13 @@ class JobAccepted(BaseModel):
 
 
 class JobError(BaseModel):
-    """Why a training failed: the HTTP status it maps to, the error's kind and message."""
+    """Why a training failed: the HTTP status it maps to, the error's kind and message, and the
+    request field at fault when there is one (``data_source`` for an unreadable file)."""
 
     status_code: int
     type: str
     message: str
+    field: str | None = None
 
 
 class JobPublic(BaseModel):

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,7 +21,7 @@ from bikecount.data.io import DataFileError
 from bikecount.fingerprint import file_fingerprint
 from bikecount.monitoring import metrics
 from bikecount.monitoring.drift import MonitoringResult, monitor_frames, read_canonical
-from bikecount.records import require_valid
+from bikecount.records import RecordError, require_valid
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +140,10 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         current_path = data_file("current", body.current or "current", settings)
         sources["current"] = str(current_path)
         sources["current_fingerprint"] = file_fingerprint(current_path)
-        current = read_canonical(current_path)
+        current = read_data_file("current", current_path)
+    reference = read_data_file("reference", reference_path)
     try:
-        result = monitor_frames(
-            settings, read_canonical(reference_path), current, body.model_type, sources
-        )
+        result = monitor_frames(settings, reference, current, body.model_type, sources)
     except ValueError as exc:  # a side without valid records
         raise InvalidFieldError("records" if body.records else "current", str(exc)) from None
     publish_drift(result)
@@ -160,6 +160,14 @@ def data_file(field: str, source: str, settings: Settings) -> Path:
         # The /train check names its own field (data_source); name ours.
         raise InvalidFieldError(field, exc.detail[0]["msg"]) from None
     except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
+        raise InvalidFieldError(field, str(exc)) from None
+
+
+def read_data_file(field: str, path: Path) -> pd.DataFrame:
+    """The valid records of a data file; a damaged or foreign file is a 422 on ``field``."""
+    try:
+        return read_canonical(path)
+    except (DataFileError, RecordError) as exc:
         raise InvalidFieldError(field, str(exc)) from None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from bikecount.api.deps import JobsDep, SettingsDep, WriteAccess
-from bikecount.api.errors import ApiError
+from bikecount.api.errors import ApiError, InvalidFieldError
 from bikecount.api.jobs import TrainingJob, build_train_request
 from bikecount.api.schemas import ErrorPublic, JobAccepted, JobPublic, TrainPublic, TrainRequestBody
 
@@ -49,7 +49,10 @@ def train_model(
 def finished_result(job: TrainingJob) -> TrainPublic:
     """The result of a finished job, or its error as the HTTP error it maps to."""
     if job.error is not None:
-        raise ApiError(f"training failed: {job.error.message}", status_code=job.error.status_code)
+        message = f"training failed: {job.error.message}"
+        if job.error.field is not None:  # a 422 about one field: said where, as validation is
+            raise InvalidFieldError(job.error.field, message)
+        raise ApiError(message, status_code=job.error.status_code)
     assert job.result is not None
     return TrainPublic.from_result(job.id, job.result)
 
