@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     stack_max_restarts: int = Field(default=5, ge=0)
     stack_restart_backoff_seconds: float = Field(default=1.0, gt=0)
     stack_restart_window_seconds: float = Field(default=300.0, gt=0)
+    # Training: refused before it starts when the fitted model's estimated size or its fit's
+    # estimated time is above these (bikecount.models.limits), stopped (run FAILED) when it
+    # runs longer than the time limit.
+    train_max_model_mb: float = Field(default=200.0, gt=0)
+    train_max_fit_seconds: float = Field(default=1800.0, gt=0)
+    train_time_limit_seconds: float = Field(default=3600.0, gt=0)
     # The APIs: a bound on records per request, and how often the champion alias is re-read.
     max_records: int = Field(default=10_000, ge=1)
     model_check_seconds: float = Field(default=10.0, ge=0)

@@ -22,7 +22,9 @@ from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import read_records
 from bikecount.evaluate import SELECTION_METRIC, is_better, score_model, split_holdout
 from bikecount.fingerprint import file_fingerprint
+from bikecount.isolated_fit import fit_isolated
 from bikecount.models import build_model, get_spec, parse_params
+from bikecount.models.limits import check_training_cost
 from bikecount.records import parse_records, to_raw_records
 from bikecount.registry import (
     champion_version,
@@ -31,6 +33,7 @@ from bikecount.registry import (
     load_version,
     set_champion,
 )
+from bikecount.stopping import StopToken, marking_stopped_run
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ class TrainRequest:
     test_mode: bool = False
     # Hold out the records from this local day on (default: the last ``holdout_days`` days).
     holdout_from: date | None = None
+    # More tags of the MLflow run (the API's job id and instance).
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,16 +76,24 @@ class TrainResult:
 
 
 def train(
-    request: TrainRequest, settings: Settings, on_stage: StageCallback | None = None
+    request: TrainRequest,
+    settings: Settings,
+    on_stage: StageCallback | None = None,
+    stop: StopToken | None = None,
 ) -> TrainResult:
     """Train one model and register it; see the module docstring.
 
-    Everything is validated before any fitting (model type, hyperparameters, data file). A run
-    that fails is recorded as FAILED in MLflow and never touches the champion.
+    Everything is validated before any MLflow run is created (model type, hyperparameters, data
+    file, the estimated cost against the settings' limits). A run that fails is recorded as
+    FAILED in MLflow and never touches the champion. ``stop`` (default: the settings' time
+    limit) is checked between stages and while the model fits (in a child process); a stopped
+    run is marked KILLED (cancelled) or FAILED (time limit) and never touches the champion.
 
     Raises:
-        UnknownModelTypeError, HyperparameterError, DataFileError, RecordError, ValueError.
+        UnknownModelTypeError, HyperparameterError (TrainingCostError), DataFileError,
+        RecordError, ValueError, TrainingStoppedError.
     """
+    stop = stop or StopToken(settings.train_time_limit_seconds)
     stage = on_stage or (lambda message: logger.info(message))
     started = time.perf_counter()
     spec = get_spec(request.model_type)
@@ -92,20 +105,27 @@ def train(
     if parsed.frame.empty:
         raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
     split = split_holdout(parsed.frame, settings.holdout_days, start=request.holdout_from)
+    check_training_cost(request.model_type, params, len(split.train), settings)
+    stop.check("starting")
 
     configure_tracking(settings)
     experiment_id = ensure_experiment(settings, request.env)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run:
-        mlflow.set_tags(_run_tags(request, path, spec.name))
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run,
+        marking_stopped_run(),
+    ):
+        mlflow.set_tags({**_run_tags(request, path, spec.name), **request.tags})
         mlflow.log_params({**params.model_dump(), **_split_params(split, parsed.dropped_rows)})
         stage(f"fitting {spec.description} on {len(split.train):,} records")
         model = build_model(request.model_type, params, settings.seed)
         fitted_on = drop_outages(split.train, settings.outage_hours)
         mlflow.log_param("rows_outage_dropped", len(split.train) - len(fitted_on))
-        model.fit(fitted_on, fitted_on["count"].to_numpy())
+        model = fit_isolated(model, fitted_on, fitted_on["count"].to_numpy(), stop)
         stage(f"scoring on the holdout ({len(split.holdout):,} records, {split.rule})")
         metrics = score_model(model, spec.task, split.holdout)
         mlflow.log_metrics(metrics)
+        # The last stop: once registering has begun, the training finishes.
+        stop.check("about to register the model")
         stage("logging and registering the model")
         info = _log_model(model, request.model_type, split.holdout, spec.torch)
         version = int(info.registered_model_version)

@@ -291,6 +291,7 @@ OPERATIONS = [
     ("POST", "/predict"),
     ("POST", "/train"),
     ("GET", "/train/{job_id}"),
+    ("DELETE", "/train/{job_id}"),
     ("GET", "/models"),
     ("POST", "/models/reload"),
     ("GET", "/health"),

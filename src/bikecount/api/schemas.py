@@ -21,7 +21,7 @@ Metric = Literal[
     "r2", "rmse", "mae", "rmse_log1p", "accuracy", "precision", "recall", "f1_score", "roc_auc"
 ]
 Label = Literal["faible", "forte"]
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 # A record is a flat JSON object: nested values cannot be a column of the export.
 RecordValue = str | int | float | None

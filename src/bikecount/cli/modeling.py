@@ -20,6 +20,7 @@ from bikecount.models import MODEL_TYPES, HyperparameterError, UnknownModelTypeE
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
 from bikecount.registry import ModelNotFoundError, configure_tracking, list_versions
+from bikecount.stopping import TrainingStoppedError
 from bikecount.train import TrainRequest, TrainResult, train
 
 USER_ERRORS = (
@@ -31,6 +32,9 @@ USER_ERRORS = (
     ValueError,
     MlflowException,
 )
+
+# As a shell reports a command ended by Ctrl-C (128 + SIGINT).
+STOPPED_EXIT_CODE = 130
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
@@ -71,6 +75,8 @@ def train_command(
     """Train a model, score it on a temporal holdout, log it to MLflow and register it.
 
     The new version becomes champion only when it beats the current one on the same holdout.
+    Ctrl-C (or the time limit, BIKECOUNT_TRAIN_TIME_LIMIT_SECONDS) stops it: the MLflow run is
+    marked KILLED (FAILED for the time limit) and the champion is unchanged (exit code 130).
     """
     _quiet_mlflow()
     settings = Settings()
@@ -90,6 +96,11 @@ def train_command(
                 result = train(request, settings, on_stage=lambda s: status.update(s))
     except USER_ERRORS as exc:
         fail(str(exc))
+    except TrainingStoppedError as exc:
+        run = f"run {exc.run_id} marked {exc.run_status}" if exc.run_id else "no run was started"
+        fail(f"training stopped: {exc}; {run}; the champion is unchanged", code=STOPPED_EXIT_CODE)
+    except KeyboardInterrupt:  # before the run started: nothing to mark
+        fail("interrupted before training started", code=STOPPED_EXIT_CODE)
     if as_json:
         print_json(_train_summary(result))
         return

@@ -1,4 +1,5 @@
-"""``POST /train`` (synchronous by default, or a job to poll) and ``GET /train/{job_id}``."""
+"""``POST /train`` (synchronous by default, or a job to poll), ``GET /train/{job_id}`` and
+``DELETE /train/{job_id}`` (cancel)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ router = APIRouter(tags=["train"])
 TRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": JobAccepted, "description": "Accepted (`wait: false`): poll `status_url`."},
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
-    409: {"model": ErrorPublic, "description": "A training is already running (its job id)."},
-    422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},
-    503: {"model": ErrorPublic, "description": "MLflow failed during the training."},
+    409: {
+        "model": ErrorPublic,
+        "description": "A training is already running (its job id), or this one was cancelled.",
+    },
+    422: {
+        "model": ErrorPublic,
+        "description": "A field is wrong: which one and why (hyperparameters too costly too).",
+    },
+    503: {"model": ErrorPublic, "description": "MLflow cannot be reached or failed."},
+    504: {"model": ErrorPublic, "description": "The training ran past its time limit."},
 }
 
 
@@ -61,5 +69,22 @@ def finished_result(job: TrainingJob) -> TrainPublic:
     "/train/{job_id}", summary="Training job status", responses={404: {"model": ErrorPublic}}
 )
 def training_job(job_id: str, jobs: JobsDep) -> JobPublic:
-    """queued, running (with its current stage), succeeded (with the result) or failed."""
+    """queued, running (with its current stage), succeeded (with the result), failed or
+    cancelled (with the error)."""
     return jobs.get(job_id).as_public()
+
+
+@router.delete(
+    "/train/{job_id}",
+    summary="Cancel a training job",
+    dependencies=[WriteAccess],
+    responses={
+        401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
+        404: {"model": ErrorPublic, "description": "No such job."},
+        409: {"model": ErrorPublic, "description": "The job has already finished."},
+    },
+)
+def cancel_training_job(job_id: str, jobs: JobsDep) -> JobPublic:
+    """Stop the training (its MLflow run is marked KILLED, the champion is untouched) and free
+    the slot; answers once it has stopped, with the job's state (``cancelled``)."""
+    return jobs.cancel(job_id).as_public()
