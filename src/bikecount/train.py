@@ -24,7 +24,7 @@ from bikecount.evaluate import SELECTION_METRIC, is_better, score_model, split_h
 from bikecount.fingerprint import file_fingerprint
 from bikecount.isolated_fit import fit_isolated
 from bikecount.models import build_model, get_spec, parse_params
-from bikecount.models.limits import check_training_cost
+from bikecount.models.limits import check_training_limits
 from bikecount.records import parse_records, to_raw_records
 from bikecount.registry import (
     champion_version,
@@ -105,7 +105,7 @@ def train(
     if parsed.frame.empty:
         raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
     split = split_holdout(parsed.frame, settings.holdout_days, start=request.holdout_from)
-    check_training_cost(request.model_type, params, len(split.train), settings)
+    check_training_limits(request.model_type, params, len(split.train), settings)
     stop.check("starting")
 
     configure_tracking(settings)

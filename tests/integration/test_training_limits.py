@@ -34,6 +34,9 @@ from api_server import (
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from bikecount.data.io import read_records, write_records
+from bikecount.records import COUNTER
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIKECOUNT = Path(sys.executable).parent / "bikecount"
@@ -138,6 +141,41 @@ def test_a_costly_training_is_refused_before_any_run(
     assert all(name in item["msg"] for name in names)
     assert len(stack.runs()) == runs, "no MLflow run was created"
     assert stack.champion() == champion
+
+
+@pytest.mark.parametrize(
+    ("model_type", "hyperparams", "named"),
+    [
+        ("rf", {"n_jobs": 0}, "n_jobs"),
+        ("rf", {"n_estimators": True}, "n_estimators"),
+        ("gbm", {"max_iter": False}, "max_iter"),
+        ("rf", {"max_leaf_nodes": 2**64}, "max_leaf_nodes"),
+        ("nn", {"refit": 1}, "refit"),
+    ],
+)
+def test_hyperparameters_that_fit_would_refuse_are_422_before_any_run(
+    stack: Stack, model_type: str, hyperparams: dict, named: str
+) -> None:
+    runs = len(stack.runs())
+    body = {"model_type": model_type, "hyperparams": hyperparams}
+    response = httpx.post(f"{stack.api.url}/train", json=body, timeout=60)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "hyperparams"] and named in item["msg"]
+    assert "training failed" not in item["msg"], "refused while checked, not in fitting"
+    assert len(stack.runs()) == runs, "no MLflow run was created"
+
+
+def test_nn_on_too_few_rows_is_422_before_any_run(stack: Stack) -> None:
+    reference = read_records(stack.root / "data" / "reference_data.csv")
+    one_counter = reference[reference[COUNTER] == reference[COUNTER].iloc[0]]
+    write_records(one_counter.head(3), stack.root / "data" / "three_hours.csv")
+    runs = len(stack.runs())
+    body = {"model_type": "nn", "data_source": "three_hours.csv"}
+    response = httpx.post(f"{stack.api.url}/train", json=body, timeout=60)
+    assert response.status_code == 422, response.text
+    assert "validation_fraction" in response.json()["detail"][0]["msg"]
+    assert len(stack.runs()) == runs
 
 
 def test_delete_cancels_a_running_training_and_frees_the_slot(stack: Stack) -> None:

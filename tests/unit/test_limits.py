@@ -9,7 +9,7 @@ from bikecount.models import HyperparameterError, parse_params
 from bikecount.models.limits import (
     TrainingCostError,
     bootstrap_distinct,
-    check_training_cost,
+    check_training_limits,
     estimate_cost,
 )
 from bikecount.stopping import StopToken, TrainingCancelledError, TrainingTimeoutError
@@ -22,7 +22,7 @@ SETTINGS = Settings(_env_file=None)
 def test_the_defaults_are_within_the_limits_on_three_times_the_paris_data(
     model_type: str,
 ) -> None:
-    cost = check_training_cost(model_type, parse_params(model_type), 3 * PARIS_ROWS, SETTINGS)
+    cost = check_training_limits(model_type, parse_params(model_type), 3 * PARIS_ROWS, SETTINGS)
     assert 0 < cost.model_mb < SETTINGS.train_max_model_mb
     assert 0 < cost.fit_seconds < SETTINGS.train_max_fit_seconds
 
@@ -47,7 +47,7 @@ def test_a_costly_training_is_refused_naming_its_hyperparameters_and_the_limit(
 ) -> None:
     params = parse_params(model_type, hyperparams)
     with pytest.raises(TrainingCostError) as caught:
-        check_training_cost(model_type, params, PARIS_ROWS, SETTINGS)
+        check_training_limits(model_type, params, PARIS_ROWS, SETTINGS)
     message = str(caught.value)
     assert isinstance(caught.value, HyperparameterError)  # the API's 422 on "hyperparams"
     assert limit in message and "331,830 rows" in message
@@ -80,10 +80,17 @@ def test_twice_the_fits_twice_the_time_one_model() -> None:
     assert twice.model_mb == once.model_mb
 
 
+def test_nn_needs_rows_on_both_sides_of_its_validation_slice() -> None:
+    with pytest.raises(HyperparameterError, match="validation_fraction=0.1 of 3 training rows"):
+        check_training_limits("nn", parse_params("nn"), 3, SETTINGS)
+    check_training_limits("nn", parse_params("nn"), 10, SETTINGS)
+    check_training_limits("rf", parse_params("rf"), 3, SETTINGS)
+
+
 def test_the_limits_are_settings() -> None:
     strict = Settings(_env_file=None, train_max_fit_seconds=1, train_max_model_mb=1000)
     with pytest.raises(TrainingCostError, match="BIKECOUNT_TRAIN_MAX_FIT_SECONDS=1"):
-        check_training_cost("gbm", parse_params("gbm"), PARIS_ROWS, strict)
+        check_training_limits("gbm", parse_params("gbm"), PARIS_ROWS, strict)
 
 
 def test_a_stop_token_stops_on_cancel_or_after_its_time_limit() -> None:

@@ -2,7 +2,7 @@
 
 A request's hyperparameters can ask for a model far larger than the machine's memory or a fit
 that runs for hours (a forest of unbounded trees, ten thousand boosting iterations, a network of
-six 4,096-wide layers). :func:`check_training_cost` estimates, from the number of rows and the
+six 4,096-wide layers). :func:`check_training_limits` estimates, from the number of rows and the
 hyperparameters alone, the size of the fitted model and the seconds its fit takes, and refuses
 the training before any MLflow run exists when either is above its setting
 (``BIKECOUNT_TRAIN_MAX_MODEL_MB``, ``BIKECOUNT_TRAIN_MAX_FIT_SECONDS``).
@@ -84,17 +84,21 @@ def estimate_cost(model_type: str, params: BaseModel, rows: int, fits: int = 1) 
     return TrainingCost(model_type, rows, size / MEGABYTE, seconds, drivers)
 
 
-def check_training_cost(
+def check_training_limits(
     model_type: str, params: BaseModel, rows: int, settings: Settings, fits: int = 1
 ) -> TrainingCost:
-    """Refuse a training whose estimated cost is above the settings' limits.
+    """Refuse, before any run exists, a training that cannot fit on ``rows`` rows or whose
+    estimated cost is above the settings' limits.
 
     Returns:
         The estimate, when it is within the limits.
 
     Raises:
+        HyperparameterError: the hyperparameters cannot fit this many rows (nn's validation
+            slice would be empty, or all of them).
         TrainingCostError: naming the hyperparameters, the estimate and the limit it breaks.
     """
+    check_fit_possible(model_type, params, rows)
     cost = estimate_cost(model_type, params, rows, fits)
     broken = []
     if cost.model_mb > settings.train_max_model_mb:
@@ -109,6 +113,25 @@ def check_training_cost(
             f"{', '.join(cost.drivers)} (or train on fewer rows)"
         )
     return cost
+
+
+def check_fit_possible(model_type: str, params: BaseModel, rows: int) -> None:
+    """What would only fail inside ``fit``, checked from the number of rows.
+
+    Raises:
+        HyperparameterError: the ``nn`` early-stopping slice (``validation_fraction``) would
+            hold no row, or every row.
+    """
+    if model_type != "nn":
+        return
+    fraction = params.model_dump()["validation_fraction"]
+    held_out = int(round(rows * fraction))
+    if not 0 < held_out < rows:
+        raise HyperparameterError(
+            f"validation_fraction={fraction:g} of {rows:,} training rows holds out {held_out} "
+            "for early stopping: nn needs at least one row on each side; give more data or a "
+            "larger validation_fraction"
+        )
 
 
 def bootstrap_distinct(rows: int, fraction: float) -> float:
