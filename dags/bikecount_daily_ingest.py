@@ -2,7 +2,8 @@
 
 Thin tasks over ``bikecount.pipeline``; ``bikecount pipeline ingest --date D`` is the same step
 without Airflow. Give ``{"day": "YYYY-MM-DD"}`` as the run's configuration to (re)ingest a day:
-a day ingested twice is replaced, never duplicated.
+a day ingested twice is replaced, never duplicated. A re-ingest that would shrink a stored day
+materially fails the run and keeps the day, unless the configuration says ``{"force": true}``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ SETTINGS = Settings()
     params={
         "day": Param(
             None, type=["null", "string"], description="YYYY-MM-DD; default: the day before the run"
-        )
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            description="Replace a stored day even by materially fewer rows",
+        ),
     },
     doc_md=__doc__,
     **dag_arguments(SETTINGS),
@@ -37,8 +43,9 @@ def bikecount_daily_ingest() -> None:
         """Fetch the day, validate it against the record contract and replace it in the store."""
         from bikecount.pipeline.ingest import ingest_day
 
-        day = context_day(get_current_context())
-        return ingest_day(Settings(), day).as_dict()
+        context = get_current_context()
+        force = bool(context["params"].get("force", False))
+        return ingest_day(Settings(), context_day(context), force=force).as_dict()
 
     @task
     def report(result: dict[str, Any]) -> None:

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     classmodel_port: int = Field(default=8080, ge=1, le=65535)
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     logs_dir: Path = Path("logs")
+    # `bikecount up` restarts a crashed service after a backoff doubling from this many seconds
+    # (at most 30 s), and stops the stack when one crashes more than this many times in the
+    # window; the other services keep running meanwhile.
+    stack_max_restarts: int = Field(default=5, ge=0)
+    stack_restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    stack_restart_window_seconds: float = Field(default=300.0, gt=0)
+    # Training: refused before it starts when the fitted model's estimated size or its fit's
+    # estimated time is above these (bikecount.models.limits), stopped (run FAILED) when it
+    # runs longer than the time limit.
+    train_max_model_mb: float = Field(default=200.0, gt=0)
+    train_max_fit_seconds: float = Field(default=1800.0, gt=0)
+    train_time_limit_seconds: float = Field(default=3600.0, gt=0)
     # The APIs: a bound on records per request, and how often the champion alias is re-read.
     max_records: int = Field(default=10_000, ge=1)
     model_check_seconds: float = Field(default=10.0, ge=0)
@@ -88,6 +100,9 @@ class Settings(BaseSettings):
     pipeline_batch_size: int = Field(default=5000, ge=1)
     # An ingest whose share of rejected rows is above this fails its run, so it is looked at.
     pipeline_max_rejected_share: float = Field(default=0.2, ge=0, le=1)
+    # A re-ingest that would leave a stored day with fewer than this share of its rows is
+    # refused unless forced: a partial export must not silently replace a complete day.
+    pipeline_reingest_min_share: float = Field(default=0.8, ge=0, le=1)
     # Airflow task retries (an API restarting, Open Data late) and the pause between them.
     pipeline_retries: int = Field(default=2, ge=0)
     pipeline_retry_delay_seconds: float = Field(default=300.0, ge=0)

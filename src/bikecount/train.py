@@ -36,9 +36,12 @@ from bikecount.evaluate import (
     split_holdout,
 )
 from bikecount.fingerprint import file_fingerprint
+from bikecount.isolated_fit import fit_isolated
 from bikecount.models import ModelSpec, build_model, get_spec, parse_params
+from bikecount.models.limits import check_training_limits
 from bikecount.records import parse_records, to_raw_records
 from bikecount.registry import Registry, trained_until
+from bikecount.stopping import StopToken, marking_stopped_run
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class TrainRequest:
     # Refit on every row (holdout included) for the registered model; False keeps the
     # evaluation fit (faster, but the served model never saw the holdout days).
     refit: bool = True
+    # More tags of the MLflow run (the API's job id and instance).
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,16 +90,24 @@ class TrainResult:
 
 
 def train(
-    request: TrainRequest, settings: Settings, on_stage: StageCallback | None = None
+    request: TrainRequest,
+    settings: Settings,
+    on_stage: StageCallback | None = None,
+    stop: StopToken | None = None,
 ) -> TrainResult:
     """Train one model and register it; see the module docstring.
 
-    Everything is validated before any fitting (model type, hyperparameters, data file). A run
-    that fails is recorded as FAILED in MLflow and never touches the champion.
+    Everything is validated before any MLflow run is created (model type, hyperparameters, data
+    file, the estimated cost against the settings' limits). A run that fails is recorded as
+    FAILED in MLflow and never touches the champion. ``stop`` (default: the settings' time
+    limit) is checked between stages and while the model fits (in a child process); a stopped
+    run is marked KILLED (cancelled) or FAILED (time limit) and never touches the champion.
 
     Raises:
-        UnknownModelTypeError, HyperparameterError, DataFileError, RecordError, ValueError.
+        UnknownModelTypeError, HyperparameterError (TrainingCostError), DataFileError,
+        RecordError, ValueError, TrainingStoppedError.
     """
+    stop = stop or StopToken(settings.train_time_limit_seconds)
     stage = on_stage or (lambda message: logger.info(message))
     started = time.perf_counter()
     spec, params, path = validate_train_request(request, settings)
@@ -104,15 +117,21 @@ def train(
     if parsed.frame.empty:
         raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
     split = split_holdout(parsed.frame, settings.holdout_days, start=request.holdout_from)
+    refit_rows = len(parsed.frame) if request.refit else None
+    check_training_limits(request.model_type, params, len(split.train), settings, refit_rows)
+    stop.check("starting")
 
     registry = Registry(settings)
     registry.use_for_runs()
     experiment_id = registry.training_experiment(request.env)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run:
-        mlflow.set_tags(_run_tags(request, path, spec.name))
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run,
+        marking_stopped_run(),
+    ):
+        mlflow.set_tags({**_run_tags(request, path, spec.name), **request.tags})
         mlflow.log_params({**params.model_dump(), **_split_params(split, parsed.dropped_rows)})
         stage(f"fitting {spec.description} on {len(split.train):,} records")
-        evaluation = fit_records(request.model_type, params, split.train, settings)
+        evaluation = fit_records(request.model_type, params, split.train, settings, stop)
         stage(f"scoring on the holdout ({len(split.holdout):,} records, {split.rule})")
         metrics = score_model(evaluation, spec.task, split.holdout)
         mlflow.log_metrics(metrics)
@@ -120,7 +139,9 @@ def train(
         if request.refit:
             stage(f"refitting on all {len(parsed.frame):,} records (holdout included)")
             refit_params = deployment_params(request.model_type, params, evaluation)
-            deployed = fit_records(request.model_type, refit_params, parsed.frame, settings)
+            deployed = fit_records(
+                request.model_type, refit_params, parsed.frame, settings, stop, "refitting"
+            )
             fitted = parsed.frame
             changed = {
                 f"refit_{name}": value
@@ -132,6 +153,8 @@ def train(
         mlflow.log_params(
             {"refit": request.refit, "rows_fit": len(fitted), "trained_until": trained_until}
         )
+        # The last stop: once registering has begun, the training finishes.
+        stop.check("about to register the model")
         stage("logging and registering the model")
         info = _log_model(deployed, request.model_type, split.holdout, spec.torch)
         version = int(info.registered_model_version)
@@ -190,14 +213,24 @@ def validate_train_request(
 
 
 def fit_records(
-    model_type: str, params: BaseModel, records: pd.DataFrame, settings: Settings
+    model_type: str,
+    params: BaseModel,
+    records: pd.DataFrame,
+    settings: Settings,
+    stop: StopToken | None = None,
+    stage: str = "fitting",
 ) -> Any:
     """A fresh model of ``model_type`` fitted on canonical records, counter outages dropped.
 
     The one fitting step of ``bikecount train``, ``POST /train`` and ``bikecount backtest``.
+    With ``stop``, the fit runs in a child process that is killed at once when the token says
+    stop (cancel, time limit; see :mod:`bikecount.isolated_fit`; ``stage`` names the fit in
+    the stop's message); without, in this process.
     """
     model = build_model(model_type, params, settings.seed)
     fitted_on = drop_outages(records.sort_values("timestamp", kind="stable"), settings.outage_hours)
+    if stop is not None:
+        return fit_isolated(model, fitted_on, fitted_on["count"].to_numpy(), stop, stage)
     model.fit(fitted_on, fitted_on["count"].to_numpy())
     return model
 

@@ -224,6 +224,32 @@ def test_ingest_falls_back_to_the_drop_folder_when_open_data_is_down(stack: Stac
     assert stored["count"].sum() == day_total(stack.root / "drop" / "current.csv", DAY)
 
 
+def test_ingest_refuses_to_shrink_a_stored_day_unless_the_run_forces_it(stack: Stack) -> None:
+    settings = stack.settings("shrink.db")
+    ingest(settings, DAY, stack.root / "drop")
+    current = read_records(stack.root / "drop" / "current.csv")
+    of_day = current[parse_timestamps(current[TIMESTAMP]).dt.date == DAY]
+    write_records(of_day.head(1), stack.root / "one_row" / "export.csv")
+    dead = f"http://127.0.0.1:{find_free_port()}/exports/csv"
+    source = {"open_data_url": dead, "pipeline_source": str(stack.root / "one_row")}
+
+    refused = run_dag(stack, "bikecount_daily_ingest", DAY, "shrink.db", **source)
+    assert refused["state"] == "failed" and refused["tasks"]["ingest"]["state"] == "failed"
+    assert "re-ingest refused: 1 valid rows of 2020-11-20" in refused["log"]
+    engine = open_store(settings.pipeline_db_url)
+    assert len(read_counts(engine)) == N_COUNTERS * 24
+
+    forced = run_dag(stack, "bikecount_daily_ingest", DAY, "shrink.db", {"force": True}, **source)
+    assert forced["state"] == "success", forced["log"][-3000:]
+    assert forced["tasks"]["ingest"]["result"]["note"].startswith("Paris Open Data unreachable")
+    assert "forced: the stored day shrank" in forced["tasks"]["ingest"]["result"]["note"]
+    assert len(read_counts(engine)) == 1
+    logged = read_table(engine, ingest_log)["reasons"].tolist()
+    assert [next(iter(r), None) for r in logged[1:]] == [
+        "re-ingest refused: it would shrink the stored day (stored rows kept)",
+    ] * (len(logged) - 2) + ["re-ingest forced: the stored day shrank (stored rows replaced)"]
+
+
 def test_predict_forecasts_the_next_day_and_scores_it_once_counted(stack: Stack) -> None:
     settings = stack.settings("predict.db")
     ingest(settings, DAY, stack.root / "drop")

@@ -8,6 +8,7 @@ subprocess on a free port, with an API key and the champion re-checked on every 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -212,6 +213,21 @@ def test_odd_records_are_predicted_or_refused(
     for model_type in ("rf", "rf_class"):
         response = api.post("/predict", json={"records": [record], "model_type": model_type})
         assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize("field", ["extra", "Comptage horaire", COUNTER])
+def test_a_huge_integer_is_422_on_both_apis_with_a_model_loaded(
+    stack: Stack, api: httpx.Client, legacy: httpx.Client, champions: dict[str, int], field: str
+) -> None:
+    good = records_of(stack.current.head(1)[[COUNTER, TIMESTAMP, COORDINATES]])[0]
+    huge = json.dumps({**good, field: "HUGE"}).replace('"HUGE"', "1" + "0" * 400)
+    body = f'{{"records": [{json.dumps(good)}, {huge}]}}'
+    for client in (api, legacy):
+        response = client.post(
+            "/predict", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", "records", 1, field]
 
 
 def test_metric_picks_the_best_registered_version(

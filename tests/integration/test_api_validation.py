@@ -10,10 +10,13 @@ server's data folder is empty, so each training request is refused while it is c
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import schemathesis
 from api_server import REGMODEL_APP, ServerProcess, api_env, running, start_api
@@ -40,7 +43,8 @@ RECORD = {
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A RegModel API on a local SQLite store, with an API key and an empty data folder."""
     root = tmp_path_factory.mktemp("api_validation")
-    (root / "data").mkdir()  # empty on purpose: no training can start
+    (root / "data").mkdir()  # no data set on purpose: no training can start
+    write_damaged_files(root / "data" / "damaged")
     (root / "outside.csv").write_text("not inside the data folder\n")
     tracking = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     env = api_env(root, tracking, api_key=API_KEY, max_records=MAX_RECORDS)
@@ -49,6 +53,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         models = httpx.get(f"{started.url}/models", timeout=60).json()
         assert models["count"] == 0, "a training ran"
     assert "Traceback" not in started.log(), started.log()
+
+
+def write_damaged_files(folder: Path) -> None:
+    """Record files a reader chokes on: gzip cut in half, gzip with a bad CRC, deflate data
+    damaged in the middle, bytes that are no text, and a parquet file cut in half."""
+    folder.mkdir(parents=True)
+    lines = [";".join(RECORD)] + [";".join(RECORD.values())] * 3000
+    text = ("\n".join(lines) + "\n").encode()
+    packed = gzip.compress(text, mtime=0)
+    (folder / "half.csv.gz").write_bytes(packed[: len(packed) // 2])
+    crc = bytearray(packed)
+    crc[-8] ^= 0xFF  # the trailer's CRC32
+    (folder / "bad_crc.csv.gz").write_bytes(bytes(crc))
+    middle = bytearray(packed)
+    middle[len(middle) // 2 : len(middle) // 2 + 8] = b"\xff" * 8
+    (folder / "middle.csv.gz").write_bytes(bytes(middle))
+    (folder / "binary.csv").write_bytes(bytes(range(256)) * 20)
+    parquet = folder / "half.parquet"
+    pd.DataFrame([RECORD] * 100).to_parquet(parquet)
+    parquet.write_bytes(parquet.read_bytes()[:300])
+
+
+DAMAGED = {
+    "half.csv.gz": "cut short",
+    "bad_crc.csv.gz": "damaged",
+    "middle.csv.gz": "damaged",
+    "binary.csv": "not UTF-8 text",
+    "half.parquet": "cannot be read as a record file",
+}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +134,26 @@ def test_invalid_records_are_listed_by_row_and_column(api: httpx.Client) -> None
     assert response.status_code == 422
     items = {(item["row"], item["column"]) for item in response.json()["detail"]}
     assert items == {(1, TIMESTAMP), (2, COORDINATES), (3, COORDINATES)}
+
+
+HUGE = "1" + "0" * 400  # beyond what a float holds: pandas and numpy overflow on it
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("extra", HUGE), ("Comptage horaire", HUGE), (COUNTER, HUGE), ("extra", str(2**64))],
+)
+@pytest.mark.parametrize("path", ["/predict", "/monitor"])
+def test_an_integer_beyond_64_bits_is_422_naming_row_and_column(
+    api: httpx.Client, path: str, field: str, value: str
+) -> None:
+    # Written by hand: the JSON integer must reach the server as digits, not as a float.
+    record = json.dumps({**RECORD, field: "HUGE"}).replace('"HUGE"', value)
+    body = f'{{"records": [{json.dumps(RECORD)}, {record}]}}'
+    response = api.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "records", 1, field] and "64 bits" in item["msg"]
 
 
 def test_missing_column_in_every_record_is_named(api: httpx.Client) -> None:
@@ -175,6 +228,32 @@ def test_training_is_checked_before_it_starts(
     assert item["loc"] == ["body", field] and reason in item["msg"]
 
 
+@pytest.mark.parametrize(("name", "reason"), DAMAGED.items())
+def test_a_damaged_training_file_is_422_naming_it_and_what_is_wrong(
+    api: httpx.Client, name: str, reason: str
+) -> None:
+    body = {"model_type": "rf", "data_source": f"damaged/{name}"}
+    response = api.post("/train", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "data_source"]
+    assert name in item["msg"] and reason in item["msg"]
+
+
+@pytest.mark.parametrize(("name", "reason"), DAMAGED.items())
+def test_a_damaged_monitoring_file_is_422_on_its_own_field(
+    api: httpx.Client, name: str, reason: str
+) -> None:
+    path = f"damaged/{name}"
+    as_current = api.post("/monitor", json={"reference": path, "current": path})
+    assert as_current.status_code == 422, as_current.text
+    [item] = as_current.json()["detail"]
+    assert item["loc"] == ["body", "current"] and name in item["msg"] and reason in item["msg"]
+    as_reference = api.post("/monitor", json={"reference": path, "records": [RECORD]})
+    assert as_reference.status_code == 422, as_reference.text
+    assert as_reference.json()["detail"][0]["loc"] == ["body", "reference"]
+
+
 def test_write_endpoints_refuse_missing_or_wrong_keys(api: httpx.Client) -> None:
     keys: list[str | bytes] = ["", "wrong", API_KEY + "x", "ünïcode".encode("latin-1")]
     for headers in ({"X-API-Key": key} for key in keys):
@@ -212,6 +291,7 @@ OPERATIONS = [
     ("POST", "/predict"),
     ("POST", "/train"),
     ("GET", "/train/{job_id}"),
+    ("DELETE", "/train/{job_id}"),
     ("GET", "/models"),
     ("POST", "/models/reload"),
     ("GET", "/health"),

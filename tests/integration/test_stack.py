@@ -9,8 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,7 @@ from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline.store import open_store, read_counts, read_table
 from bikecount.pipeline.store import predictions as predictions_table
 from bikecount.records import SNAKE_TO_EXPORT
-from bikecount.stack.processes import ProcessManager, ServiceFailedError
+from bikecount.stack.processes import ProcessManager, RestartPolicy, ServiceFailedError
 from bikecount.stack.services import ServiceSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,6 +76,35 @@ def stand_in(name: str, *args: str, port: int | None = None) -> ServiceSpec:
     port = port or free_port()
     command = (sys.executable, "-c", STAND_IN, str(port), *args)
     return ServiceSpec(name, command, "127.0.0.1", port, "--port", "a test")
+
+
+# Serves like STAND_IN the first time; once its marker file exists (every restart), it cannot.
+BREAKS_ON_RESTART = (
+    """
+import os, sys
+marker = sys.argv[2]
+if os.path.exists(marker):
+    print("cannot start again: broken config", flush=True)
+    raise SystemExit(3)
+open(marker, "w").close()
+"""
+    + STAND_IN
+)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not {what} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -151,6 +181,63 @@ def test_a_silent_service_times_out(tmp_path: Path) -> None:
             manager.wait_healthy(service, timeout=1)
         family = tree(service.process.pid)
     assert not still_running(family)
+
+
+def test_a_crashed_service_is_restarted_while_the_others_keep_running(tmp_path: Path) -> None:
+    lines: list[tuple[str, str]] = []
+    policy = RestartPolicy(max_restarts=3, backoff_seconds=0.2, window_seconds=60)
+    manager = ProcessManager(
+        tmp_path / "logs", on_line=lambda s, line: lines.append((s, line)), restart=policy
+    )
+    with manager:
+        alpha, beta = manager.start(stand_in("alpha")), manager.start(stand_in("beta"))
+        for service in (alpha, beta):
+            manager.wait_healthy(service, timeout=30)
+        time.sleep(0.5)  # let the grandchildren start
+        crashed, beta_pid = tree(alpha.process.pid), beta.process.pid
+        supervisor = threading.Thread(target=manager.supervise, args=(0.1,), daemon=True)
+        supervisor.start()
+
+        os.kill(crashed[0].pid, signal.SIGKILL)  # the leader only: its child outlives it
+        wait_for(lambda: alpha.restarts == 1 and alpha.healthy, 30, "restarted and healthy")
+        assert answers(alpha.spec.health_url)
+        assert not still_running(crashed), "what was left of the crashed service was stopped"
+        assert beta.process.pid == beta_pid and beta.process.poll() is None
+        assert answers(beta.spec.health_url)
+        family = tree(alpha.process.pid) + tree(beta.process.pid)
+    supervisor.join(timeout=10)
+    assert not supervisor.is_alive(), "supervise returns once the manager stops"
+    assert not still_running(family)
+    notices = [line for service, line in lines if line.startswith("[bikecount up]")]
+    assert notices[0].startswith(
+        "[bikecount up] alpha exited with code -9; restarting it in 0.2 s (crash 1 of 3"
+    )
+    assert any(line.startswith("[bikecount up] alpha is back") for line in notices)
+    log = (tmp_path / "logs" / "alpha.log").read_text()
+    assert log.count("stand-in listening") == 2
+    assert "--- restarted by bikecount up (restart 1) ---" in log
+
+
+def test_a_service_that_keeps_crashing_stops_the_stack(tmp_path: Path) -> None:
+    port = free_port()
+    command = (sys.executable, "-c", BREAKS_ON_RESTART, str(port), str(tmp_path / "marker"))
+    fragile = ServiceSpec("fragile", command, "127.0.0.1", port, "--port", "a test")
+    policy = RestartPolicy(max_restarts=2, backoff_seconds=0.1, window_seconds=60)
+    with ProcessManager(tmp_path / "logs", restart=policy) as manager:
+        steady = manager.start(stand_in("steady"))
+        service = manager.start(fragile)
+        for started in (steady, service):
+            manager.wait_healthy(started, timeout=30)
+        os.killpg(service.process.pid, signal.SIGKILL)
+        with pytest.raises(ServiceFailedError) as caught:
+            manager.supervise(poll_seconds=0.1)
+        assert steady.process.poll() is None, "the others ran until the stack gave up"
+        family = tree(steady.process.pid)
+    assert not still_running(family)
+    message = str(caught.value)
+    assert message.startswith("fragile exited with code 3; it crashed 3 time(s) within 60 s")
+    assert "giving up" in message and service.restarts == 2
+    assert caught.value.log_tail[-1] == "cannot start again: broken config"
 
 
 # --- bikecount up, as a user runs it --------------------------------------------------------
@@ -312,6 +399,63 @@ def assert_champion_loads_without_server(
     model = mlflow.sklearn.load_model(uri)
     frame = pd.DataFrame(records).rename(columns=SNAKE_TO_EXPORT)
     assert len(model.predict(frame)) == len(records)
+
+
+def service_leader(up: subprocess.Popen[bytes], marker: str) -> psutil.Process:
+    """The child of ``bikecount up`` whose command line holds ``marker`` (a group leader)."""
+    for child in psutil.Process(up.pid).children():
+        if marker in " ".join(child.cmdline()):
+            return child
+    raise AssertionError(f"no child of bikecount up runs {marker!r}")
+
+
+def test_up_restarts_a_killed_service_and_keeps_the_others_serving(
+    home: Path, ports: dict[str, int], no_leftovers: None
+) -> None:
+    output = home / "up-restart.txt"
+    env = {**stack_env(ports), "BIKECOUNT_STACK_RESTART_BACKOFF_SECONDS": "0.5"}
+    with output.open("wb") as sink:
+        up = subprocess.Popen(
+            [str(BIKECOUNT), "up"], cwd=home, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        api = f"http://127.0.0.1:{ports['api']}"
+        mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
+        wait_until_healthy(up, [f"{mlflow_url}/health", f"{api}/health"], output)
+        body = {"records": sample_records(home), "model_type": "rf"}
+        first = httpx.post(f"{api}/predict", json=body, timeout=120)
+        assert first.status_code == 200, first.text
+
+        # MLflow dies: the API keeps serving its cached model while MLflow is restarted.
+        mlflow_server, api_server = service_leader(up, "mlflow"), service_leader(up, "uvicorn")
+        os.killpg(mlflow_server.pid, signal.SIGKILL)
+        answered = [httpx.post(f"{api}/predict", json=body, timeout=60) for _ in range(5)]
+        assert [r.status_code for r in answered] == [200] * 5, answered[-1].text
+        wait_for(lambda: answers(f"{mlflow_url}/health"), START_TIMEOUT, "MLflow back")
+        assert up.poll() is None and api_server.is_running()
+        assert service_leader(up, "mlflow").pid != mlflow_server.pid
+
+        # The API dies: it is restarted, MLflow is left alone.
+        mlflow_server = service_leader(up, "mlflow")
+        os.killpg(api_server.pid, signal.SIGKILL)
+        wait_for(lambda: answers(f"{api}/health"), START_TIMEOUT, "the API back")
+        assert service_leader(up, "uvicorn").pid != api_server.pid
+        assert service_leader(up, "mlflow").pid == mlflow_server.pid
+        again = httpx.post(f"{api}/predict", json=body, timeout=120)
+        assert again.status_code == 200, again.text
+
+        family = tree(up.pid)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=STOP_TIMEOUT) == 0
+    finally:
+        stop(up)
+    assert not still_running(family), [p.cmdline() for p in still_running(family)]
+    text = " ".join(output.read_text().split())
+    assert "[bikecount up] mlflow exited with code -9; restarting it in 0.5 s" in text
+    assert "[bikecount up] mlflow is back" in text
+    assert "[bikecount up] regmodel exited with code -9; restarting it in 0.5 s" in text
+    assert "[bikecount up] regmodel is back" in text
+    assert "SIGINT: every service stopped." in text
 
 
 def test_a_taken_port_fails_clearly_and_starts_nothing(

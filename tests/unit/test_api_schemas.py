@@ -30,8 +30,8 @@ from bikecount.api.errors import (
 )
 from bikecount.api.jobs import path_inside_data_dir
 from bikecount.api.model_cache import ModelCache
+from bikecount.api.records_body import records_frame
 from bikecount.api.routes.monitor import MonitorRequestBody
-from bikecount.api.routes.predict import records_frame
 from bikecount.api.schemas import (
     EXAMPLE_RECORD,
     Metric,
@@ -112,6 +112,23 @@ def test_a_record_with_both_spellings_of_a_column_is_refused() -> None:
     with pytest.raises(RecordError) as caught:
         records_frame([EXAMPLE_RECORD, {**EXAMPLE_RECORD, "nom_du_compteur": "B"}])
     assert [(issue.row, issue.column) for issue in caught.value.issues] == [(1, COUNTER)]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("extra", 10**400), ("Comptage horaire", 2**64), (COUNTER, -(10**300)), (COUNTER, 2**63)],
+)
+def test_an_integer_beyond_64_bits_is_a_record_error(column: str, value: int) -> None:
+    with pytest.raises(RecordError) as caught:
+        records_frame([EXAMPLE_RECORD, {**EXAMPLE_RECORD, column: value}])
+    [issue] = caught.value.issues
+    assert (issue.row, issue.column) == (1, column) and "64 bits" in issue.expected
+    assert len(str(issue.value)) < 50  # shortened, not echoed in full
+
+
+def test_integers_within_64_bits_and_bools_are_kept() -> None:
+    frame = records_frame([{**EXAMPLE_RECORD, "extra": 2**63 - 1, "flag": True}])
+    assert frame["extra"].tolist() == [2**63 - 1] and frame["flag"].tolist() == [True]
 
 
 def test_record_errors_name_row_column_and_expectation() -> None:

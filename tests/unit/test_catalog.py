@@ -153,6 +153,45 @@ def test_bad_hyperparameters_name_the_key_and_list_known_ones(
     assert message.endswith(f"(known: {known})")
 
 
+@pytest.mark.parametrize(
+    ("model_type", "overrides", "named"),
+    [
+        ("rf", {"n_estimators": True}, "n_estimators: Value error, expected a number, not a"),
+        ("rf", {"n_estimators": False}, "n_estimators"),
+        ("rf", {"n_jobs": 0}, "n_jobs: Value error, n_jobs is -1 (every core) or 1 to 64"),
+        ("rf", {"n_jobs": -2}, "n_jobs"),
+        ("rf", {"n_jobs": 1000}, "n_jobs"),
+        ("rf", {"n_jobs": True}, "n_jobs"),
+        ("rf", {"max_depth": 10**30}, "max_depth"),
+        ("rf", {"max_leaf_nodes": 2**64}, "max_leaf_nodes"),
+        ("rf", {"min_samples_leaf": 10**400}, "min_samples_leaf"),
+        ("rf", {"max_features": True}, "max_features"),
+        ("rf", {"max_samples": float("nan")}, "max_samples"),
+        ("rf_class", {"n_jobs": 0}, "n_jobs"),
+        ("gbm", {"max_iter": True}, "max_iter"),
+        ("gbm", {"l2_regularization": float("inf")}, "l2_regularization"),
+        ("gbm", {"learning_rate": float("nan")}, "learning_rate"),
+        ("gbm", {"max_leaf_nodes": 10**12}, "max_leaf_nodes"),
+        ("nn", {"hidden_sizes": [True, 16]}, "hidden_sizes.0"),
+        ("nn", {"refit": 1}, "refit: Value error, expected true or false"),
+        ("nn", {"dropout": False}, "dropout"),
+        ("nn", {"batch_size": 2**70}, "batch_size"),
+    ],
+)
+def test_every_hyperparameter_is_strictly_typed_and_bounded(
+    model_type: str, overrides: dict, named: str
+) -> None:
+    with pytest.raises(HyperparameterError) as caught:
+        parse_params(model_type, overrides)
+    assert named in str(caught.value)
+
+
+def test_command_line_strings_still_parse() -> None:
+    assert parse_params("rf", {"n_jobs": "2", "n_estimators": "7"}).model_dump()["n_jobs"] == 2
+    assert parse_params("nn", {"refit": "false"}).model_dump()["refit"] is False
+    assert parse_params("nn", {"refit": True}).model_dump()["refit"] is True
+
+
 def test_bad_value_message_shows_the_value_given() -> None:
     with pytest.raises(HyperparameterError, match=r"n_estimators: .*\(got 'many'\)"):
         parse_params("rf", {"n_estimators": "many"})

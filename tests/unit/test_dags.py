@@ -52,7 +52,7 @@ def test_the_dag_folder_imports_without_errors(described: dict[str, Any]) -> Non
 @pytest.mark.parametrize(
     ("dag_id", "expression", "params"),
     [
-        ("bikecount_daily_ingest", "0 0 * * *", ["day"]),  # @daily
+        ("bikecount_daily_ingest", "0 0 * * *", ["day", "force"]),  # @daily
         ("bikecount_daily_predict", "0 0 * * *", ["day"]),
         ("bikecount_monitor_and_retrain", "0 0 * * 0", ["force"]),  # @weekly
     ],

@@ -140,7 +140,7 @@ def test_record_champion_sets_version_and_metrics() -> None:
 
 @pytest.mark.parametrize("fails", [False, True])
 def test_training_jobs_count_runs_and_durations(fails: bool) -> None:
-    def run(request: TrainRequest, settings: Settings, on_stage: object) -> object:
+    def run(request: TrainRequest, settings: Settings, **callbacks: object) -> object:
         if fails:
             raise RuntimeError("boom")
         return object()

@@ -17,7 +17,15 @@ from bikecount.data.fetch import day_export_url
 from bikecount.data.io import write_records
 from bikecount.monitoring.drift import ChampionScore, DriftSummary, MonitoringResult
 from bikecount.pipeline import PipelineError
-from bikecount.pipeline.ingest import IngestResult, check_rejections, ingest, ingest_day
+from bikecount.pipeline.ingest import (
+    SHRINK_FORCED,
+    SHRINK_REFUSED,
+    IngestResult,
+    ShrinkRefusedError,
+    check_rejections,
+    ingest,
+    ingest_day,
+)
 from bikecount.pipeline.retrain import RetrainResult, decide
 from bikecount.pipeline.schedule import run_day, task_defaults
 from bikecount.pipeline.store import ingest_log, open_store, read_counts, read_table
@@ -97,6 +105,48 @@ def test_a_source_without_the_day_leaves_the_stored_day_alone(
     assert len(read_counts(engine)) == 6 * 24  # the first ingest's rows are still there
     log = read_table(engine, ingest_log)
     assert list(log["rows_rejected"]) == [0, 6 * 24]  # the failed attempt is logged too
+
+
+@pytest.fixture
+def one_row(tmp_path: Path, small_raw: pd.DataFrame) -> Path:
+    """A file-drop folder holding a single valid record of ``DAY``."""
+    of_day = small_raw[small_raw["Date et heure de comptage"].str.startswith(DAY.isoformat())]
+    write_records(of_day.head(1), tmp_path / "one_row" / "export.csv")
+    return tmp_path / "one_row"
+
+
+def test_a_re_ingest_that_would_shrink_a_stored_day_is_refused_and_logged(
+    tmp_path: Path, drop: Path, one_row: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    ingest(settings, DAY, drop)
+    engine = open_store(settings.pipeline_db_url)
+    before = read_counts(engine)
+    with pytest.raises(ShrinkRefusedError, match=r"1 valid rows of 2021-03-10 in .* against 144"):
+        ingest_day(settings, DAY, one_row)
+    after = read_counts(engine)
+    assert len(after) == 6 * 24 and after["count"].sum() == before["count"].sum()
+    log = read_table(engine, ingest_log)
+    assert log["reasons"].iloc[-1] == {SHRINK_REFUSED: 144}
+
+    forced = ingest_day(settings, DAY, one_row, force=True)
+    assert forced.rows_written == 1 and forced.note.startswith("forced: the stored day shrank")
+    assert len(read_counts(engine)) == 1
+    assert read_table(engine, ingest_log)["reasons"].iloc[-1] == {SHRINK_FORCED: 144}
+
+
+def test_a_re_ingest_above_the_share_replaces_the_day(
+    tmp_path: Path, small_raw: pd.DataFrame
+) -> None:
+    settings = settings_for(tmp_path, pipeline_reingest_min_share=0.8)
+    write_records(small_raw, tmp_path / "full" / "export.csv")
+    ingest(settings, DAY, tmp_path / "full")
+    counters = sorted(small_raw["Nom du compteur"].unique())
+    five_of_six = small_raw[small_raw["Nom du compteur"] != counters[0]]  # 83% of the rows
+    write_records(five_of_six, tmp_path / "most" / "export.csv")
+    result = ingest(settings, DAY, tmp_path / "most")
+    assert result.rows_written == 5 * 24 and result.note is None
+    assert len(read_counts(open_store(settings.pipeline_db_url))) == 5 * 24
 
 
 def test_too_many_rejected_rows_fail_the_check() -> None:
@@ -189,6 +239,26 @@ def test_the_cli_ingests_through_the_fallback_and_says_so(
     assert f"{DAY}" in text and "144 stored" in text and "Paris Open Data unreachable" in text
     scored = runner.invoke(app, ["pipeline", "score", "--date", DAY.isoformat()])
     assert scored.exit_code == 0 and "not scored: no stored predictions" in scored.output
+
+
+def test_the_cli_refuses_a_shrinking_re_ingest_unless_forced(
+    tmp_path: Path, drop: Path, one_row: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    day = ["pipeline", "ingest", "--date", DAY.isoformat()]
+    assert runner.invoke(app, [*day, "--source", str(drop)]).exit_code == 0
+    refused = runner.invoke(app, [*day, "--source", str(one_row)])
+    assert refused.exit_code == 1
+    text = " ".join(refused.output.split())
+    assert "re-ingest refused: 1 valid rows of 2021-03-10" in text and "--force" in text
+    assert "Traceback" not in refused.output
+    engine = open_store(f"sqlite:///{tmp_path / 'pipeline.db'}")
+    assert len(read_counts(engine)) == 6 * 24
+    forced = runner.invoke(app, [*day, "--source", str(one_row), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "forced: the stored day shrank" in " ".join(forced.output.split())
+    assert len(read_counts(engine)) == 1
 
 
 def test_the_cli_says_what_to_do_when_no_source_answers(

@@ -24,6 +24,7 @@ from bikecount.api.errors import UnauthorizedError
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.config import Settings
+from bikecount.isolated_fit import warm_up
 from bikecount.registry import Registry, quiet_mlflow
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
         target=state.cache.preload, args=(state.model_types,), name="preload", daemon=True
     )
     preload.start()
+    if state.jobs is not None:
+        # The fork server that trainings fit in takes seconds to start: start it now.
+        threading.Thread(target=warm_up, name="fit-server", daemon=True).start()
     yield
     if state.jobs is not None and (job := state.jobs.running()) is not None:
         logger.warning("stopping while training job %s runs; its MLflow run stays open", job.id)

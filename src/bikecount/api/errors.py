@@ -22,9 +22,11 @@ from mlflow.exceptions import MlflowException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bikecount.data.io import DataFileError
+from bikecount.isolated_fit import FitProcessError
 from bikecount.models import HyperparameterError, UnknownModelTypeError
 from bikecount.records import RecordError, RecordIssue
 from bikecount.registry import ModelNotFoundError, RegistryUnavailableError
+from bikecount.stopping import TrainingCancelledError, TrainingTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,12 @@ class NoModelError(ApiError):
 
 class JobNotFoundError(ApiError):
     status_code = 404
+
+
+class JobFinishedError(ApiError):
+    """A job that cannot be cancelled: it has already finished."""
+
+    status_code = 409
 
 
 class TrainingBusyError(ApiError):
@@ -158,6 +166,12 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return 422, redact(str(exc))
     if isinstance(exc, MlflowException):
         return 503, f"MLflow failed: {redact(exc.message)}"
+    if isinstance(exc, TrainingCancelledError):
+        return 409, str(exc)
+    if isinstance(exc, TrainingTimeoutError):
+        return 504, str(exc)
+    if isinstance(exc, FitProcessError):
+        return 500, str(exc)
     return 500, "internal error; see the server log"
 
 

@@ -1,9 +1,11 @@
-"""Training jobs: checked before they start, run one at a time in a worker thread.
+"""Training jobs: checked before they start, run one at a time in a worker thread, stoppable.
 
 ``POST /train`` turns its body into a :class:`~bikecount.train.TrainRequest` with
 :func:`build_train_request` (every check that can fail fast, with the field at fault), then hands
 it to :class:`TrainingJobs`. The worker thread keeps the event loop free, so ``/predict`` answers
-while a model trains.
+while a model trains. Each job carries a :class:`~bikecount.stopping.StopToken`: the settings'
+time limit, and ``DELETE /train/{job_id}`` (:meth:`TrainingJobs.cancel`); either ends the fit in
+progress and frees the slot for the next training.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from pathlib import Path
 
 from bikecount.api.errors import (
     InvalidFieldError,
+    JobFinishedError,
     JobNotFoundError,
     TrainingBusyError,
     describe_error,
+    field_at_fault,
 )
 from bikecount.api.schemas import JobError, JobPublic, JobStatus, TrainPublic, TrainRequestBody
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
 from bikecount.models import HyperparameterError, get_spec
 from bikecount.monitoring.metrics import record_training_finished, record_training_started
+from bikecount.stopping import StopToken, TrainingCancelledError, TrainingStoppedError
 from bikecount.train import (
     EnvUnavailableError,
     TrainRequest,
@@ -39,6 +44,9 @@ from bikecount.train import (
 logger = logging.getLogger(__name__)
 
 MAX_KEPT_JOBS = 50
+# How long DELETE /train/{job_id} waits for the training to stop before answering: a fit stops
+# at once, a stage talking to MLflow when it is done (bounded by MLflow's request timeouts).
+CANCEL_WAIT_SECONDS = 30.0
 Trainer = Callable[..., TrainResult]
 
 
@@ -115,6 +123,7 @@ class TrainingJob:
     result: TrainResult | None = None
     error: JobError | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    stop: StopToken = field(default_factory=StopToken)
 
     def as_public(self) -> JobPublic:
         return JobPublic(
@@ -162,7 +171,7 @@ class TrainingJobs:
         with self._lock:
             if self._active is not None and not self._active.done.is_set():
                 raise TrainingBusyError(self._active.id)
-            job = TrainingJob(request)
+            job = TrainingJob(request, stop=StopToken(self.settings.train_time_limit_seconds))
             self._active = job
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_KEPT_JOBS:
@@ -182,6 +191,24 @@ class TrainingJobs:
             )
         return job
 
+    def cancel(self, job_id: str, wait_seconds: float = CANCEL_WAIT_SECONDS) -> TrainingJob:
+        """Stop a queued or running training and wait (a while) until it has stopped.
+
+        Its MLflow run is marked KILLED; the champion is untouched. A training already
+        registering its model finishes instead (the answer then shows it succeeded).
+
+        Raises:
+            JobNotFoundError: no such job.
+            JobFinishedError: the job had already finished.
+        """
+        job = self.get(job_id)
+        if job.done.is_set():
+            raise JobFinishedError(f"training job {job_id} has already {job.status}")
+        job.stop.cancel(f"cancelled through DELETE /train/{job_id}")
+        logger.info("training job %s: cancel requested", job_id)
+        job.done.wait(wait_seconds)
+        return job
+
     def running(self) -> TrainingJob | None:
         with self._lock:
             active = self._active
@@ -191,16 +218,25 @@ class TrainingJobs:
         job.status, job.started_at = "running", time.time()
         record_training_started(job.request.model_type)
         try:
-            job.result = self._run(job.request, self.settings, on_stage=self._stage_setter(job))
+            job.result = self._run(
+                job.request, self.settings, on_stage=self._stage_setter(job), stop=job.stop
+            )
             self._notify(job)
             job.status = "succeeded"
+        except TrainingCancelledError as exc:
+            logger.warning("training job %s cancelled: %s", job.id, exc)
+            job.error = JobError(status_code=409, type=type(exc).__name__, message=str(exc))
+            job.status = "cancelled"
         except Exception as exc:
             status_code, message = describe_error(exc)
-            if status_code >= 500:
+            if status_code >= 500 and not isinstance(exc, TrainingStoppedError):
                 logger.exception("training job %s failed", job.id)
             else:
                 logger.warning("training job %s refused: %s", job.id, message)
-            job.error = JobError(status_code=status_code, type=type(exc).__name__, message=message)
+            field = field_at_fault(exc) if status_code == 422 else None
+            job.error = JobError(
+                status_code=status_code, type=type(exc).__name__, message=message, field=field
+            )
             job.status = "failed"
         finally:
             job.finished_at = time.time()

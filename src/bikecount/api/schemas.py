@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 Metric = Literal[
     "r2", "rmse", "mae", "rmse_log1p", "accuracy", "precision", "recall", "f1_score", "roc_auc"
 ]
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 # A record is a flat JSON object: nested values cannot be a column of the export.
 RecordValue = str | int | float | None
@@ -252,11 +252,13 @@ class JobAccepted(BaseModel):
 
 
 class JobError(BaseModel):
-    """Why a training failed: the HTTP status it maps to, the error's kind and message."""
+    """Why a training failed: the HTTP status it maps to, the error's kind and message, and the
+    request field at fault when there is one (``data_source`` for an unreadable file)."""
 
     status_code: int
     type: str
     message: str
+    field: str | None = None
 
 
 class JobPublic(BaseModel):

@@ -25,6 +25,7 @@ from bikecount.registry import (
     RegistryUnavailableError,
     quiet_mlflow,
 )
+from bikecount.stopping import TrainingStoppedError
 from bikecount.train import TrainRequest, TrainResult, train
 
 USER_ERRORS = (
@@ -37,6 +38,9 @@ USER_ERRORS = (
     ValueError,
     MlflowException,
 )
+
+# As a shell reports a command ended by Ctrl-C (128 + SIGINT).
+STOPPED_EXIT_CODE = 130
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
@@ -83,7 +87,9 @@ def train_command(
 
     The holdout is the last BIKECOUNT_HOLDOUT_DAYS days (the last 20% of the period on short data).
     The new version becomes champion only when it beats the current one on rows neither was
-    fitted on.
+    fitted on. Ctrl-C (or the time limit, BIKECOUNT_TRAIN_TIME_LIMIT_SECONDS) stops either fit:
+    the MLflow run is marked KILLED (FAILED for the time limit) and the champion is unchanged
+    (exit code 130).
     """
     quiet_mlflow()
     settings = Settings()
@@ -104,6 +110,11 @@ def train_command(
                 result = train(request, settings, on_stage=lambda s: status.update(s))
     except USER_ERRORS as exc:
         fail(str(exc))
+    except TrainingStoppedError as exc:
+        run = f"run {exc.run_id} marked {exc.run_status}" if exc.run_id else "no run was started"
+        fail(f"training stopped: {exc}; {run}; the champion is unchanged", code=STOPPED_EXIT_CODE)
+    except KeyboardInterrupt:  # before the run started: nothing to mark
+        fail("interrupted before training started", code=STOPPED_EXIT_CODE)
     if as_json:
         print_json(_train_summary(result))
         return

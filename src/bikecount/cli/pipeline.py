@@ -54,14 +54,25 @@ def ingest_command(
             "Default: Paris Open Data, else BIKECOUNT_PIPELINE_SOURCE when it is unreachable."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a stored day even by materially fewer rows (below "
+            "BIKECOUNT_PIPELINE_REINGEST_MIN_SHARE of them).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Validate one day of records and store them, replacing that day if it was ingested before."""
+    """Validate one day of records and store them, replacing that day if it was ingested before.
+
+    A re-ingest that would shrink a stored day materially is refused (exit code 1) unless forced.
+    """
     from bikecount.pipeline.ingest import ingest_day
 
     settings = Settings()
     try:
-        result = ingest_day(settings, _day(day), source)
+        result = ingest_day(settings, _day(day), source, force=force)
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:

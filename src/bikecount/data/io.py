@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +17,22 @@ SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 class DataFileError(ValueError):
     """A data file that is missing, of an unknown kind, or unreadable."""
+
+
+# What readers raise on a damaged or foreign file. gzip raises EOFError for a file cut short
+# and zlib.error for corrupt deflate data, neither of which is an OSError or a ValueError.
+UNREADABLE = (OSError, ValueError, EOFError, zlib.error, pd.errors.ParserError, pa.ArrowException)
+
+
+def what_is_wrong(exc: BaseException) -> str:
+    """A reader's exception, said as what is wrong with the file."""
+    if isinstance(exc, EOFError):
+        return f"the compressed file is cut short: it ends before its gzip stream does ({exc})"
+    if isinstance(exc, zlib.error | gzip.BadGzipFile):
+        return f"the compressed data is damaged or not gzip: it cannot be decompressed ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: is it a record file in the export format? ({exc})"
+    return f"cannot be read as a record file ({exc})"
 
 
 def _kind(path: Path) -> str:
@@ -31,7 +50,8 @@ def read_records(path: Path | str) -> pd.DataFrame:
     """Read a raw record file; CSV values stay strings (the contract parses them).
 
     Raises:
-        DataFileError: the file is missing, of an unknown kind or not in the export format.
+        DataFileError: the file is missing, of an unknown kind, damaged (a gzip cut short or
+            failing its check, a broken parquet file), not text, or not in the export format.
     """
     path = Path(path)
     if not path.is_file():
@@ -42,8 +62,8 @@ def read_records(path: Path | str) -> pd.DataFrame:
         if kind == "parquet":
             return pd.read_parquet(path)
         frame = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, na_values=[""])
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataFileError(f"{path}: cannot be read as a record file ({exc})") from exc
+    except UNREADABLE as exc:
+        raise DataFileError(f"{path}: {what_is_wrong(exc)}") from exc
     if frame.shape[1] == 1 and "," in frame.columns[0]:
         raise DataFileError(f"{path}: looks comma-separated; the export format uses ';'")
     return frame

@@ -32,7 +32,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
@@ -40,6 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from bikecount.features import FEATURE_COLUMNS, build_feature_pipeline
+from bikecount.models.param_types import PARAMS_CONFIG, Bool, Float, Int
 from bikecount.models.targets import log_count_regressor
 
 logger = logging.getLogger(__name__)
@@ -61,29 +62,29 @@ PREDICT_BATCH_ROWS = 65_536
 # work, where waiting threads slow everyone down. It also keeps results identical across hosts.
 N_THREADS = 1
 
-Sizes = tuple[Annotated[int, Field(ge=1, le=4096)], ...]
+Sizes = tuple[Annotated[Int, Field(ge=1, le=4096)], ...]
 
 
 class NNParams(BaseModel):
     """Hyperparameters of the ``nn`` model; the defaults fit the Paris data in about a minute."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
-    embedding_dim: int = Field(default=16, ge=1, le=256)
+    embedding_dim: Int = Field(default=16, ge=1, le=256)
     hidden_sizes: Sizes = Field(default=(128, 64), min_length=1, max_length=6)
     # The season part is kept small: a smooth season persists better than a detailed one.
     season_hidden_sizes: Sizes = Field(default=(32, 16), min_length=1, max_length=6)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    learning_rate: float = Field(default=5e-3, gt=0.0, le=1.0)
-    weight_decay: float = Field(default=1e-5, ge=0.0, le=1.0)
-    batch_size: int = Field(default=512, ge=8, le=262_144)
-    max_epochs: int = Field(default=40, ge=1, le=1000)
-    patience: int = Field(default=5, ge=1, le=100)
-    validation_fraction: float = Field(default=0.1, gt=0.0, le=0.5)
-    refit: bool = True
+    dropout: Float = Field(default=0.1, ge=0.0, lt=1.0)
+    learning_rate: Float = Field(default=5e-3, gt=0.0, le=1.0)
+    weight_decay: Float = Field(default=1e-5, ge=0.0, le=1.0)
+    batch_size: Int = Field(default=512, ge=8, le=262_144)
+    max_epochs: Int = Field(default=40, ge=1, le=1000)
+    patience: Int = Field(default=5, ge=1, le=100)
+    validation_fraction: Float = Field(default=0.1, gt=0.0, le=0.5)
+    refit: Bool = True
     # Train for exactly this many epochs on every row, with no early stopping: the refit of a
     # registered model, after its evaluation fit chose the epoch count.
-    epochs: int | None = Field(default=None, ge=1, le=1000)
+    epochs: Int | None = Field(default=None, ge=1, le=1000)
 
 
 def _mlp(width: int, hidden_sizes: tuple[int, ...], dropout: float) -> nn.Sequential:

@@ -321,8 +321,9 @@ def run_monitoring(
     Raises:
         MonitoringDataError: a side cannot be read, or has no valid records (its ``side``).
     """
-    reference_frame, sources = monitoring_input("reference", reference)
+    # The current side first: it is what the caller brings, so its fault is named first.
     current_frame, current_sources = monitoring_input("current", current)
+    reference_frame, sources = monitoring_input("reference", reference)
     sources.update(current_sources)
     for side, frame in (("reference", reference_frame), ("current", current_frame)):
         if frame.empty:

@@ -6,6 +6,10 @@ Open Data is asked first and the configured fallback read when it cannot be reac
 other days are not this run's business and are skipped silently; rows of the day that break the
 record contract are rejected and counted with their reasons. A source with no valid row of the
 day leaves the stored day as it was: an empty answer is a late export, not a day without bikes.
+Nor does a source that would shrink a stored day materially (below
+``Settings.pipeline_reingest_min_share`` of its rows) replace it, unless forced: a partial file
+or a half-published export must not silently destroy a complete day. The ingest log records the
+refusal, or the forced replacement.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bikecount.data.fetch import FetchError, day_export_url, download_export
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError, read_records
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline import PipelineError
-from bikecount.pipeline.store import log_ingest, open_store, replace_day_counts
+from bikecount.pipeline.store import log_ingest, open_store, read_counts, replace_day_counts
 from bikecount.records import (
     PARIS_TZ,
     TIMESTAMP,
@@ -38,6 +42,13 @@ logger = logging.getLogger(__name__)
 OPEN_DATA = "opendata"
 SYNTHETIC = "synthetic"
 DUPLICATE_REASON = "counter and hour: expected one record per counter and hour"
+# Keys of the ingest log's reasons (rows of the stored day) when a re-ingest would shrink it.
+SHRINK_REFUSED = "re-ingest refused: it would shrink the stored day (stored rows kept)"
+SHRINK_FORCED = "re-ingest forced: the stored day shrank (stored rows replaced)"
+
+
+class ShrinkRefusedError(PipelineError):
+    """A re-ingest that would replace a stored day by materially fewer rows, not forced."""
 
 
 @dataclass
@@ -60,21 +71,24 @@ class IngestResult:
         return self.rows_rejected / self.rows_in if self.rows_in else 0.0
 
 
-def ingest_day(settings: Settings, day: date, source: str | Path | None = None) -> IngestResult:
+def ingest_day(
+    settings: Settings, day: date, source: str | Path | None = None, *, force: bool = False
+) -> IngestResult:
     """Ingest ``day`` from ``source``; without one, from Open Data, else the configured fallback.
 
     Raises:
         PipelineError: Open Data is unreachable and no fallback is configured, or the source
             holds no valid record of the day.
+        ShrinkRefusedError: the source would shrink the stored day and ``force`` is not set.
         FetchError: Open Data was named as the source and cannot be reached.
         DataFileError: a folder or file source does not exist or holds no readable record file.
     """
     if source is not None:
-        return ingest(settings, day, source)
+        return ingest(settings, day, source, force=force)
     note = None
     if settings.pipeline_open_data:
         try:
-            return ingest(settings, day, OPEN_DATA)
+            return ingest(settings, day, OPEN_DATA, force=force)
         except FetchError as exc:
             note = f"Paris Open Data unreachable ({exc})"
             logger.warning("%s", note)
@@ -84,24 +98,30 @@ def ingest_day(settings: Settings, day: date, source: str | Path | None = None) 
             f"{note or 'Paris Open Data is switched off'} and no fallback source is set: "
             "set BIKECOUNT_PIPELINE_SOURCE to a file-drop folder (or 'synthetic' for a demo)"
         )
-    result = ingest(settings, day, fallback)
-    result.note = f"{note}; read {fallback} instead" if note else None
+    result = ingest(settings, day, fallback, force=force)
+    fallback_note = f"{note}; read {fallback} instead" if note else None
+    result.note = "; ".join(text for text in (fallback_note, result.note) if text) or None
     return result
 
 
-def ingest(settings: Settings, day: date, source: str | Path = SYNTHETIC) -> IngestResult:
+def ingest(
+    settings: Settings, day: date, source: str | Path = SYNTHETIC, *, force: bool = False
+) -> IngestResult:
     """Ingest the records of local ``day`` from ``source`` into the store, replacing that day.
 
     Args:
-        settings: the store URL (``pipeline_db_url``), Open Data URL and generator seed.
+        settings: the store URL (``pipeline_db_url``), Open Data URL, generator seed, and the
+            share of a stored day's rows below which a re-ingest is refused.
         day: the Europe/Paris calendar day to ingest.
         source: ``"opendata"``, a folder of export files, one export file, or ``"synthetic"``.
+        force: replace the stored day even by materially fewer rows.
 
     Returns:
         Rows of the day in the source, written and rejected, with the rejection reasons.
 
     Raises:
         PipelineError: the source holds no valid record of the day (the stored day is kept).
+        ShrinkRefusedError: the source would shrink the stored day (kept) and ``force`` is off.
         FetchError: Open Data cannot be reached or answers an error.
         DataFileError: the source does not exist or holds no readable record file.
     """
@@ -116,16 +136,46 @@ def ingest(settings: Settings, day: date, source: str | Path = SYNTHETIC) -> Ing
         reasons[DUPLICATE_REASON] = int(duplicated.sum())
         frame = frame[~duplicated]
     engine = open_store(settings.pipeline_db_url)
-    written = replace_day_counts(engine, day, frame) if len(frame) else 0
-    rejected = len(day_rows) - written
-    log_ingest(engine, day, str(source), len(day_rows), rejected, reasons)
+    stored = len(read_counts(engine, day, day))
+    shrink = shrink_of(settings, day, source, len(frame), stored)
+    keep_stored = frame.empty or (shrink is not None and not force)
+    written = 0 if keep_stored else replace_day_counts(engine, day, frame)
+    rejected = len(day_rows) - len(frame)
+    logged = dict(reasons)
+    if shrink is not None:
+        logged[SHRINK_FORCED if force else SHRINK_REFUSED] = stored
+    log_ingest(engine, day, str(source), len(day_rows), rejected, logged)
     logger.info("ingest %s from %s: %d in, %d rejected", day, source, len(day_rows), rejected)
-    if not written:
+    if frame.empty:
         raise PipelineError(
             f"no valid record of {day} in {source} ({len(day_rows)} rows of the day, "
             f"{rejected} rejected); the stored day is left as it was"
         )
-    return IngestResult(day.isoformat(), str(source), len(day_rows), written, rejected, reasons)
+    if keep_stored:
+        logger.warning("re-ingest refused: %s", shrink)
+        raise ShrinkRefusedError(
+            f"re-ingest refused: {shrink}; the stored day is left as it was. Force it "
+            '(--force, or {"force": true} for the DAG) if the smaller day is right'
+        )
+    result = IngestResult(day.isoformat(), str(source), len(day_rows), written, rejected, reasons)
+    if shrink is not None:
+        logger.warning("re-ingest forced: %s", shrink)
+        result.note = f"forced: the stored day shrank ({shrink})"
+    return result
+
+
+def shrink_of(
+    settings: Settings, day: date, source: str | Path, rows: int, stored: int
+) -> str | None:
+    """What a re-ingest of ``rows`` valid rows would do to a day of ``stored`` rows, when it
+    would shrink it below ``pipeline_reingest_min_share`` of them; None when it would not."""
+    share = settings.pipeline_reingest_min_share
+    if rows == 0 or rows >= stored * share:
+        return None
+    return (
+        f"{rows:,} valid rows of {day} in {source} against {stored:,} stored "
+        f"(below {share:.0%} of them)"
+    )
 
 
 def check_rejections(result: IngestResult, max_share: float) -> None:

@@ -23,6 +23,7 @@ from bikecount.stack.bootstrap import (
 from bikecount.stack.processes import (
     LineCallback,
     ProcessManager,
+    RestartPolicy,
     ServiceFailedError,
     StackError,
     handling_stop_signals,
@@ -121,20 +122,27 @@ class StackHooks:
 
 
 def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | None = None) -> None:
-    """Start the stack and block until it is stopped (SIGINT/SIGTERM) or a service dies.
+    """Start the stack and block until it is stopped (SIGINT/SIGTERM) or a service keeps dying
+    (a crashed service is restarted with backoff while the others run on).
 
     Every child is stopped on the way out, whatever the reason.
 
     Raises:
         PortInUseError: before anything starts.
-        ServiceFailedError: a service did not become healthy, or died.
+        ServiceFailedError: a service did not become healthy, or crashed too often.
         BootstrapError: the data sets could not be made, or the registry could not be read.
         StopRequested: a signal asked the stack to stop (after everything has stopped).
     """
     hooks = hooks or StackHooks()
     services = build_services(settings, options)
     check_ports(services)
-    manager = ProcessManager(settings.logs_dir, hooks.on_line, options.grace_seconds)
+    restart = RestartPolicy(
+        max_restarts=settings.stack_max_restarts,
+        backoff_seconds=settings.stack_restart_backoff_seconds,
+        window_seconds=settings.stack_restart_window_seconds,
+        health_timeout_seconds=options.health_timeout,
+    )
+    manager = ProcessManager(settings.logs_dir, hooks.on_line, options.grace_seconds, restart)
     mlflow, *apis = services
     with handling_stop_signals(_request_stop), manager:
         _start_and_wait(manager, [mlflow], options, hooks)

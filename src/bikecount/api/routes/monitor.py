@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bikecount.api.deps import SettingsDep, WriteAccess
 from bikecount.api.errors import InvalidFieldError, TooManyRecordsError
 from bikecount.api.jobs import path_inside_data_dir
-from bikecount.api.routes.predict import records_frame
+from bikecount.api.records_body import records_frame
 from bikecount.api.schemas import EXAMPLE_RECORD, DataSource, ErrorPublic, ModelType, Record
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
@@ -130,12 +130,14 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         )
     current: MonitoringData
     if body.records is not None:
-        # Read as /predict reads them: each record in either spelling.
+        # Read as /predict reads them (each record in either spelling, huge integers refused),
+        # before any file is read.
         current = require_valid(records_frame(body.records))
     else:
         current = data_file("current", body.current or "current", settings)
     reference = data_file("reference", body.reference, settings)
     try:
+        # A damaged or foreign file is a MonitoringDataError naming its side.
         result = run_monitoring(settings, reference, current, body.model_type)
     except MonitoringDataError as exc:
         field = "records" if body.records is not None and exc.side == "current" else exc.side

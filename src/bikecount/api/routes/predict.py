@@ -6,19 +6,19 @@ import logging
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter
 
 from bikecount.api.deps import CacheDep, SettingsDep
 from bikecount.api.errors import ApiError, InvalidFieldError, TooManyRecordsError
 from bikecount.api.model_cache import ModelCache, ServedModel
+from bikecount.api.records_body import records_frame
 from bikecount.api.schemas import ErrorPublic, PredictionsPublic, PredictRequest
 from bikecount.config import Settings
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.inference import Predictions, predict_records
 from bikecount.models import get_spec
 from bikecount.monitoring.metrics import record_prediction
-from bikecount.records import SNAKE_TO_EXPORT, RecordError, RecordIssue, require_valid
+from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
 
@@ -63,28 +63,6 @@ def serve_predictions(
         raise ApiError(f"{model_type} v{served.version} returned non-finite predictions")
     record_prediction(model_type, len(result.values))
     return served, result
-
-
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One frame in the export's spelling, each record renamed on its own.
-
-    Records of one request may come in different spellings; only a record that holds both
-    spellings of one column is an error.
-
-    Raises:
-        RecordError: the rows holding a column twice.
-    """
-    renamed: list[dict[str, Any]] = []
-    issues: list[RecordIssue] = []
-    for row, record in enumerate(records):
-        names = [SNAKE_TO_EXPORT.get(key, key) for key in record]
-        if len(set(names)) < len(names):
-            doubled = sorted({name for name in names if names.count(name) > 1})
-            issues += [RecordIssue(row, name, "both spellings", "one spelling") for name in doubled]
-        renamed.append(dict(zip(names, record.values(), strict=True)))
-    if issues:
-        raise RecordError(issues, total_rows=len(records))
-    return pd.DataFrame.from_records(renamed)
 
 
 @router.post("/predict", summary="Predict hourly counts", responses=PREDICT_ERRORS)

@@ -1,4 +1,5 @@
-"""``POST /train`` (synchronous by default, or a job to poll) and ``GET /train/{job_id}``."""
+"""``POST /train`` (synchronous by default, or a job to poll), ``GET /train/{job_id}`` and
+``DELETE /train/{job_id}`` (cancel)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from bikecount.api.deps import JobsDep, SettingsDep, WriteAccess
-from bikecount.api.errors import ApiError
+from bikecount.api.errors import ApiError, InvalidFieldError
 from bikecount.api.jobs import TrainingJob, build_train_request
 from bikecount.api.schemas import ErrorPublic, JobAccepted, JobPublic, TrainPublic, TrainRequestBody
 
@@ -16,9 +17,16 @@ router = APIRouter(tags=["train"])
 TRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": JobAccepted, "description": "Accepted (`wait: false`): poll `status_url`."},
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
-    409: {"model": ErrorPublic, "description": "A training is already running (its job id)."},
-    422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},
-    503: {"model": ErrorPublic, "description": "MLflow failed during the training."},
+    409: {
+        "model": ErrorPublic,
+        "description": "A training is already running (its job id), or this one was cancelled.",
+    },
+    422: {
+        "model": ErrorPublic,
+        "description": "A field is wrong: which one and why (hyperparameters too costly too).",
+    },
+    503: {"model": ErrorPublic, "description": "MLflow cannot be reached or failed."},
+    504: {"model": ErrorPublic, "description": "The training ran past its time limit."},
 }
 
 
@@ -49,7 +57,10 @@ def train_model(
 def finished_result(job: TrainingJob) -> TrainPublic:
     """The result of a finished job, or its error as the HTTP error it maps to."""
     if job.error is not None:
-        raise ApiError(f"training failed: {job.error.message}", status_code=job.error.status_code)
+        message = f"training failed: {job.error.message}"
+        if job.error.field is not None:  # a 422 about one field: said where, as validation is
+            raise InvalidFieldError(job.error.field, message)
+        raise ApiError(message, status_code=job.error.status_code)
     assert job.result is not None
     return TrainPublic.from_result(job.id, job.result)
 
@@ -58,5 +69,22 @@ def finished_result(job: TrainingJob) -> TrainPublic:
     "/train/{job_id}", summary="Training job status", responses={404: {"model": ErrorPublic}}
 )
 def training_job(job_id: str, jobs: JobsDep) -> JobPublic:
-    """queued, running (with its current stage), succeeded (with the result) or failed."""
+    """queued, running (with its current stage), succeeded (with the result), failed or
+    cancelled (with the error)."""
     return jobs.get(job_id).as_public()
+
+
+@router.delete(
+    "/train/{job_id}",
+    summary="Cancel a training job",
+    dependencies=[WriteAccess],
+    responses={
+        401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
+        404: {"model": ErrorPublic, "description": "No such job."},
+        409: {"model": ErrorPublic, "description": "The job has already finished."},
+    },
+)
+def cancel_training_job(job_id: str, jobs: JobsDep) -> JobPublic:
+    """Stop the training (its MLflow run is marked KILLED, the champion is untouched) and free
+    the slot; answers once it has stopped, with the job's state (``cancelled``)."""
+    return jobs.cancel(job_id).as_public()

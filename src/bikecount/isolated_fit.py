@@ -1,0 +1,178 @@
+"""Fit a model in a child process, so that a fit in progress can be stopped.
+
+scikit-learn's forests and boosting have no hook to stop a fit half-way, and a thread cannot be
+killed; a process can. :func:`fit_isolated` sends the unfitted model and its rows to a child
+(started from a fork server, which has the model libraries imported and never ran threads of
+its own), waits for the fitted model while checking a :class:`~bikecount.stopping.StopToken`,
+and kills the child at once when the token says stop. It also keeps a fit's peak memory out of
+the calling process (an API serving predictions): only the fitted model comes back, and a fit
+that runs out of memory takes down the child, not the server.
+
+The child follows the caller's OpenMP thread limit, and dies with it: a lifeline pipe closes
+when the caller does, killed or not. The fitted model comes back as plain pickle bytes (as
+MLflow will store it), not through multiprocessing's own pickler, which would hand PyTorch
+tensors over as shared-memory handles that die with the child.
+
+Like every multiprocessing start method but fork, the child imports the caller's main script:
+a script that calls ``train()`` needs the ``if __name__ == "__main__":`` guard (console
+scripts, ``python -m`` modules and notebooks have it, or need none).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+from contextlib import nullcontext, suppress
+from multiprocessing.connection import Connection
+from typing import Any
+
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from bikecount.stopping import StopToken
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+# Imported once by the fork server, so that each fit starts in milliseconds, not seconds:
+# PyTorch takes seconds to import, and its optimizers import torch._dynamo when first made.
+PRELOAD = [
+    "bikecount.isolated_fit",
+    "bikecount.models.trees",
+    "bikecount.models.affluence",
+    "bikecount.models.neural",
+    "torch._dynamo",
+]
+
+
+class FitProcessError(RuntimeError):
+    """The fit's process died without an answer (killed, out of memory)."""
+
+
+def _context() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    if not _stop_at_exit.is_set():
+        _stop_at_exit.set()
+        atexit.register(_stop_fork_server)
+    return context
+
+
+_stop_at_exit = threading.Event()
+
+
+def _stop_fork_server() -> None:
+    """Stop the fork server and wait for it, so that it never outlives its parent: left alone it
+    exits only once it notices the parent gone, seconds later with PyTorch loaded."""
+    from multiprocessing import forkserver
+
+    with suppress(Exception):  # a private method of the standard library: best effort
+        server = getattr(forkserver, "_forkserver")  # noqa: B009 (private, untyped in typeshed)
+        server._stop()
+
+
+def warm_up() -> None:
+    """Start the fork server now (it takes seconds), so the first fit starts at once; a server
+    that will train calls this at start-up, in the background."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+def fit_isolated(model: Any, X: Any, y: Any, stop: StopToken, stage: str = "fitting") -> Any:
+    """``model.fit(X, y)`` in a child process; return the fitted model.
+
+    Raises:
+        TrainingCancelledError, TrainingTimeoutError: ``stop`` said stop (the child is killed).
+        FitProcessError: the child died without an answer.
+        Exception: whatever ``fit`` raised in the child.
+    """
+    stop.check(stage)
+    context = _context()
+    receiver, sender = context.Pipe(duplex=False)
+    lifeline, keep_alive = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_fit_child,
+        args=(model, X, y, sender, lifeline, _openmp_threads()),
+        name="bikecount-fit",
+        daemon=True,
+    )
+    process.start()
+    sender.close()
+    lifeline.close()
+    try:
+        status, payload = _wait_for_answer(process, receiver, stop, stage)
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(timeout=10)
+        receiver.close()
+        keep_alive.close()
+    if status == "error":
+        raise payload
+    return payload
+
+
+def _wait_for_answer(
+    process: Any, receiver: Connection, stop: StopToken, stage: str
+) -> tuple[str, Any]:
+    while True:
+        if receiver.poll(POLL_SECONDS):
+            try:
+                return pickle.loads(receiver.recv_bytes())
+            except EOFError:  # closed without an answer: the process died
+                break
+        if not process.is_alive() and not receiver.poll(0):
+            break
+        stop.check(stage)
+    process.join(timeout=5)
+    raise FitProcessError(
+        f"the fitting process ended without a model (exit code {process.exitcode}; "
+        "killed, or out of memory?)"
+    )
+
+
+def _openmp_threads() -> int | None:
+    """The caller's OpenMP thread limit, if OpenMP is loaded (None: the child's default)."""
+    limits = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "openmp"]
+    return min(limits) if limits else None
+
+
+def _fit_child(
+    model: Any,
+    X: Any,
+    y: Any,
+    sender: Connection,
+    lifeline: Connection,
+    openmp_threads: int | None,
+) -> None:
+    # The caller handles Ctrl-C (it reaches the whole terminal's process group) and kills us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(lifeline,), daemon=True).start()
+    limits = threadpool_limits(openmp_threads, "openmp") if openmp_threads else nullcontext()
+    try:
+        with limits:
+            model.fit(X, y)
+        answer: tuple[str, Any] = ("ok", model)
+    except Exception as exc:  # sent back and raised again by the caller
+        answer = ("error", exc)
+    try:
+        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # e.g. an exception that does not pickle
+        error = RuntimeError(f"{type(exc).__name__}: {exc}")
+        payload = pickle.dumps(("error", error), protocol=pickle.HIGHEST_PROTOCOL)
+    sender.send_bytes(payload)
+    sender.close()
+
+
+def _exit_when_orphaned(lifeline: Connection) -> None:
+    try:
+        lifeline.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
