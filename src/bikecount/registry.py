@@ -343,15 +343,24 @@ class Registry:
         Downloaded through this registry's URIs (not MLflow's global ones), then loaded whole.
         """
         uri = f"models:/{self.registered_name(model_type)}/{version}"
-        with tempfile.TemporaryDirectory(prefix="bikecount-model-") as folder:
-            with self._asking(f"download {uri}"):
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=uri,
-                    dst_path=folder,
-                    tracking_uri=self.tracking_uri,
-                    registry_uri=self.tracking_uri,
-                )
-            return mlflow.sklearn.load_model(local)
+        # MLflow 3 resolves a version's logged-model source with its *global* URIs, whatever
+        # is passed: point them at this registry for the download, then put them back.
+        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            with tempfile.TemporaryDirectory(prefix="bikecount-model-") as folder:
+                with self._asking(f"download {uri}"):
+                    local = mlflow.artifacts.download_artifacts(
+                        artifact_uri=uri,
+                        dst_path=folder,
+                        tracking_uri=self.tracking_uri,
+                        registry_uri=self.tracking_uri,
+                    )
+                return mlflow.sklearn.load_model(local)
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
 
 
 def champion_trained_until(registry: Registry, model_type: str) -> pd.Timestamp | None:
