@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         default=None,
         description="Tracking URI; falls back to MLFLOW_TRACKING_URI, then a local SQLite store.",
     )
+    # MLflow's HTTP client: seconds per request and retries (its defaults, 120 s and 7 retries
+    # with a doubling backoff, held a call to a dead server for minutes).
+    mlflow_request_timeout_seconds: int = Field(default=10, ge=1)
+    mlflow_request_retries: int = Field(default=2, ge=0)
     mlruns_dir: Path = Path("mlruns_dev")
     artifacts_dir: Path = Path("mlflow_artifacts")
     gcs_bucket: str | None = None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
@@ -20,6 +23,7 @@ from bikecount.models import get_spec
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+PROBE_TIMEOUT_SECONDS = 2.0
 
 
 class ModelNotFoundError(LookupError):
@@ -52,14 +56,57 @@ class VersionInfo:
         }
 
 
+class TrackingUnreachableError(MlflowException):
+    """The tracking server does not answer: whatever needs it (training, monitoring) stops."""
+
+
 def configure_tracking(settings: Settings) -> str:
-    """Point MLflow at the settings' tracking URI (creating a local SQLite store's folder)."""
+    """Point MLflow at the settings' tracking URI (creating a local SQLite store's folder), with
+    bounded HTTP requests (see :func:`bound_mlflow_requests`)."""
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    bound_mlflow_requests(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def bound_mlflow_requests(settings: Settings) -> None:
+    """Bound every request of MLflow's client: its defaults (7 retries with a doubling backoff,
+    120 s timeouts) keep a call to a dead server waiting for minutes. MLflow reads these
+    environment variables at each request; ones already set (``MLFLOW_HTTP_REQUEST_*``) win."""
+    os.environ.setdefault(
+        "MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_seconds)
+    )
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_request_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def tracking_reachable(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
+    """Whether the tracking server answers its health check; a local store is always there."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        return httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def require_tracking(settings: Settings) -> None:
+    """A quick check, before work that needs MLflow starts, that its server answers.
+
+    Raises:
+        TrackingUnreachableError: naming the server (credentials removed).
+    """
+    uri = settings.tracking_uri
+    if not tracking_reachable(uri):
+        parts = urlsplit(uri)  # no credentials in the message
+        shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        raise TrackingUnreachableError(
+            f"the MLflow tracking server at {shown} does not answer (within "
+            f"{PROBE_TIMEOUT_SECONDS:g} s); retry when it is up"
+        )
 
 
 def ensure_experiment(settings: Settings, env: Env) -> str:

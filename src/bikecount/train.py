@@ -31,6 +31,7 @@ from bikecount.registry import (
     configure_tracking,
     ensure_experiment,
     load_version,
+    require_tracking,
     set_champion,
 )
 from bikecount.stopping import StopToken, marking_stopped_run
@@ -99,6 +100,7 @@ def train(
     spec = get_spec(request.model_type)
     params = parse_params(request.model_type, request.hyperparams, fast=request.test_mode)
     path = resolve_data_source(request.data_source, settings, test_mode=request.test_mode)
+    require_tracking(settings)
 
     stage(f"reading {path}")
     parsed = parse_records(read_records(path), require_count=True)

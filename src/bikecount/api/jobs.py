@@ -33,6 +33,7 @@ from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
 from bikecount.models import HyperparameterError, parse_params
 from bikecount.monitoring.metrics import record_training_finished, record_training_started
+from bikecount.registry import require_tracking
 from bikecount.stopping import StopToken, TrainingCancelledError, TrainingStoppedError
 from bikecount.train import TrainRequest, TrainResult, train
 
@@ -50,6 +51,7 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
 
     Raises:
         InvalidFieldError: the field at fault and why (hyperparameters, data source, env).
+        TrackingUnreachableError: the MLflow server does not answer (503).
     """
     env = body.env or settings.env
     if env == "prod" and not settings.gcs_bucket:
@@ -65,6 +67,8 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
         resolve_data_source(source, settings, test_mode=body.test_mode)
     except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
         raise InvalidFieldError("data_source", str(exc)) from None
+    # Before the slot is taken: without MLflow a training cannot log nor register anything.
+    require_tracking(settings)
     return TrainRequest(
         model_type=body.model_type,
         data_source=source,

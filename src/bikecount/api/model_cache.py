@@ -17,18 +17,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from mlflow.tracking import MlflowClient
 
 from bikecount.api.errors import ModelUnavailableError, NoModelError, redact
 from bikecount.config import Settings
 from bikecount.inference import choose_version, load_for_serving
 from bikecount.models import get_spec
-from bikecount.registry import ModelNotFoundError
+from bikecount.registry import ModelNotFoundError, tracking_reachable
 
 logger = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_SECONDS = 2.0
 MAX_LOADED_MODELS = 8  # champions of four types, plus a few versions picked by metric
 
 Resolver = Callable[[str, str | None], int]
@@ -50,16 +48,6 @@ class ServedModel:
 class _Selection:
     version: int
     checked_at: float
-
-
-def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
-    """Whether the tracking server answers its health check; a local store is always there."""
-    if not uri.startswith(("http://", "https://")):
-        return True
-    try:
-        return httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def no_model_message(model_type: str, metric: str | None, reason: str) -> str:
@@ -95,7 +83,7 @@ class ModelCache:
         self.settings = settings
         self._resolve = resolve or self._resolve_in_registry
         self._load = load or load_for_serving
-        self._probe = probe or (lambda: probe_tracking_server(settings.tracking_uri))
+        self._probe = probe or (lambda: tracking_reachable(settings.tracking_uri))
         self._clock = clock
         self._on_champion = on_champion
         self._lock = threading.Lock()

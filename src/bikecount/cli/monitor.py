@@ -16,6 +16,7 @@ from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
 from bikecount.monitoring.drift import ChampionScore, MonitoringResult, run_monitoring
 from bikecount.records import RecordError
+from bikecount.registry import configure_tracking, require_tracking
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
@@ -51,6 +52,8 @@ def monitor_command(
             fail(f"data file not found: {path}", hint=PREPARE_HINT)
     try:
         get_spec(model)
+        configure_tracking(settings)  # bounded MLflow requests
+        require_tracking(settings)
         if as_json:
             result = run_monitoring(settings, reference, current, model)
         else:

@@ -22,6 +22,7 @@ from bikecount.fingerprint import file_fingerprint
 from bikecount.monitoring import metrics
 from bikecount.monitoring.drift import MonitoringResult, monitor_frames, read_canonical
 from bikecount.records import RecordError, require_valid
+from bikecount.registry import require_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},
-    503: {"model": ErrorPublic, "description": "MLflow failed while logging the run."},
+    503: {"model": ErrorPublic, "description": "MLflow cannot be reached, or failed."},
 }
 
 
@@ -130,6 +131,9 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         )
     # Records first, as /predict checks them: a bad body is refused before any file is read.
     records = None if body.records is None else require_valid(records_frame(body.records))
+    # Then whether MLflow answers: the run is logged there, and a dead server must not hold
+    # this request for minutes.
+    require_tracking(settings)
     reference_path = data_file("reference", body.reference, settings)
     sources = {"reference": str(reference_path)}
     sources["reference_fingerprint"] = file_fingerprint(reference_path)
