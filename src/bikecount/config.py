@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,11 @@ class Settings(BaseSettings):
         "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B"
     )
     api_key: SecretStr | None = None
+    # Which API owns a training run (tag api_instance): at start, an API marks FAILED the runs
+    # of its instance left RUNNING by a process of it that died. One name per replica.
+    api_instance: str = Field(
+        default_factory=socket.gethostname, min_length=1, pattern=r"^[A-Za-z0-9_.:@-]+$"
+    )
     # `bikecount up`: where the local stack listens (loopback only by default) and logs.
     host: str = "127.0.0.1"
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
