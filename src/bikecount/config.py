@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     drift_column_threshold: float | None = Field(default=None, gt=0)
     drift_sample_rows: int = Field(default=100_000, ge=100)
     reports_dir: Path = Path("reports")
+    # Drift reports (a few MB of HTML each, also logged to MLflow) kept in reports_dir.
+    reports_keep: int = Field(default=20, ge=1)
     monitor_max_records: int = Field(default=50_000, ge=1)
     # `bikecount pipeline` and the Airflow DAGs: the store of raw counts, predictions and audit
     # (any SQLAlchemy URL), and the RegModel API they call.

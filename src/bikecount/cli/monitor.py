@@ -15,6 +15,7 @@ from bikecount.config import Settings
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
 from bikecount.monitoring.drift import ChampionScore, MonitoringResult, run_monitoring
+from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError
 from bikecount.registry import configure_tracking, require_tracking
 
@@ -63,6 +64,7 @@ def monitor_command(
         fail(str(exc))
     except MlflowException as exc:
         fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
+    prune_reports(settings.reports_dir, settings.reports_keep)
     if as_json:
         print_json(result.as_dict())
         return

@@ -21,6 +21,7 @@ from bikecount.data.io import DataFileError
 from bikecount.fingerprint import file_fingerprint
 from bikecount.monitoring import metrics
 from bikecount.monitoring.drift import MonitoringResult, monitor_frames, read_canonical
+from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError, require_valid
 from bikecount.registry import require_tracking
 
@@ -120,7 +121,9 @@ MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPublic:
     """Compare current data with the reference (Evidently), score the champion on it, log the
-    run to MLflow (experiment ``bikecount-monitoring``) and return the summary.
+    run to MLflow (experiment ``bikecount-monitoring``) and return the summary. Records are read
+    as ``/predict`` reads them (either spelling, each record on its own); the newest
+    ``BIKECOUNT_REPORTS_KEEP`` HTML reports are kept on disk.
 
     A sync handler: FastAPI runs it in its thread pool, so the CPU-bound comparison never
     blocks the event loop.
@@ -151,6 +154,7 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
     except ValueError as exc:  # a side without valid records
         raise InvalidFieldError("records" if body.records else "current", str(exc)) from None
     publish_drift(result)
+    prune_reports(settings.reports_dir, settings.reports_keep)
     return MonitorPublic.model_validate(result.as_dict())
 
 
