@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
         default=None,
         description="Tracking URI; falls back to MLFLOW_TRACKING_URI, then a local SQLite store.",
     )
+    # MLflow's HTTP client: seconds per request and retries (its defaults, 120 s and 7 retries
+    # with a doubling backoff, held a call to a dead server for minutes).
+    mlflow_request_timeout_seconds: int = Field(default=10, ge=1)
+    mlflow_request_retries: int = Field(default=2, ge=0)
     mlruns_dir: Path = Path("mlruns_dev")
     artifacts_dir: Path = Path("mlflow_artifacts")
     gcs_bucket: str | None = None
@@ -56,6 +61,11 @@ class Settings(BaseSettings):
         "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B"
     )
     api_key: SecretStr | None = None
+    # Which API owns a training run (tag api_instance): at start, an API marks FAILED the runs
+    # of its instance left RUNNING by a process of it that died. One name per replica.
+    api_instance: str = Field(
+        default_factory=socket.gethostname, min_length=1, pattern=r"^[A-Za-z0-9_.:@-]+$"
+    )
     # `bikecount up`: where the local stack listens (loopback only by default) and logs.
     host: str = "127.0.0.1"
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
@@ -85,6 +95,8 @@ class Settings(BaseSettings):
     drift_column_threshold: float | None = Field(default=None, gt=0)
     drift_sample_rows: int = Field(default=100_000, ge=100)
     reports_dir: Path = Path("reports")
+    # Drift reports (a few MB of HTML each, also logged to MLflow) kept in reports_dir.
+    reports_keep: int = Field(default=20, ge=1)
     monitor_max_records: int = Field(default=50_000, ge=1)
     # `bikecount pipeline` and the Airflow DAGs: the store of raw counts, predictions and audit
     # (any SQLAlchemy URL), and the RegModel API they call.

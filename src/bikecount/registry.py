@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import mlflow
@@ -34,6 +36,7 @@ from bikecount.models import get_spec
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+PROBE_TIMEOUT_SECONDS = 2.0
 
 
 # MLflow's error codes for "no such model, version or alias" (a missing alias is reported as an
@@ -87,6 +90,25 @@ def is_remote(tracking_uri: str) -> bool:
     return tracking_uri.startswith(("http://", "https://"))
 
 
+def bound_mlflow_requests(settings: Settings) -> None:
+    """Bound every request of MLflow's client: its defaults (7 retries with a doubling backoff,
+    120 s timeouts) keep a call to a dead server waiting for minutes. MLflow reads these
+    environment variables at each request; ones already set (``MLFLOW_HTTP_REQUEST_*``) win."""
+    os.environ.setdefault(
+        "MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_seconds)
+    )
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_request_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def shown_uri(tracking_uri: str) -> str:
+    """A tracking URI fit for a message: scheme, host and port, no credentials."""
+    if not is_remote(tracking_uri):
+        return tracking_uri
+    parts = urlsplit(tracking_uri)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
 def trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
     """The last timestamp a registered model was fitted on, from its run's parameters.
 
@@ -110,6 +132,7 @@ class Registry:
         self.settings = settings
         self.tracking_uri = settings.tracking_uri
         self._client = client
+        bound_mlflow_requests(settings)
 
     @property
     def client(self) -> MlflowClient:
@@ -146,16 +169,18 @@ class Registry:
         if not is_remote(self.tracking_uri):
             return
         url = f"{self.tracking_uri.rstrip('/')}/health"
+        shown = shown_uri(self.tracking_uri)  # no credentials in the message
         try:
             response = httpx.get(url, timeout=timeout, trust_env=False)
         except httpx.HTTPError as exc:
             raise RegistryUnavailableError(
-                f"MLflow at {self.tracking_uri} cannot be reached ({exc})"
+                f"MLflow at {shown} cannot be reached: it does not answer (within {timeout:g} s: "
+                f"{type(exc).__name__}); retry when it is up"
             ) from exc
         if response.status_code != 200:
             raise RegistryUnavailableError(
-                f"MLflow at {self.tracking_uri} answered its health check with "
-                f"{response.status_code}"
+                f"MLflow at {shown} answered its health check with {response.status_code}; "
+                "retry when it is up"
             )
 
     @contextmanager

@@ -111,6 +111,8 @@ def train(
     stage = on_stage or (lambda message: logger.info(message))
     started = time.perf_counter()
     spec, params, path = validate_train_request(request, settings)
+    registry = Registry(settings)
+    registry.check_reachable()  # within seconds, not MLflow's minutes of retries
 
     stage(f"reading {path}")
     parsed = parse_records(read_records(path), require_count=True)
@@ -121,7 +123,6 @@ def train(
     check_training_limits(request.model_type, params, len(split.train), settings, refit_rows)
     stop.check("starting")
 
-    registry = Registry(settings)
     registry.use_for_runs()
     experiment_id = registry.training_experiment(request.env)
     with (

@@ -1,10 +1,15 @@
-"""When the MLflow server dies, the API keeps serving what it has loaded and says it is degraded.
+"""When the MLflow server dies, the API keeps serving what it has loaded and says it is degraded,
+and what needs MLflow (training, monitoring) is refused within seconds with a 503 naming it.
 
-This module has a tracking server of its own, since it kills it.
+This module has a tracking server of its own, since it stops it (SIGSTOP: it accepts connections
+and never answers), then kills it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,6 +49,35 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         yield Servers(mlflow, regmodel, records.to_dict(orient="records"))
 
 
+# Generous next to the 2 s reachability probe; MLflow's own client defaults waited minutes.
+FAIL_FAST_SECONDS = 20
+
+
+def assert_refused_fast(api: httpx.Client, path: str, body: dict) -> None:
+    started = time.monotonic()
+    response = api.post(path, json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert "MLflow" in response.json()["detail"] and "does not answer" in response.json()["detail"]
+    assert elapsed < FAIL_FAST_SECONDS, f"{path} took {elapsed:.0f} s to refuse"
+
+
+def test_training_and_monitoring_fail_fast_while_mlflow_hangs(servers: Servers) -> None:
+    mlflow, regmodel = servers.mlflow, servers.regmodel
+    with httpx.Client(base_url=regmodel.url, timeout=120) as api:
+        os.killpg(mlflow.process.pid, signal.SIGSTOP)  # up, but answering nothing
+        try:
+            for _ in range(2):  # the first refusal held no slot: the second is not a 409
+                assert_refused_fast(api, "/train", {"model_type": "rf", "test_mode": True})
+            assert_refused_fast(api, "/monitor", {"model_type": "rf"})
+            assert_refused_fast(api, "/monitor", {"records": servers.records})
+            assert api.get("/health").json()["status"] == "degraded"
+        finally:
+            os.killpg(mlflow.process.pid, signal.SIGCONT)
+        trained = api.post("/train", json={"model_type": "rf", "test_mode": True})
+        assert trained.status_code == 200, trained.text
+
+
 def test_cached_model_serves_while_mlflow_is_down(servers: Servers) -> None:
     mlflow, regmodel = servers.mlflow, servers.regmodel
     body = {"records": servers.records}
@@ -68,3 +102,6 @@ def test_cached_model_serves_while_mlflow_is_down(servers: Servers) -> None:
         assert api.post("/predict", json=body).status_code == 200, (
             "a refused reload keeps the cache"
         )
+        for _ in range(2):
+            assert_refused_fast(api, "/train", {"model_type": "rf", "test_mode": True})
+        assert_refused_fast(api, "/monitor", {"model_type": "rf"})

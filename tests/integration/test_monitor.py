@@ -16,14 +16,17 @@ from typer.testing import CliRunner
 
 from bikecount.cli import app
 from bikecount.config import Settings
-from bikecount.data.io import read_records
+from bikecount.data.io import read_records, write_records
 from bikecount.monitoring.drift import EXPERIMENT
+from bikecount.records import SNAKE_TO_EXPORT
 from bikecount.train import TrainRequest, train
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "monitor-key-3c9a"
 MAX_RECORDS = 60
+REPORTS_KEEP = 2
+SNAKE = {export: snake for snake, export in SNAKE_TO_EXPORT.items()}
 SUMMARY_FIELDS = {
     "drift_detected", "drift_share", "drifted_columns", "column_scores", "n_reference",
     "n_current", "target_drift", "report_path", "champion", "run_id",
@@ -84,13 +87,25 @@ def test_cli_missing_file_says_how_to_make_it(local_store: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A RegModel API (with an API key) on a real MLflow server; no champion is trained."""
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The API's working folder: data sets, a file outside them, and its reports."""
     root = tmp_path_factory.mktemp("monitor_api")
     write_test_data(root / "data")
     (root / "outside.csv").write_text("not inside the data folder\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def api(root: Path) -> Iterator[httpx.Client]:
+    """A RegModel API (with an API key) on a real MLflow server; no champion is trained."""
     mlflow_server = start_mlflow(root / "mlflow")
-    env = api_env(root, mlflow_server.url, api_key=API_KEY, monitor_max_records=MAX_RECORDS)
+    env = api_env(
+        root,
+        mlflow_server.url,
+        api_key=API_KEY,
+        monitor_max_records=MAX_RECORDS,
+        reports_keep=REPORTS_KEEP,
+    )
     regmodel = start_api("regmodel", REGMODEL_APP, root, env)
     headers = {"X-API-Key": API_KEY}
     with running(mlflow_server, regmodel):
@@ -165,3 +180,35 @@ def test_post_monitor_bad_bodies_are_4xx(api: httpx.Client, current_records: lis
     assert invalid.status_code == 422
     assert invalid.json()["detail"][0]["column"] == "Coordonnées géographiques"
     assert api.post("/monitor", json={"model_type": "svm"}).status_code == 422
+
+
+def test_post_monitor_keeps_only_the_newest_reports(
+    api: httpx.Client, root: Path, current_records: list
+) -> None:
+    paths = []
+    for _ in range(REPORTS_KEEP + 1):
+        response = api.post("/monitor", json={"records": current_records[:30]})
+        assert response.status_code == 200, response.text
+        paths.append(Path(response.json()["report_path"]))
+    kept = sorted(path.name for path in (root / "reports").glob("drift_*.html"))
+    assert kept == sorted(path.name for path in paths[-REPORTS_KEEP:])
+
+
+def test_post_monitor_reads_records_as_predict_does(
+    api: httpx.Client, current_records: list
+) -> None:
+    export = current_records[:20]
+    snake = [{SNAKE.get(key, key): value for key, value in record.items()} for record in export]
+    mixed = export[:10] + snake[10:]
+    response = api.post("/monitor", json={"records": mixed})
+    assert response.status_code == 200, response.text
+    assert response.json()["n_current"] == 20
+
+
+def test_post_monitor_names_current_for_a_bad_current_file(api: httpx.Client, root: Path) -> None:
+    frame = read_records(root / "data" / "current_data.csv").head(50)
+    write_records(frame.drop(columns=["Coordonnées géographiques"]), root / "data" / "no_xy.csv")
+    response = api.post("/monitor", json={"current": "no_xy.csv"})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"] == ["body", "current"] and "Coordonnées géographiques" in item["msg"]

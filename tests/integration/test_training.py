@@ -27,9 +27,10 @@ from bikecount.data.split import split_by_time
 from bikecount.data.synthetic import SynthConfig
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.fingerprint import file_fingerprint
-from bikecount.models import get_spec, parse_params
+from bikecount.models import HyperparameterError, get_spec, parse_params
 from bikecount.records import COORDINATES
 from bikecount.registry import CHAMPION, Registry
+from bikecount.stopping import StopToken, TrainingTimeoutError
 from bikecount.train import TrainRequest, TrainResult, train
 
 pytestmark = pytest.mark.integration
@@ -207,13 +208,30 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     no_valid_rows = write_records(bad_rows, tmp_path / "no_valid_rows.csv")
     with pytest.raises(ValueError, match="no valid records"):
         train(TrainRequest(model_type="rf", data_source=str(no_valid_rows)), settings)
-    # Hyperparameters that would fail in fitting are refused before any run is created.
     experiment = client.get_experiment_by_name("bikecount-dev").experiment_id
     runs_before = len(client.search_runs([experiment]))
-    with pytest.raises(ValueError, match="n_jobs"):
+    with pytest.raises(HyperparameterError, match="n_jobs"):  # refused before any run
         train_model(settings, n_estimators=2, n_jobs=0)
     assert len(client.search_runs([experiment])) == runs_before
 
+    # A training stopped in its refit (the time limit passes as the refit starts: a clock of
+    # our own) is a FAILED run, with no new version: the refit is stoppable as the first fit is.
+    now = [0.0]
+    stop = StopToken(time_limit=60, clock=lambda: now[0])
+
+    def late_refit(stage: str) -> None:
+        if stage.startswith("refitting"):
+            now[0] = 61.0
+
+    request = TrainRequest(model_type="rf", hyperparams={"n_estimators": 2})
+    with pytest.raises(TrainingTimeoutError, match="time limit of 60 s .* while refitting"):
+        train(request, settings, on_stage=late_refit, stop=stop)
+    failed = client.search_runs(
+        [experiment], order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
+    assert failed.info.status == "FAILED"
+    assert failed.data.params["n_estimators"] == "2"
+    assert "while refitting" in failed.data.tags["stopped_because"]
     assert champion_of(client, "rf") == good.version
     assert len(client.search_model_versions("name='bikecount-rf'")) == versions_before
 

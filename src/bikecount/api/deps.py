@@ -13,14 +13,15 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import APIKeyHeader
 
-from bikecount.api.errors import UnauthorizedError
+from bikecount.api.errors import ApiError, UnauthorizedError
+from bikecount.api.job_runs import keep_failing_orphans
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.config import Settings
@@ -30,6 +31,8 @@ from bikecount.registry import Registry, quiet_mlflow
 logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
+# Within the grace `bikecount up` gives a stopping service (10 s).
+SHUTDOWN_CANCEL_SECONDS = 5.0
 
 
 @dataclass
@@ -127,12 +130,26 @@ async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
         target=state.cache.preload, args=(state.model_types,), name="preload", daemon=True
     )
     preload.start()
+    stopping = threading.Event()
     if state.jobs is not None:
         # The fork server that trainings fit in takes seconds to start: start it now.
         threading.Thread(target=warm_up, name="fit-server", daemon=True).start()
+        # Runs left RUNNING by an earlier process of this API, killed mid-training.
+        orphans = threading.Thread(
+            target=keep_failing_orphans,
+            args=(state.settings, stopping),
+            name="orphaned-runs",
+            daemon=True,
+        )
+        orphans.start()
     yield
+    stopping.set()
     if state.jobs is not None and (job := state.jobs.running()) is not None:
-        logger.warning("stopping while training job %s runs; its MLflow run stays open", job.id)
+        # Cancelled, so that its run is marked KILLED; if this process is killed first, the
+        # next start marks the run FAILED (job_runs.fail_orphaned_runs).
+        logger.warning("stopping while training job %s runs: cancelling it", job.id)
+        with suppress(ApiError):
+            state.jobs.cancel(job.id, wait_seconds=SHUTDOWN_CANCEL_SECONDS)
 
 
 def attach_state(app: FastAPI, state: ApiState) -> None:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bikecount.api.errors import (
@@ -27,11 +27,13 @@ from bikecount.api.errors import (
     describe_error,
     field_at_fault,
 )
+from bikecount.api.job_runs import job_tags
 from bikecount.api.schemas import JobError, JobPublic, JobStatus, TrainPublic, TrainRequestBody
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
 from bikecount.models import HyperparameterError, get_spec
 from bikecount.monitoring.metrics import record_training_finished, record_training_started
+from bikecount.registry import Registry
 from bikecount.stopping import StopToken, TrainingCancelledError, TrainingStoppedError
 from bikecount.train import (
     EnvUnavailableError,
@@ -44,6 +46,8 @@ from bikecount.train import (
 logger = logging.getLogger(__name__)
 
 MAX_KEPT_JOBS = 50
+Recorder = Callable[[JobPublic], None]
+Finder = Callable[[str], JobPublic | None]
 # How long DELETE /train/{job_id} waits for the training to stop before answering: a fit stops
 # at once, a stage talking to MLflow when it is done (bounded by MLflow's request timeouts).
 CANCEL_WAIT_SECONDS = 30.0
@@ -57,6 +61,7 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
 
     Raises:
         InvalidFieldError: the field at fault and why (hyperparameters, data source, env).
+        RegistryUnavailableError: the MLflow server does not answer (503).
     """
     source = body.data_source
     try:
@@ -81,6 +86,8 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
         raise InvalidFieldError("hyperparams", str(exc)) from None
     except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
         raise InvalidFieldError("data_source", str(exc)) from None
+    # Before the slot is taken: without MLflow a training cannot log nor register anything.
+    Registry(settings).check_reachable()
     return request
 
 
@@ -146,6 +153,8 @@ class TrainingJobs:
         settings: passed to ``train()``.
         run: the training function (``bikecount.train.train``; tests pass a stand-in).
         on_success: called with each result, e.g. to make the API re-read its champion.
+        record: called with each finished job, to keep it beyond this process (its MLflow run).
+        find: a job that is no longer in memory (after a restart), or None.
     """
 
     def __init__(
@@ -154,10 +163,14 @@ class TrainingJobs:
         *,
         run: Trainer = train,
         on_success: Callable[[TrainResult], None] | None = None,
+        record: Recorder | None = None,
+        find: Finder | None = None,
     ) -> None:
         self.settings = settings
         self._run = run
         self._on_success = on_success
+        self._record = record
+        self._find = find
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, TrainingJob] = OrderedDict()
         self._active: TrainingJob | None = None
@@ -172,6 +185,8 @@ class TrainingJobs:
             if self._active is not None and not self._active.done.is_set():
                 raise TrainingBusyError(self._active.id)
             job = TrainingJob(request, stop=StopToken(self.settings.train_time_limit_seconds))
+            # The run is tagged with the job and this API: found again after a restart.
+            job.request = replace(request, tags={**request.tags, **job_tags(job.id, self.settings)})
             self._active = job
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_KEPT_JOBS:
@@ -183,13 +198,33 @@ class TrainingJobs:
         return job
 
     def get(self, job_id: str) -> TrainingJob:
+        """A job of this process.
+
+        Raises:
+            JobNotFoundError: not one of the last ``MAX_KEPT_JOBS`` jobs of this process.
+        """
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFoundError(
-                f"no training job {job_id!r} (the last {MAX_KEPT_JOBS} are kept)"
+                f"no training job {job_id!r} (the last {MAX_KEPT_JOBS} are kept, and jobs "
+                "refused before their MLflow run started are not kept past a restart)"
             )
         return job
+
+    def status(self, job_id: str) -> JobPublic:
+        """A job's state: from memory, else (the API restarted) from its MLflow run.
+
+        Raises:
+            JobNotFoundError: neither knows it.
+        """
+        try:
+            return self.get(job_id).as_public()
+        except JobNotFoundError:
+            found = self._find(job_id) if self._find is not None else None
+            if found is None:
+                raise
+            return found
 
     def cancel(self, job_id: str, wait_seconds: float = CANCEL_WAIT_SECONDS) -> TrainingJob:
         """Stop a queued or running training and wait (a while) until it has stopped.
@@ -201,7 +236,15 @@ class TrainingJobs:
             JobNotFoundError: no such job.
             JobFinishedError: the job had already finished.
         """
-        job = self.get(job_id)
+        try:
+            job = self.get(job_id)
+        except JobNotFoundError:
+            known = self._find(job_id) if self._find is not None else None
+            if known is None:
+                raise
+            raise JobFinishedError(
+                f"training job {job_id} is {known.status} and not run by this API process"
+            ) from None
         if job.done.is_set():
             raise JobFinishedError(f"training job {job_id} has already {job.status}")
         job.stop.cancel(f"cancelled through DELETE /train/{job_id}")
@@ -244,6 +287,8 @@ class TrainingJobs:
                 job.request.model_type, job.status == "succeeded", job.finished_at - job.started_at
             )
             job.done.set()
+        if self._record is not None:  # after done: answering never waits for it
+            self._record(job.as_public())
 
     def _notify(self, job: TrainingJob) -> None:
         # Before the job is marked done, so that a waiting client then sees the new champion.

@@ -5,12 +5,15 @@ Start it with ``uvicorn --factory bikecount.api.regmodel:create_app``.
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from bikecount import __version__
 from bikecount.api.deps import ApiState, attach_state, serving_lifespan
 from bikecount.api.errors import install_error_handling
 from bikecount.api.instrumentation import champion_recorder, install_metrics
+from bikecount.api.job_runs import find_job, record_outcome
 from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, models, monitor, predict, train
@@ -44,7 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = Registry(settings)
     cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
-    jobs = TrainingJobs(settings, on_success=lambda result: cache.invalidate(result.model_type))
+    jobs = TrainingJobs(
+        settings,
+        on_success=lambda result: cache.invalidate(result.model_type),
+        record=partial(record_outcome, settings),
+        find=partial(find_job, settings),
+    )
     app = FastAPI(
         title="bikecount RegModel API",
         version=__version__,

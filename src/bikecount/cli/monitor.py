@@ -19,8 +19,9 @@ from bikecount.monitoring.drift import (
     decay_ratio,
     run_monitoring,
 )
+from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError
-from bikecount.registry import RegistryUnavailableError, quiet_mlflow
+from bikecount.registry import Registry, RegistryUnavailableError, quiet_mlflow
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
@@ -58,6 +59,7 @@ def monitor_command(
             fail(f"data file not found: {path}", hint=PREPARE_HINT)
     try:
         get_spec(model)
+        Registry(settings).check_reachable()  # within seconds, not MLflow's retries
         if as_json:
             result = run_monitoring(settings, reference, current, model)
         else:
@@ -69,6 +71,7 @@ def monitor_command(
         fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
     except RegistryUnavailableError as exc:
         fail(str(exc), hint="start it with `bikecount up`, or unset BIKECOUNT_MLFLOW_TRACKING_URI")
+    prune_reports(settings.reports_dir, settings.reports_keep)
     if as_json:
         print_json(result.as_dict())
         return

@@ -24,7 +24,9 @@ from bikecount.monitoring.drift import (
     MonitoringResult,
     run_monitoring,
 )
+from bikecount.monitoring.reports import prune_reports
 from bikecount.records import require_valid
+from bikecount.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},
-    503: {"model": ErrorPublic, "description": "MLflow failed while logging the run."},
+    503: {"model": ErrorPublic, "description": "MLflow cannot be reached, or failed."},
 }
 
 
@@ -119,7 +121,9 @@ MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPublic:
     """Compare current data with the reference (Evidently), score the champion on it, log the
-    run to MLflow (experiment ``bikecount-monitoring``) and return the summary.
+    run to MLflow (experiment ``bikecount-monitoring``) and return the summary. Records are read
+    as ``/predict`` reads them (either spelling, each record on its own); the newest
+    ``BIKECOUNT_REPORTS_KEEP`` HTML reports are kept on disk.
 
     A sync handler: FastAPI runs it in its thread pool, so the CPU-bound comparison never
     blocks the event loop.
@@ -133,7 +137,10 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         # Read as /predict reads them (each record in either spelling, huge integers refused),
         # before any file is read.
         current = require_valid(records_frame(body.records))
-    else:
+    # Then whether MLflow answers: the run is logged there, and a dead server must not hold
+    # this request for minutes (503 naming it).
+    Registry(settings).check_reachable()
+    if body.records is None:
         current = data_file("current", body.current or "current", settings)
     reference = data_file("reference", body.reference, settings)
     try:
@@ -143,6 +150,7 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         field = "records" if body.records is not None and exc.side == "current" else exc.side
         raise InvalidFieldError(field, str(exc)) from None
     publish_drift(result)
+    prune_reports(settings.reports_dir, settings.reports_keep)
     return MonitorPublic.model_validate(result.as_dict())
 
 

@@ -70,8 +70,8 @@ def finished_result(job: TrainingJob) -> TrainPublic:
 )
 def training_job(job_id: str, jobs: JobsDep) -> JobPublic:
     """queued, running (with its current stage), succeeded (with the result), failed or
-    cancelled (with the error)."""
-    return jobs.get(job_id).as_public()
+    cancelled (with the error). A job of an earlier run of the API is read from MLflow."""
+    return jobs.status(job_id)
 
 
 @router.delete(

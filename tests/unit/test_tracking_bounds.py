@@ -1,0 +1,43 @@
+"""MLflow's client is bounded wherever bikecount points it at a tracking server."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from bikecount.config import Settings
+from bikecount.registry import Registry, RegistryUnavailableError, bound_mlflow_requests
+
+BOUNDS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+
+
+def test_mlflow_requests_are_bounded_by_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*BOUNDS, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.setenv(name, "recorded")  # so that the test's own values are undone
+        monkeypatch.delenv(name)
+    settings = Settings(_env_file=None, mlflow_request_timeout_seconds=7, mlflow_request_retries=1)
+    bound_mlflow_requests(settings)  # what every Registry does first
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+
+
+def test_mlflow_variables_set_by_the_user_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    bound_mlflow_requests(Settings(_env_file=None))
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+
+
+def test_an_unanswering_server_is_named_without_credentials() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    settings = Settings(_env_file=None, mlflow_tracking_uri=f"http://me:secret@127.0.0.1:{port}")
+    with pytest.raises(RegistryUnavailableError) as caught:
+        Registry(settings).check_reachable()
+    message = str(caught.value)
+    assert f"http://127.0.0.1:{port} cannot be reached: it does not answer" in message
+    assert "secret" not in message
+    Registry(Settings(_env_file=None, mlflow_tracking_uri="sqlite:///x.db")).check_reachable()
