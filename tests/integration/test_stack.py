@@ -22,6 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from opendata_server import serving
 
+from bikecount.cli.stack import PREFIX_WIDTH
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.data.prepare import write_datasets
@@ -54,6 +55,11 @@ class Health(http.server.BaseHTTPRequestHandler):
 print("stand-in listening", flush=True)
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 """
+
+
+def prefix(service: str) -> str:
+    """The prefix of a service's log lines in `bikecount up`'s output."""
+    return f"{service:<{PREFIX_WIDTH}} | "
 
 
 def free_ports(n: int) -> list[int]:
@@ -569,5 +575,5 @@ def test_up_with_airflow_runs_the_dags_on_its_scheduler(
     forecast = read_table(engine, predictions_table)
     assert set(forecast["day"]) == {day + pd.Timedelta(days=1)} and len(forecast) == 8 * 24
     text = output.read_text()
-    assert f"Airflow UI       {airflow}" in text and "airflow    | " in text
+    assert f"Airflow UI       {airflow}" in text and prefix("airflow") in text
     assert "SIGINT: every service stopped." in text
