@@ -142,7 +142,8 @@ def forecast_day(
         return np.empty(0)
     before = grid["timestamp"].min().normalize()
     known = usable_history(history, before, gap)
-    rows = pd.concat([grid[GRID_COLUMNS], known[GRID_COLUMNS]], ignore_index=True)
+    parts = [grid[GRID_COLUMNS]] + ([known[GRID_COLUMNS]] if len(known) else [])
+    rows = pd.concat(parts, ignore_index=True)
     predicted = np.clip(np.asarray(predict(rows), float), 0, None)
     base, expected = predicted[: len(grid)], predicted[len(grid) :]
     counter_gap, hour_gap = recent_gaps(known, expected, before, gap)

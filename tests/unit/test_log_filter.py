@@ -55,3 +55,8 @@ def test_services_are_followed_apart() -> None:
     assert log.show("mlflow", "ERROR:    something broke")
     assert not log.show("regmodel", "  an indented INFO-less line of another service")
     assert log.show("mlflow", "  the broken thing's detail")
+
+
+def test_the_supervisors_notices_about_a_service_always_show() -> None:
+    notice = "[bikecount up] mlflow exited with code -9; restarting it in 0.5 s (crash 1 of 5)"
+    assert LogFilter().show("mlflow", notice)

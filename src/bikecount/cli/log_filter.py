@@ -17,6 +17,8 @@ LEVEL = re.compile(r"(?<![\w-])\[?(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)
 WARNING_CATEGORY = re.compile(r"\b\w*Warning: ")
 TRACEBACK = "Traceback (most recent call last):"
 SHOWN_LEVELS = {"WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"}
+# The supervisor's own notices about a service (a crash, a restart, giving up) always show.
+SUPERVISOR = "[bikecount up] "
 
 
 class LogFilter:
@@ -31,6 +33,9 @@ class LogFilter:
         self._showing: dict[str, bool] = {}
 
     def show(self, service: str, line: str) -> bool:
+        if line.startswith(SUPERVISOR):
+            self._showing[service] = False
+            return True
         if TRACEBACK in line:
             self._showing[service] = True
             return True
