@@ -27,7 +27,8 @@ from bikecount.train import fit_for_deployment
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENT = "bikecount-backtest"
+# The backtests' experiment, ``<prefix>-backtest`` (see Settings.mlflow_name).
+BACKTEST = "backtest"
 
 # Called after each day: (day, days done, days in all, whether the model was retrained).
 DayCallback = Callable[[date, int, int, bool], None]
@@ -157,7 +158,7 @@ def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> dict[st
 
 
 def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> str:
-    """Log a backtest to MLflow (experiment ``bikecount-backtest``); return the run id.
+    """Log a backtest to MLflow (experiment ``<prefix>-backtest``); return the run id.
 
     Parameters say what was run, metrics are the overall ones plus one step per day (step 0 is
     the first day), and the per-counter RMSE is an artifact.
@@ -168,7 +169,7 @@ def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> 
 
     registry = Registry(settings)
     registry.use_for_runs()
-    experiment_id = registry.ensure_experiment(EXPERIMENT)
+    experiment_id = registry.ensure_experiment(settings.mlflow_name(BACKTEST))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"backtest-{result.model_type}"):
         mlflow.set_tags({"model_type": result.model_type, "env": settings.env})
         mlflow.log_params(

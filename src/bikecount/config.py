@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     # with a doubling backoff, held a call to a dead server for minutes).
     mlflow_request_timeout_seconds: int = Field(default=10, ge=1)
     mlflow_request_retries: int = Field(default=2, ge=0)
+    # The first word of every name bikecount gives in MLflow (registered models
+    # ``<prefix>-rf``..., experiments ``<prefix>-dev``, ``<prefix>-monitoring``...): two
+    # installations, or two test modules, can share one tracking server and keep their
+    # champions apart.
+    mlflow_prefix: str = Field(default="bikecount", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     mlruns_dir: Path = Path("mlruns_dev")
     artifacts_dir: Path = Path("mlflow_artifacts")
     gcs_bucket: str | None = None
@@ -174,7 +179,13 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.mlruns_dir / 'mlflow.db').resolve()}"
 
     def experiment_name(self, env: Env | None = None) -> str:
-        return f"bikecount-{env or self.env}"
+        """The training experiment of ``env``: ``<prefix>-<env>``."""
+        return self.mlflow_name(env or self.env)
+
+    def mlflow_name(self, name: str) -> str:
+        """What bikecount calls ``name`` in MLflow: a registered model (``rf``), an experiment
+        (``monitoring``)."""
+        return f"{self.mlflow_prefix}-{name}"
 
     def check_env(self, env: Env) -> None:
         """Whether runs of ``env`` can be stored here: ``prod`` needs the artifacts' bucket.

@@ -229,7 +229,7 @@ class Registry:
             return self.client.create_experiment(name, artifact_location=location)
 
     def training_experiment(self, env: Env | None = None) -> str:
-        """The id of the training experiment ``bikecount-<env>``."""
+        """The id of the training experiment ``<prefix>-<env>``."""
         return self.ensure_experiment(self.settings.experiment_name(env), env)
 
     def get_run(self, run_id: str) -> Run:
@@ -239,7 +239,8 @@ class Registry:
     # --- versions and the champion -----------------------------------------------------------
 
     def registered_name(self, model_type: str) -> str:
-        return get_spec(model_type).registered_name
+        get_spec(model_type)  # an unknown type is refused here, not sent to MLflow
+        return self.settings.mlflow_name(model_type)
 
     def champion(self, model_type: str) -> ModelVersion | None:
         """The version carrying the champion alias; None when there is none (or no model).

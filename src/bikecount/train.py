@@ -157,7 +157,9 @@ def train(
         # The last stop: once registering has begun, the training finishes.
         stop.check("about to register the model")
         stage("logging and registering the model")
-        info = _log_model(deployed, request.model_type, split.holdout, spec.torch)
+        info = _log_model(
+            deployed, registry.registered_name(request.model_type), split.holdout, spec.torch
+        )
         version = int(info.registered_model_version)
         stage("comparing with the champion")
         challenger = Challenger(version, evaluation, metrics, split, file_fingerprint(path))
@@ -167,9 +169,9 @@ def train(
     return TrainResult(
         run_id=run.info.run_id,
         model_type=request.model_type,
-        model_name=spec.registered_name,
+        model_name=registry.registered_name(request.model_type),
         version=version,
-        model_uri=f"models:/{spec.registered_name}/{version}",
+        model_uri=f"models:/{registry.registered_name(request.model_type)}/{version}",
         champion=crowned,
         champion_reason=reason,
         metrics=metrics,
@@ -289,13 +291,13 @@ def _pip_requirements(uses_torch: bool) -> list[str]:
     return [f"{name}=={package_version(name)}" for name in packages]
 
 
-def _log_model(model: Any, model_type: str, holdout: pd.DataFrame, uses_torch: bool) -> Any:
+def _log_model(model: Any, registered_name: str, holdout: pd.DataFrame, uses_torch: bool) -> Any:
     example = to_raw_records(holdout.head(5))
     signature = infer_signature(example, model.predict(holdout.head(5)))
     return mlflow.sklearn.log_model(
         model,
         name="model",
-        registered_model_name=get_spec(model_type).registered_name,
+        registered_model_name=registered_name,
         signature=signature,
         input_example=example,
         pip_requirements=_pip_requirements(uses_torch),

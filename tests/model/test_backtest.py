@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import helpers
-from bikecount.backtest import EXPERIMENT, run_backtest
+from bikecount.backtest import run_backtest
 from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
@@ -106,6 +106,7 @@ def test_the_command_writes_forecasts_prints_json_and_logs_to_mlflow(
         "BIKECOUNT_MLRUNS_DIR": str(tmp_path / "mlruns"),
         "BIKECOUNT_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "MLFLOW_TRACKING_URI": "",
+        "BIKECOUNT_MLFLOW_PREFIX": "city-b",
     }
     args = ["backtest", "--model", "rf", "--data", str(data), "--start", "2021-04-20",
             "--end", "2021-04-21", "-p", "n_estimators=5", "--output", str(output),
@@ -125,7 +126,7 @@ def test_the_command_writes_forecasts_prints_json_and_logs_to_mlflow(
     tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     client = mlflow.tracking.MlflowClient(tracking_uri=tracking)
     run = client.get_run(summary["run_id"])
-    assert run.info.experiment_id == client.get_experiment_by_name(EXPERIMENT).experiment_id
+    assert run.info.experiment_id == client.get_experiment_by_name("city-b-backtest").experiment_id
     assert run.data.params["retrain_every"] == "7"
     assert run.data.metrics["rmse"] == pytest.approx(summary["metrics"]["rmse"], rel=1e-3)
 

@@ -177,6 +177,6 @@ def test_mlflow_links() -> None:
         registry_view.run_link("http://m:5000/", "3", "abc")
         == "http://m:5000/#/experiments/3/runs/abc"
     )
-    assert registry_view.version_link("http://m:5000", "gbm", 4) == (
+    assert registry_view.version_link("http://m:5000", "bikecount-gbm", 4) == (
         "http://m:5000/#/models/bikecount-gbm/versions/4"
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import helpers
 from bikecount.config import Settings
+from bikecount.models import UnknownModelTypeError
 from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailableError
 
 
@@ -54,6 +56,18 @@ def test_experiments_are_created_once_with_the_envs_artifact_root(
     experiment = local.client.get_experiment(first)
     assert experiment.artifact_location == local.settings.artifact_root("dev")
     assert local.training_experiment() == local.ensure_experiment("bikecount-dev")
+
+
+def test_names_in_mlflow_take_the_prefix(local: Registry) -> None:
+    assert local.registered_name("rf") == "bikecount-rf"
+    assert local.settings.experiment_name("prod") == "bikecount-prod"
+    other = Registry(local.settings.model_copy(update={"mlflow_prefix": "city-b"}))
+    assert other.registered_name("gbm") == "city-b-gbm"
+    assert other.client.get_experiment(other.training_experiment()).name == "city-b-dev"
+    with pytest.raises(UnknownModelTypeError):
+        other.registered_name("xgb")
+    with pytest.raises(ValidationError, match="mlflow_prefix"):
+        Settings(_env_file=None, mlflow_prefix="two words")
 
 
 def test_an_unreachable_server_is_an_error_never_an_empty_registry(

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bikecount.backtest import BacktestResult, log_backtest, run_backtest
+from bikecount.backtest import BACKTEST, BacktestResult, log_backtest, run_backtest
 from bikecount.cli.console import console, err_console, fail, print_json
 from bikecount.cli.modeling import USER_ERRORS, JsonOption, ModelOption
 from bikecount.config import Settings
@@ -41,7 +41,8 @@ def backtest_command(
         typer.Option("--output", "-o", help="Write each forecast: input columns + prediction."),
     ] = None,
     log_to_mlflow: Annotated[
-        bool, typer.Option("--mlflow/--no-mlflow", help="Log the run (bikecount-backtest).")
+        bool,
+        typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow."),
     ] = True,
     as_json: JsonOption = False,
 ) -> None:
@@ -73,7 +74,7 @@ def backtest_command(
     if as_json:
         print_json(result.summary())
         return
-    _print_result(result, output)
+    _print_result(result, output, settings.mlflow_name(BACKTEST))
 
 
 def _run_with_progress(
@@ -100,7 +101,7 @@ def _run_with_progress(
         )  # fmt: skip
 
 
-def _print_result(result: BacktestResult, output: Path | None) -> None:
+def _print_result(result: BacktestResult, output: Path | None, experiment: str) -> None:
     console.print(
         f"[bold]{result.model_type}[/] day-ahead backtest {result.start} to {result.end}: "
         f"{len(result.days)} days, retrained on {len(result.retrained_on)} of them "
@@ -127,7 +128,7 @@ def _print_result(result: BacktestResult, output: Path | None) -> None:
     if output is not None:
         console.print(f"forecasts written to {output}")
     if result.run_id:
-        console.print(f"logged to MLflow run {result.run_id} (experiment bikecount-backtest)")
+        console.print(f"logged to MLflow run {result.run_id} (experiment {experiment})")
 
 
 def _shown(value: float | None) -> str:

@@ -94,7 +94,7 @@ def print_summary(result: MonitoringResult) -> None:
     console.print(scores_table(drift.column_scores))
     print_champion(result.champion)
     console.print(f"report: {drift.report_path}")
-    console.print(f"MLflow run: {result.run_id} (experiment bikecount-monitoring)")
+    console.print(f"MLflow run: {result.run_id} (experiment {result.experiment})")
 
 
 def scores_table(scores: dict[str, dict[str, Any]]) -> Table:

@@ -66,7 +66,9 @@ def read_model_versions(
         }
         if ui_url and run is not None:
             row["run_link"] = run_link(ui_url, run.info.experiment_id, info.run_id)
-            row["version_link"] = version_link(ui_url, model_type, info.version)
+            row["version_link"] = version_link(
+                ui_url, registry.registered_name(model_type), info.version
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -75,6 +77,5 @@ def run_link(ui_url: str, experiment_id: str, run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def version_link(ui_url: str, model_type: str, version: int) -> str:
-    name = quote(get_spec(model_type).registered_name)
-    return f"{ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
+def version_link(ui_url: str, registered_name: str, version: int) -> str:
+    return f"{ui_url.rstrip('/')}/#/models/{quote(registered_name)}/versions/{version}"

@@ -36,10 +36,6 @@ class ModelSpec:
     fast_params: Mapping[str, Any] = field(default_factory=dict)
     torch: bool = False
 
-    @property
-    def registered_name(self) -> str:
-        return f"bikecount-{self.name}"
-
 
 def _specs() -> dict[str, ModelSpec]:
     # Imported here so that listing model types does not import PyTorch.

@@ -34,7 +34,8 @@ from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailable
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENT = "bikecount-monitoring"
+# The monitoring experiment, ``<prefix>-monitoring`` (see Settings.mlflow_name).
+MONITORING = "monitoring"
 TARGET = "count"
 # Few distinct values: compared as categories (a distance on histograms), not as numbers whose
 # spread a Wasserstein distance would divide by (zero for a flag that never fires).
@@ -258,13 +259,14 @@ class MonitoringResult:
     run_id: str
     sources: dict[str, str]
     duration_seconds: float
+    experiment: str
 
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.drift.as_dict(),
             "champion": asdict(self.champion),
             "run_id": self.run_id,
-            "experiment": EXPERIMENT,
+            "experiment": self.experiment,
             "sources": self.sources,
             "duration_seconds": self.duration_seconds,
         }
@@ -352,7 +354,8 @@ def monitor_frames(
     logger.info(
         "monitoring run %s: drift share %.2f in %.1f s", run_id, summary.drift_share, elapsed
     )
-    return MonitoringResult(summary, champion, run_id, sources, elapsed)
+    experiment = settings.mlflow_name(MONITORING)
+    return MonitoringResult(summary, champion, run_id, sources, elapsed, experiment)
 
 
 def log_monitoring_run(
@@ -386,4 +389,4 @@ def log_monitoring_run(
 
 def monitoring_experiment(registry: Registry) -> str:
     """The id of the monitoring experiment, created like the training ones (see registry)."""
-    return registry.ensure_experiment(EXPERIMENT)
+    return registry.ensure_experiment(registry.settings.mlflow_name(MONITORING))

@@ -20,7 +20,6 @@ import pandas as pd
 from bikecount.config import Settings
 from bikecount.data.io import write_records
 from bikecount.monitoring.drift import (
-    EXPERIMENT,
     DriftSummary,
     MonitoringResult,
     has_decayed,
@@ -357,5 +356,5 @@ def log_decision(settings: Settings, result: RetrainResult) -> str:
             mlflow.set_tag("new_version", str(result.new_version))
         mlflow.log_params({"retrain_r2_threshold": settings.retrain_r2_threshold})
         mlflow.log_metrics(metrics)
-    logger.debug("logged %s run %s in %s", RUN_NAME, run.info.run_id, EXPERIMENT)
+    logger.debug("logged %s run %s in experiment %s", RUN_NAME, run.info.run_id, experiment_id)
     return run.info.run_id
