@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def figures(request: pytest.FixtureRequest) -> list[str]:
     """Append a line to print it in pytest's summary."""
     return request.config.stash[FIGURES]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_developer_configuration() -> Iterator[None]:
+    """The developer's own ``BIKECOUNT_*`` and ``MLFLOW_*`` variables reach neither the tests
+    nor the servers they start: each test says what it runs with."""
+    mine = ("BIKECOUNT_", "MLFLOW_")
+    saved = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith(mine)}
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -135,6 +135,11 @@ def fill_dashboard_store(settings: Settings, days: Sequence[date], coming_day: d
         score_day(settings, day)
 
 
+def free_port() -> int:
+    """A loopback port free right now."""
+    return free_ports(1)[0]
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct loopback ports free right now (held together, so none is repeated)."""
     sockets = [socket.socket() for _ in range(n)]

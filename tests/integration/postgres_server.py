@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow_server import find_free_port
+import helpers
 
 INSTALL_HINT = "apt-get install postgresql (make system-deps does)"
 
@@ -58,7 +58,7 @@ def running_postgres() -> Iterator[str]:
             owner = pwd.getpwnam("postgres")
             os.chown(data, owner.pw_uid, owner.pw_gid)
             Path(folder).chmod(0o755)
-        port = find_free_port()
+        port = helpers.free_port()
         run(binaries, "initdb", "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
         options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
         run(

@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pandas as pd
 import pytest
-from api_server import REGMODEL_APP, api_env, running, start_api, start_mlflow, write_test_data
-from mlflow_server import find_free_port
 from opendata_server import OpenDataServer, serving
+from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
 
+import helpers
 from airflow_runner import MARKER
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
@@ -89,22 +89,21 @@ def plant_shift(raw: pd.DataFrame, start: date, factor: float) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("airflow")
     data = write_test_data(root / "data")
     current = read_records(data.dataset_path("current"))
     write_records(current, root / "drop" / "current.csv")
     write_records(plant_shift(current, SHIFT_START, SHIFT), root / "shifted" / "current.csv")
-    mlflow_server = start_mlflow(root / "mlflow")
     regmodel = start_api(
         "regmodel",
         REGMODEL_APP,
         root,
-        api_env(root, mlflow_server.url, model_check_seconds=0, api_key=API_KEY),
+        api_env(root, tracking, model_check_seconds=0, api_key=API_KEY),
     )
     with (
         serving(read_records(root / "shifted" / "current.csv")) as opendata,
-        running(mlflow_server, regmodel),
+        running(regmodel),
     ):
         trained = httpx.post(
             regmodel.url + "/train",
@@ -113,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             timeout=180,
         )
         assert trained.status_code == 200, trained.text
-        env = airflow_env(root, mlflow_server.url, regmodel.url, opendata.url)
+        env = airflow_env(root, tracking, regmodel.url, opendata.url)
         migrate = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
             env=env, cwd=root, capture_output=True, text=True, timeout=300,
@@ -123,7 +122,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert "Traceback" not in regmodel.log(), regmodel.log()
 
 
-def airflow_env(root: Path, tracking_uri: str, api_url: str, opendata_url: str) -> dict[str, str]:
+def airflow_env(root: Path, tracking: Tracking, api_url: str, opendata_url: str) -> dict[str, str]:
     """Airflow in ``root/airflow`` (SQLite, no examples), the repository's DAGs, and the
     pipeline settings of a test stack: fast test-mode training, one retry without delay."""
     env = {
@@ -137,7 +136,8 @@ def airflow_env(root: Path, tracking_uri: str, api_url: str, opendata_url: str) 
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         BIKECOUNT_ENV="dev",
         BIKECOUNT_DATA_DIR=str(root / "data"),
-        BIKECOUNT_MLFLOW_TRACKING_URI=tracking_uri,
+        BIKECOUNT_MLFLOW_TRACKING_URI=tracking.url,
+        BIKECOUNT_MLFLOW_PREFIX=tracking.prefix,
         BIKECOUNT_ARTIFACTS_DIR=str(root / "artifacts"),
         BIKECOUNT_REPORTS_DIR=str(root / "reports"),
         BIKECOUNT_API_KEY=API_KEY,
@@ -213,7 +213,7 @@ def test_ingest_reads_open_data_and_a_second_run_replaces_the_day(stack: Stack) 
 
 
 def test_ingest_falls_back_to_the_drop_folder_when_open_data_is_down(stack: Stack) -> None:
-    dead = f"http://127.0.0.1:{find_free_port()}/exports/csv"
+    dead = f"http://127.0.0.1:{helpers.free_port()}/exports/csv"
     run = run_dag(stack, "bikecount_daily_ingest", DAY, "fallback.db", open_data_url=dead)
     assert run["state"] == "success", run["log"][-3000:]
     report = run["tasks"]["ingest"]["result"]
@@ -230,7 +230,7 @@ def test_ingest_refuses_to_shrink_a_stored_day_unless_the_run_forces_it(stack: S
     current = read_records(stack.root / "drop" / "current.csv")
     of_day = current[parse_timestamps(current[TIMESTAMP]).dt.date == DAY]
     write_records(of_day.head(1), stack.root / "one_row" / "export.csv")
-    dead = f"http://127.0.0.1:{find_free_port()}/exports/csv"
+    dead = f"http://127.0.0.1:{helpers.free_port()}/exports/csv"
     source = {"open_data_url": dead, "pipeline_source": str(stack.root / "one_row")}
 
     refused = run_dag(stack, "bikecount_daily_ingest", DAY, "shrink.db", **source)
@@ -284,7 +284,7 @@ def test_predict_with_the_api_down_fails_after_its_retries_and_stores_nothing(
 ) -> None:
     settings = stack.settings("down.db")
     ingest(settings, DAY, stack.root / "drop")
-    dead = f"http://127.0.0.1:{find_free_port()}"
+    dead = f"http://127.0.0.1:{helpers.free_port()}"
     run = run_dag(stack, "bikecount_daily_predict", DAY, "down.db", pipeline_api_url=dead)
     assert run["state"] == "failed"
     assert run["tasks"]["predict_next_day"] == {"state": "failed", "try_number": 2, "result": None}
@@ -357,7 +357,7 @@ def test_monitor_retrains_and_promotes_when_the_shift_hurts(stack: Stack) -> Non
 def test_forced_retraining_with_the_api_down_is_audited_and_fails_the_run(stack: Stack) -> None:
     settings = load_recent(stack, "forced.db", stack.root / "drop")
     before = champion_version(stack)
-    dead = f"http://127.0.0.1:{find_free_port()}"
+    dead = f"http://127.0.0.1:{helpers.free_port()}"
     run = run_dag(
         stack, "bikecount_monitor_and_retrain", RECENT[-1], "forced.db", {"force": True},
         pipeline_api_url=dead,

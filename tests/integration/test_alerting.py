@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_server import REGMODEL_APP, api_env, running, start_api, start_mlflow, write_test_data
+from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
 from test_prometheus import shifted
 from test_stack import free_ports
 
@@ -109,14 +109,15 @@ def delivered(receiver: Receiver) -> bool:
 
 
 @pytest.fixture(scope="module")
-def received(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[dict]]]:
+def received(
+    tmp_path_factory: pytest.TempPathFactory, tracking: Tracking
+) -> Iterator[dict[str, list[dict]]]:
     """Drift planted through POST /monitor; what the receivers got once the alert arrived."""
     root = tmp_path_factory.mktemp("alerting")
     data = write_test_data(root / "data")
     current = read_records(data.dataset_path("current")).fillna("")
-    mlflow = start_mlflow(root / "mlflow")
-    api = start_api("regmodel", REGMODEL_APP, root, api_env(root, mlflow.url))
-    with receiving() as receiver, running(mlflow, api):
+    api = start_api("regmodel", REGMODEL_APP, root, api_env(root, tracking))
+    with receiving() as receiver, running(api):
         settings = alert_settings(root, receiver)
         alertmanager_port, prometheus_port = free_ports(2)
         api_port = int(api.url.rsplit(":", 1)[1])

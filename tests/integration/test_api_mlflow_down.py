@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from api_server import (
+from servers import (
     REGMODEL_APP,
     ServerProcess,
     api_env,

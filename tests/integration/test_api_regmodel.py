@@ -1,9 +1,10 @@
 """The RegModel and ClassModel APIs as real processes, over HTTP, against a real MLflow server.
 
-One stack serves the module: ``mlflow server``, the RegModel API and the ClassModel API, each a
-subprocess on a free port, with an API key and the champion re-checked on every request
-(``BIKECOUNT_MODEL_CHECK_SECONDS=0``). Tests that need trained models ask for them through
-``champions``, which trains in test mode what is missing, so any test can run alone.
+One stack serves the module: the session's ``mlflow server`` (under this module's prefix), the
+RegModel API and the ClassModel API, each a subprocess on a free port, with an API key and
+the champion re-checked on every request (``BIKECOUNT_MODEL_CHECK_SECONDS=0``). Tests that
+need trained models ask for them through ``champions``, which trains in test mode what is
+missing, so any test can run alone.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from dataclasses import dataclass
 import httpx
 import pandas as pd
 import pytest
-from api_server import (
+from servers import (
     CLASSMODEL_APP,
     REGMODEL_APP,
     ServerProcess,
+    Tracking,
     api_env,
     running,
     start_api,
-    start_mlflow,
     wait_for_job,
     write_test_data,
 )
@@ -40,23 +41,22 @@ SEED_TRAIN = {"model_type": "rf", "data_source": "reference", "env": "dev", "tes
 
 @dataclass
 class Stack:
-    mlflow: ServerProcess
+    mlflow: Tracking
     regmodel: ServerProcess
     classmodel: ServerProcess
     current: pd.DataFrame  # records of the current data set, export spelling, every column
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("api_stack")
     settings = write_test_data(root / "data")
-    mlflow = start_mlflow(root / "mlflow")
-    env = api_env(root, mlflow.url, model_check_seconds=0, api_key=API_KEY)
+    env = api_env(root, tracking, model_check_seconds=0, api_key=API_KEY)
     regmodel = start_api("regmodel", REGMODEL_APP, root, env)
     classmodel = start_api("classmodel", CLASSMODEL_APP, root, env)
     current = read_records(settings.dataset_path("current")).fillna("")
-    with running(mlflow, regmodel, classmodel):
-        yield Stack(mlflow, regmodel, classmodel, current)
+    with running(regmodel, classmodel):
+        yield Stack(tracking, regmodel, classmodel, current)
     for server in (regmodel, classmodel):
         assert API_KEY not in server.log(), f"the API key leaked into the {server.name} log"
         assert "Traceback" not in server.log(), server.log()
@@ -112,7 +112,7 @@ def test_seed_curl_sequence(stack: Stack, api: httpx.Client, legacy: httpx.Clien
     assert trained.status_code == 200, trained.text
     result = trained.json()
     assert result["status"] == "succeeded" and result["model_type"] == "rf"
-    assert result["model_uri"] == f"models:/bikecount-rf/{result['model_version']}"
+    assert result["model_uri"] == f"models:/{stack.mlflow.name('rf')}/{result['model_version']}"
     assert set(result["metrics"]) == {"rmse", "mae", "r2", "rmse_log1p"}
     run = httpx.get(
         f"{stack.mlflow.url}/api/2.0/mlflow/runs/get", params={"run_id": result["run_id"]}

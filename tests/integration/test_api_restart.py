@@ -2,7 +2,7 @@
 RUNNING is marked FAILED with the reason, jobs of the dead process are answered from MLflow, the
 champion is untouched. Another API instance sharing the MLflow server leaves the run alone.
 
-Real processes: one ``mlflow server``, RegModel APIs started, killed and started again.
+Real processes: the session's ``mlflow server``, RegModel APIs started, killed and started again.
 """
 
 from __future__ import annotations
@@ -10,40 +10,31 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from api_server import (
+from servers import (
     REGMODEL_APP,
     ServerProcess,
+    Tracking,
     api_env,
-    running,
     start_api,
-    start_mlflow,
+    wait_for,
     wait_for_job,
     write_test_data,
 )
-from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LONG_GBM = {"model_type": "gbm", "hyperparams": {"max_iter": 4000}, "wait": False}
 
 
-def start_instance(root: Path, mlflow: ServerProcess, instance: str) -> ServerProcess:
-    env = api_env(root, mlflow.url, api_instance=instance)
+def start_instance(root: Path, tracking: Tracking, instance: str) -> ServerProcess:
+    env = api_env(root, tracking, api_instance=instance)
     api = start_api(f"regmodel-{instance}", REGMODEL_APP, root, env)
     api.wait_healthy()
     return api
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"not {what} within {timeout:.0f} s"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -53,41 +44,34 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def mlflow(root: Path) -> Iterator[ServerProcess]:
-    server = start_mlflow(root / "mlflow")
-    with running(server):
-        yield server
-
-
 def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
-    root: Path, mlflow: ServerProcess
+    root: Path, tracking: Tracking
 ) -> None:
-    client = MlflowClient(mlflow.url, mlflow.url)
-    alpha = start_instance(root, mlflow, "alpha")
+    client = tracking.client
+    alpha = start_instance(root, tracking, "alpha")
     beta = None
     try:
         with httpx.Client(base_url=alpha.url, timeout=180) as api:
             done = api.post("/train", json={"model_type": "gbm", "test_mode": True})
             assert done.status_code == 200, done.text
             finished = done.json()
-            champion = client.get_model_version_by_alias("bikecount-gbm", "champion").version
+            champion = tracking.champion("gbm")
             accepted = api.post("/train", json=LONG_GBM)
             assert accepted.status_code == 202, accepted.text
             job_id = accepted.json()["job_id"]
-            wait_until(
+            wait_for(
                 lambda: (api.get(f"/train/{job_id}").json()["stage"] or "").startswith("fitting"),
                 120,
                 "fitting",
             )
         [run] = client.search_runs(
-            [client.get_experiment_by_name("bikecount-dev").experiment_id],
+            [tracking.experiment_id("dev")],
             filter_string=f"tags.job_id = '{job_id}'",
         )
         assert run.data.tags["api_instance"] == "alpha" and run.info.status == "RUNNING"
 
         # Another instance on the same MLflow does not touch alpha's run, and knows its jobs.
-        beta = start_instance(root, mlflow, "beta")
+        beta = start_instance(root, tracking, "beta")
         time.sleep(3)  # its check of orphaned runs, at start
         assert client.get_run(run.info.run_id).info.status == "RUNNING"
         seen = httpx.get(f"{beta.url}/train/{finished['job_id']}", timeout=60).json()
@@ -95,11 +79,11 @@ def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
 
         os.killpg(alpha.process.pid, signal.SIGKILL)  # no lifespan, no cleanup
         alpha.process.wait(timeout=30)
-        alpha.stopped = True
+        alpha.stop()
         assert client.get_run(run.info.run_id).info.status == "RUNNING", "left as it was"
 
-        alpha = start_instance(root, mlflow, "alpha")
-        wait_until(
+        alpha = start_instance(root, tracking, "alpha")
+        wait_for(
             lambda: client.get_run(run.info.run_id).info.status == "FAILED",
             60,
             "marked FAILED",
@@ -117,8 +101,7 @@ def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
             again = api.post("/train", json={"model_type": "rf", "test_mode": True, "wait": False})
             assert again.status_code == 202, "the slot is free"
             assert wait_for_job(api, again.json()["job_id"], timeout=180)["status"] == "succeeded"
-        current = client.get_model_version_by_alias("bikecount-gbm", "champion").version
-        assert current == champion
+        assert tracking.champion("gbm") == champion
     finally:
         for server in (alpha, beta):
             if server is not None:

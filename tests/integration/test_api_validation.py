@@ -19,11 +19,11 @@ import httpx
 import pandas as pd
 import pytest
 import schemathesis
-from api_server import REGMODEL_APP, ServerProcess, api_env, running, start_api
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from servers import REGMODEL_APP, ServerProcess, api_env, running, start_api
 
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
 

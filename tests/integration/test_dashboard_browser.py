@@ -11,20 +11,20 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from api_server import ServerProcess, api_env, running, start_api, start_mlflow, start_server
-from mlflow_server import find_free_port
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from servers import ServerProcess, Tracking, api_env, running, start, start_api
 
+import helpers
 from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
@@ -59,43 +59,41 @@ class Stack:
 
 
 def start_dashboard(
-    root: Path, settings: Settings, api_url: str, tracking_uri: str
+    root: Path, settings: Settings, api_url: str, tracking: Tracking
 ) -> ServerProcess:
     """The dashboard as ``bikecount up`` starts it (the product's command and environment)."""
-    port = find_free_port()
+    port = helpers.free_port()
     spec = dashboard_service(
-        settings, "127.0.0.1", port, api_url=api_url, tracking_uri=tracking_uri
+        settings, "127.0.0.1", port, api_url=api_url, tracking_uri=tracking.url
     )
-    env = {**api_env(root, tracking_uri), **spec.env, "BIKECOUNT_DASHBOARD_CACHE_SECONDS": "2"}
-    server = start_server(f"dashboard-{port}", list(spec.command), root, env, port)
-    server.health_path = spec.health_path
-    return server
+    env = {**api_env(root, tracking), **spec.env, "BIKECOUNT_DASHBOARD_CACHE_SECONDS": "2"}
+    return start(replace(spec, name=f"dashboard-{port}"), root, env)
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("dashboard-stack")
     settings = Settings(
         _env_file=None,
+        mlflow_prefix=tracking.prefix,
         data_dir=root / "data",
         logs_dir=root / "logs",
         pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
         pipeline_recent_days=8,
     )
     write_datasets(generate_records(DATA_CONFIG), settings)
-    with running(start_mlflow(root / "mlflow")) as (mlflow,):
-        bootstrap(settings, mlflow.url, model_types=("gbm",))
-        env = api_env(root, mlflow.url, model_check_seconds=1)
-        with running(start_api("regmodel", REGMODEL_APP, root, env)) as (api,):
-            fill_store(settings, api.url, on_message=print)
-            nowhere = f"http://127.0.0.1:{find_free_port()}"
-            empty = Settings(_env_file=None, pipeline_db_url=f"sqlite:///{root / 'empty.db'}")
-            dashboards = (
-                start_dashboard(root, settings, api.url, mlflow.url),
-                start_dashboard(root, empty, nowhere, nowhere),
-            )
-            with running(*dashboards) as (dashboard, broken):
-                yield Stack(settings, api.url, dashboard.url, broken.url)
+    bootstrap(settings, tracking.url, model_types=("gbm",))
+    env = api_env(root, tracking, model_check_seconds=1)
+    with running(start_api("regmodel", REGMODEL_APP, root, env)) as (api,):
+        fill_store(settings, api.url, on_message=print)
+        nowhere = f"http://127.0.0.1:{helpers.free_port()}"
+        empty = Settings(_env_file=None, pipeline_db_url=f"sqlite:///{root / 'empty.db'}")
+        dashboards = (
+            start_dashboard(root, settings, api.url, tracking),
+            start_dashboard(root, empty, nowhere, Tracking(nowhere)),
+        )
+        with running(*dashboards) as (dashboard, broken):
+            yield Stack(settings, api.url, dashboard.url, broken.url)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import helpers
 from bikecount.cli import app
 from bikecount.data.fetch import FetchError, download_export, partial_path
 from bikecount.records import EXPORT_COLUMNS
@@ -98,10 +98,7 @@ def base_url(server: ExportServer) -> str:
 
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens (the port was just free)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/export.csv"
+    return f"http://127.0.0.1:{helpers.free_port()}/export.csv"
 
 
 def test_download_writes_the_served_bytes(base_url: str, tmp_path: Path) -> None:

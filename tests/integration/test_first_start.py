@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from api_server import DATA_CONFIG, api_env, running, start_api, start_mlflow
+from servers import DATA_CONFIG, Tracking, api_env, running, start_api
 
 from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
@@ -21,9 +21,12 @@ from bikecount.stack.services import REGMODEL_APP
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_background_work_fills_the_store_and_a_full_model_takes_over(tmp_path: Path) -> None:
+def test_background_work_fills_the_store_and_a_full_model_takes_over(
+    tmp_path: Path, tracking: Tracking
+) -> None:
     settings = Settings(
         _env_file=None,
+        mlflow_prefix=tracking.prefix,
         data_dir=tmp_path / "data",
         logs_dir=tmp_path / "logs",
         pipeline_db_url=f"sqlite:///{tmp_path / 'pipeline.db'}",
@@ -33,17 +36,16 @@ def test_background_work_fills_the_store_and_a_full_model_takes_over(tmp_path: P
     settings.logs_dir.mkdir()
     write_datasets(generate_records(DATA_CONFIG), settings)
     messages: list[str] = []
-    with running(start_mlflow(tmp_path / "mlflow")) as (mlflow,):
-        bootstrap(settings, mlflow.url, model_types=("gbm",))
-        env = api_env(tmp_path, mlflow.url, model_check_seconds=1)
-        with running(start_api("regmodel", REGMODEL_APP, tmp_path, env)) as (api,):
-            work = BackgroundWork(settings, mlflow.url, api.url, messages.append, ("gbm",))
-            work.start()
-            assert work.thread is not None
-            work.thread.join(timeout=400)
-            assert not work.thread.is_alive(), messages
-        on_server = settings.model_copy(update={"mlflow_tracking_uri": mlflow.url})
-        versions = Registry(on_server).list_versions("gbm")
+    bootstrap(settings, tracking.url, model_types=("gbm",))
+    env = api_env(tmp_path, tracking, model_check_seconds=1)
+    with running(start_api("regmodel", REGMODEL_APP, tmp_path, env)) as (api,):
+        work = BackgroundWork(settings, tracking.url, api.url, messages.append, ("gbm",))
+        work.start()
+        assert work.thread is not None
+        work.thread.join(timeout=400)
+        assert not work.thread.is_alive(), messages
+    on_server = settings.model_copy(update={"mlflow_tracking_uri": tracking.url})
+    versions = Registry(on_server).list_versions("gbm")
     assert work.failed == {}, (work.failed, (settings.logs_dir / FULL_TRAINING_LOG).read_text())
     champion = next(v for v in versions if v.champion)
     assert champion.version == 2 and not champion.test_mode

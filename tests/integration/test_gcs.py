@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
-from mlflow_server import find_free_port, read_log_tail, stop_process_group
+from servers import start_command
 
 import helpers
 from bikecount.config import Settings
@@ -30,27 +26,14 @@ BUCKET = "bikecount-test"
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real gcp-storage-emulator process on a free port, its address in STORAGE_EMULATOR_HOST."""
     root = tmp_path_factory.mktemp("gcs")
-    port = find_free_port()
-    log = root / "emulator.log"
+    port = helpers.free_port()
     command = [
         sys.executable, "-m", "gcp_storage_emulator", "start",
         "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET,
     ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/storage/v1/b", timeout=2).status_code == 200:
-                break
-        if process.poll() is not None:
-            pytest.fail(f"GCS emulator exited early:\n{read_log_tail(log)}")
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"GCS emulator did not start:\n{read_log_tail(log)}")
+    emulator = start_command("gcs-emulator", command, root, port, "/storage/v1/b")
+    emulator.wait_healthy(30)
+    url = emulator.url
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = url
     yield url
@@ -58,7 +41,7 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
     else:
         os.environ["STORAGE_EMULATOR_HOST"] = previous
-    stop_process_group(process)
+    emulator.stop()
 
 
 @pytest.fixture(scope="module")

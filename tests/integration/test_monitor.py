@@ -8,16 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
-from api_server import REGMODEL_APP, api_env, running, start_api, start_mlflow, write_test_data
 from mlflow.tracking import MlflowClient
+from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
 from typer.testing import CliRunner
 
 from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
-from bikecount.monitoring.drift import EXPERIMENT
 from bikecount.records import SNAKE_TO_EXPORT
 from bikecount.train import TrainRequest, train
 
@@ -64,10 +62,9 @@ def test_cli_monitor_json_logs_a_run(local_store: Settings) -> None:
     assert champion["version"] == trained.version and champion["rows"] == summary["n_current"]
     assert {"r2", "rmse"} <= set(champion["metrics_current"]) <= set(champion["metrics_holdout"])
 
-    mlflow.set_tracking_uri(local_store.tracking_uri)
-    client = MlflowClient()
+    client = MlflowClient(local_store.tracking_uri, local_store.tracking_uri)
     run = client.get_run(summary["run_id"])
-    assert client.get_experiment(run.info.experiment_id).name == EXPERIMENT
+    assert client.get_experiment(run.info.experiment_id).name == "bikecount-monitoring"
     metrics = run.data.metrics
     assert metrics["drift_share"] == pytest.approx(summary["drift_share"])
     assert metrics["drift_detected"] == float(summary["drift_detected"])
@@ -96,30 +93,29 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api(root: Path) -> Iterator[httpx.Client]:
+def api(root: Path, tracking: Tracking) -> Iterator[httpx.Client]:
     """A RegModel API (with an API key) on a real MLflow server; no champion is trained."""
-    mlflow_server = start_mlflow(root / "mlflow")
     env = api_env(
         root,
-        mlflow_server.url,
+        tracking,
         api_key=API_KEY,
         monitor_max_records=MAX_RECORDS,
         reports_keep=REPORTS_KEEP,
     )
     regmodel = start_api("regmodel", REGMODEL_APP, root, env)
     headers = {"X-API-Key": API_KEY}
-    with running(mlflow_server, regmodel):
+    with running(regmodel):
         with httpx.Client(base_url=regmodel.url, timeout=180, headers=headers) as client:
             yield client
     assert "Traceback" not in regmodel.log(), regmodel.log()
     assert API_KEY not in regmodel.log()
 
 
-def test_post_monitor_on_data_sets(api: httpx.Client) -> None:
+def test_post_monitor_on_data_sets(api: httpx.Client, tracking: Tracking) -> None:
     response = api.post("/monitor", json={"reference": "reference", "current": "current"})
     assert response.status_code == 200, response.text
     summary = response.json()
-    assert SUMMARY_FIELDS <= set(summary) and summary["experiment"] == EXPERIMENT
+    assert SUMMARY_FIELDS <= set(summary) and summary["experiment"] == tracking.name("monitoring")
     assert summary["column_scores"]["hour"]["method"]
     assert summary["champion"]["metrics_current"] is None
     assert "no champion" in summary["champion"]["reason"]

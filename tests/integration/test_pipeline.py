@@ -15,19 +15,17 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from api_server import REGMODEL_APP, api_env, running, start_api, start_mlflow, write_test_data
 from mlflow.tracking import MlflowClient
-from mlflow_server import find_free_port
+from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
 from typer.testing import CliRunner
 
+import helpers
 from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
-from bikecount.monitoring.drift import EXPERIMENT
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import predict_day
@@ -61,16 +59,15 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("pipeline")
     data = write_test_data(root / "data")
     drop = root / "drop"
     write_records(read_records(data.dataset_path("current")), drop / "current.csv")
     write_records(read_records(data.dataset_path("reference")), root / "drop_ref" / "ref.csv")
-    mlflow_server = start_mlflow(root / "mlflow")
-    env = api_env(root, mlflow_server.url, model_check_seconds=0, api_key=API_KEY)
+    env = api_env(root, tracking, model_check_seconds=0, api_key=API_KEY)
     regmodel = start_api("regmodel", REGMODEL_APP, root, env)
-    with running(mlflow_server, regmodel):
+    with running(regmodel):
         trained = httpx.post(
             regmodel.url + "/train",
             json={"model_type": "gbm", "data_source": "reference", "test_mode": True},
@@ -78,17 +75,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             timeout=180,
         )
         assert trained.status_code == 200, trained.text
-        settings = pipeline_settings(root, mlflow_server.url, "pipeline.db")
+        settings = pipeline_settings(root, tracking, "pipeline.db")
         yield Stack(root, regmodel.url, settings, trained.json()["model_version"])
         assert "Traceback" not in regmodel.log(), regmodel.log()
 
 
-def pipeline_settings(root: Path, tracking_uri: str, db_name: str) -> Settings:
+def pipeline_settings(root: Path, tracking: Tracking, db_name: str) -> Settings:
     return Settings(
         _env_file=None,
         env="dev",
         data_dir=root / "data",
-        mlflow_tracking_uri=tracking_uri,
+        mlflow_tracking_uri=tracking.url,
+        mlflow_prefix=tracking.prefix,
         artifacts_dir=root / "artifacts",
         reports_dir=root / "reports",
         pipeline_db_url=f"sqlite:///{root / db_name}",
@@ -151,7 +149,7 @@ def test_api_down_is_a_clear_error_and_changes_nothing(stack: Stack) -> None:
     ingest(stack.settings, DAY, stack.root / "drop")
     engine = open_store(stack.settings.pipeline_db_url)
     before = len(read_table(engine, predictions)), len(read_table(engine, daily_errors))
-    dead_url = f"http://127.0.0.1:{find_free_port()}"
+    dead_url = f"http://127.0.0.1:{helpers.free_port()}"
     with pytest.raises(PipelineError, match="unreachable.*is it running"):
         predict_day(stack.settings, DAY + timedelta(days=1), dead_url)
     after = len(read_table(engine, predictions)), len(read_table(engine, daily_errors))
@@ -169,7 +167,7 @@ def test_drift_and_a_weak_champion_retrain_without_force(stack: Stack) -> None:
     assert row["retrained"] and not row["forced"] and row["reason"] == result.reason
 
 
-def test_forced_retraining_is_audited_and_logged(stack: Stack) -> None:
+def test_forced_retraining_is_audited_and_logged(stack: Stack, tracking: Tracking) -> None:
     ingest(stack.settings, DAY, stack.root / "drop")
     result = monitor_and_retrain(stack.settings, stack.api_url, force=True, test_mode=True)
     assert result.retrained and result.new_version is not None
@@ -184,16 +182,18 @@ def test_forced_retraining_is_audited_and_logged(stack: Stack) -> None:
     assert row["champion_version"] == result.champion_version >= stack.champion
     assert "r2" in row["champion_metrics"]
 
-    mlflow.set_tracking_uri(stack.settings.tracking_uri)
-    run = MlflowClient().get_run(row["mlflow_run_id"])
+    client = MlflowClient(stack.settings.tracking_uri, stack.settings.tracking_uri)
+    run = client.get_run(row["mlflow_run_id"])
     assert run.info.run_name == RUN_NAME
-    assert MlflowClient().get_experiment(run.info.experiment_id).name == EXPERIMENT
+    assert client.get_experiment(run.info.experiment_id).name == tracking.name("monitoring")
     assert run.data.metrics["retrained"] == 1.0
     assert run.data.metrics["promoted"] == float(result.promoted)
 
 
-def test_no_retraining_on_undrifted_data(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = pipeline_settings(stack.root, stack.settings.tracking_uri, "quiet.db")
+def test_no_retraining_on_undrifted_data(
+    stack: Stack, tracking: Tracking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = pipeline_settings(stack.root, tracking, "quiet.db")
     for day in QUIET_WEEK:
         ingest(settings, day, stack.root / "drop_ref")
     for key, value in settings.model_dump(mode="json").items():

@@ -22,18 +22,18 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from api_server import (
+from servers import (
     REGMODEL_APP,
     ServerProcess,
     api_env,
     running,
     start_api,
+    start_command,
     start_mlflow,
-    start_server,
     write_test_data,
 )
-from mlflow_server import find_free_port
 
+import helpers
 from bikecount.data.io import read_records
 
 pytestmark = [
@@ -84,16 +84,14 @@ def start_prometheus(root: Path, api: ServerProcess) -> ServerProcess:
     shutil.copy(ALERTS_FILE, root / "alerts.yml")
     config = prometheus_config(api.url.removeprefix("http://"), root / "alerts.yml")
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = find_free_port()
+    port = helpers.free_port()
     command = [
         "prometheus",
         f"--config.file={root / 'prometheus.yml'}",
         f"--storage.tsdb.path={root / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    server = start_server("prometheus", command, root, {"PATH": "/usr/bin:/bin"}, port)
-    server.health_path = "/-/ready"
-    return server
+    return start_command("prometheus", command, root, port, "/-/ready")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,9 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from opendata_server import serving
+from servers import answers, wait_for
 
+import helpers
 from bikecount.cli.stack import PREFIX_WIDTH
 from bikecount.config import Settings
 from bikecount.data.io import read_records
@@ -62,24 +64,8 @@ def prefix(service: str) -> str:
     return f"{service:<{PREFIX_WIDTH}} | "
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free right now (held together, so the system cannot repeat one)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
 def stand_in(name: str, *args: str, port: int | None = None) -> ServiceSpec:
-    port = port or free_port()
+    port = port or helpers.free_port()
     command = (sys.executable, "-c", STAND_IN, str(port), *args)
     return ServiceSpec(name, command, "127.0.0.1", port, "--port", "a test")
 
@@ -96,21 +82,6 @@ open(marker, "w").close()
 """
     + STAND_IN
 )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not {what} within {timeout:.0f} s")
-        time.sleep(0.2)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -177,7 +148,7 @@ def test_a_service_that_dies_reports_its_last_lines(tmp_path: Path) -> None:
 
 
 def test_a_silent_service_times_out(tmp_path: Path) -> None:
-    port = free_port()
+    port = helpers.free_port()
     spec = ServiceSpec(
         "mute", (sys.executable, "-c", "import time; time.sleep(60)"), "127.0.0.1", port, "-", "-"
     )
@@ -225,7 +196,7 @@ def test_a_crashed_service_is_restarted_while_the_others_keep_running(tmp_path: 
 
 
 def test_a_service_that_keeps_crashing_stops_the_stack(tmp_path: Path) -> None:
-    port = free_port()
+    port = helpers.free_port()
     command = (sys.executable, "-c", BREAKS_ON_RESTART, str(port), str(tmp_path / "marker"))
     fragile = ServiceSpec("fragile", command, "127.0.0.1", port, "--port", "a test")
     policy = RestartPolicy(max_restarts=2, backoff_seconds=0.1, window_seconds=60)
@@ -271,7 +242,9 @@ def stack_env(ports: dict[str, int]) -> dict[str, str]:
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return dict(zip(("mlflow", "api", "classmodel", "dashboard"), free_ports(4), strict=True))
+    return dict(
+        zip(("mlflow", "api", "classmodel", "dashboard"), helpers.free_ports(4), strict=True)
+    )
 
 
 @pytest.fixture
@@ -289,20 +262,15 @@ def no_leftovers(home: Path) -> Iterator[None]:
 
 
 def wait_until_healthy(up: subprocess.Popen[bytes], urls: list[str], output: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    pending = list(urls)
-    while pending:
-        if up.poll() is not None:
-            pytest.fail(f"bikecount up exited with {up.returncode}:\n{output.read_text()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"not healthy in {START_TIMEOUT} s: {pending}\n{output.read_text()}")
-        try:
-            if httpx.get(pending[0], timeout=2, trust_env=False).status_code == 200:
-                pending.pop(0)
-                continue
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    """Wait for each of ``urls`` to answer; fail at once, with its output, if ``up`` exits."""
+    for url in urls:
+
+        def ready(url: str = url) -> bool:
+            if up.poll() is not None:
+                pytest.fail(f"bikecount up exited with {up.returncode}:\n{output.read_text()}")
+            return answers(url)
+
+        wait_for(ready, START_TIMEOUT, f"answering at {url}", output.read_text)
 
 
 def stop(up: subprocess.Popen[bytes]) -> None:
@@ -526,7 +494,7 @@ def run_dag_to_the_end(airflow: str, dag_id: str, conf: dict[str, object], home:
 def test_up_with_airflow_runs_the_dags_on_its_scheduler(
     home: Path, ports: dict[str, int], no_leftovers: None
 ) -> None:
-    airflow_port = free_port()
+    airflow_port = helpers.free_port()
     airflow = f"http://127.0.0.1:{airflow_port}"
     current = read_records(home / "data" / "current_data.csv")
     output = home / "up-airflow.txt"

@@ -1,8 +1,8 @@
 """train() end to end against a real MLflow server: runs, registry versions, the champion rules.
 
-One MLflow server serves the module (it takes ~15-25 s to start). Tests that depend on the
-champion alias first delete the registered model they use, so each starts from an empty
-registry whatever ran before it.
+The session's MLflow server serves the module, under the module's own prefix. Tests that
+depend on the champion alias first delete the registered model they use, so each starts from
+an empty registry whatever ran before it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow_server import mlflow_server  # noqa: F401  (the module-scoped server fixture)
+from servers import Tracking
 
 import helpers
 from bikecount.config import Settings
@@ -27,7 +27,7 @@ from bikecount.data.split import split_by_time
 from bikecount.data.synthetic import SynthConfig
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.fingerprint import file_fingerprint
-from bikecount.models import HyperparameterError, get_spec, parse_params
+from bikecount.models import HyperparameterError, parse_params
 from bikecount.records import COORDINATES
 from bikecount.registry import CHAMPION, Registry
 from bikecount.stopping import StopToken, TrainingTimeoutError
@@ -47,7 +47,7 @@ RUN_TAGS = ("model_type", "env", "test_mode", "data_source", "data_fingerprint")
 
 @pytest.fixture(scope="module")
 def settings(
-    mlflow_server: str,  # noqa: F811
+    tracking: Tracking,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
     """Settings pointing at the server, with the three data sets written under a temp folder."""
@@ -55,7 +55,8 @@ def settings(
     settings = Settings(
         _env_file=None,
         env="dev",
-        mlflow_tracking_uri=mlflow_server,
+        mlflow_tracking_uri=tracking.url,
+        mlflow_prefix=tracking.prefix,
         data_dir=root / "data",
         mlruns_dir=root / "mlruns",
         artifacts_dir=root / "artifacts",
@@ -84,14 +85,14 @@ def raw_sample(settings: Settings) -> pd.DataFrame:
     return read_records(settings.dataset_path("current")).head(40)
 
 
-def forget_registered_model(client: MlflowClient, model_type: str) -> None:
-    """Delete ``bikecount-<type>`` (its versions and aliases): the next run is the first."""
+def forget_registered_model(client: MlflowClient, settings: Settings, model_type: str) -> None:
+    """Delete ``<prefix>-<type>`` (its versions and aliases): the next run is the first."""
     with contextlib.suppress(MlflowException):
-        client.delete_registered_model(get_spec(model_type).registered_name)
+        client.delete_registered_model(settings.mlflow_name(model_type))
 
 
-def champion_of(client: MlflowClient, model_type: str) -> int:
-    version = client.get_model_version_by_alias(get_spec(model_type).registered_name, CHAMPION)
+def champion_of(client: MlflowClient, settings: Settings, model_type: str) -> int:
+    version = client.get_model_version_by_alias(settings.mlflow_name(model_type), CHAMPION)
     return int(version.version)
 
 
@@ -109,7 +110,7 @@ def train_model(
 def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
     settings: Settings, client: MlflowClient, raw_sample: pd.DataFrame, model_type: str
 ) -> None:
-    forget_registered_model(client, model_type)
+    forget_registered_model(client, settings, model_type)
 
     result = train_model(settings, model_type, test_mode=True)
 
@@ -120,7 +121,7 @@ def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
 
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert client.get_experiment(run.info.experiment_id).name == "bikecount-dev"
+    assert client.get_experiment(run.info.experiment_id).name == settings.experiment_name()
     assert {k: run.data.tags.get(k) for k in RUN_TAGS} == {
         "model_type": model_type,
         "env": "dev",
@@ -142,9 +143,9 @@ def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
         assert logged["rmse"] > 0 and logged["mae"] > 0 and not math.isnan(logged["r2"])
 
     assert (result.version, result.champion, result.champion_reason) == (1, True, "no champion yet")
-    assert champion_of(client, model_type) == 1
+    assert champion_of(client, settings, model_type) == 1
     assert client.get_model_version(result.model_name, "1").run_id == result.run_id
-    assert result.model_name == f"bikecount-{model_type}"
+    assert result.model_name == settings.mlflow_name(model_type)
 
     model = Registry(settings).load_version(model_type, result.version)
     predictions = model.predict(raw_sample)
@@ -156,6 +157,23 @@ def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
     np.testing.assert_allclose(model.predict(helpers.to_snake_case(raw_sample)), predictions)
 
 
+def test_two_prefixes_on_one_server_keep_their_champions_apart(
+    settings: Settings, client: MlflowClient
+) -> None:
+    forget_registered_model(client, settings, "rf")
+    ours = train_model(settings, test_mode=True)
+    other = settings.model_copy(update={"mlflow_prefix": f"{settings.mlflow_prefix}-other"})
+    assert Registry(other).champion("rf") is None, "our champion is not the other's"
+
+    theirs = train_model(other, test_mode=True)
+
+    assert (theirs.version, theirs.champion_reason) == (1, "no champion yet")
+    assert theirs.model_name == f"{settings.mlflow_prefix}-other-rf"
+    assert champion_of(client, settings, "rf") == ours.version
+    experiment = client.get_experiment(client.get_run(theirs.run_id).info.experiment_id)
+    assert experiment.name == f"{settings.mlflow_prefix}-other-dev"
+
+
 # --- the champion rules --------------------------------------------------------------------
 
 
@@ -163,14 +181,14 @@ def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
 def test_full_data_run_replaces_a_test_mode_champion(
     settings: Settings, client: MlflowClient
 ) -> None:
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
     quick = train_model(settings, test_mode=True)
     assert quick.champion
 
     full = train_model(settings, **GOOD_FOREST)
 
     assert full.champion and "test-mode" in full.champion_reason
-    assert champion_of(client, "rf") == full.version == quick.version + 1
+    assert champion_of(client, settings, "rf") == full.version == quick.version + 1
     tags = client.get_run(full.run_id).data.tags
     assert tags["test_mode"] == "false"
     assert tags["data_fingerprint"] == file_fingerprint(settings.dataset_path("reference"))
@@ -181,7 +199,7 @@ def test_full_data_run_replaces_a_test_mode_champion(
 def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     settings: Settings, client: MlflowClient, tmp_path: Path
 ) -> None:
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
     good = train_model(settings, **GOOD_FOREST)
     assert good.champion
 
@@ -189,7 +207,7 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     worse = train_model(settings, **BAD_FOREST)
     assert not worse.champion
     assert worse.version == good.version + 1
-    assert champion_of(client, "rf") == good.version
+    assert champion_of(client, settings, "rf") == good.version
     worse_run = client.get_run(worse.run_id).data
     assert worse_run.tags["champion_decision"] == worse.champion_reason
     assert "does not beat" in worse.champion_reason
@@ -199,16 +217,17 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     # A test-mode run never replaces a champion trained on full data.
     quick = train_model(settings, test_mode=True)
     assert not quick.champion and "full data" in quick.champion_reason
-    assert champion_of(client, "rf") == good.version
+    assert champion_of(client, settings, "rf") == good.version
 
     # Runs that fail raise, and leave the champion (and the registry) as they were.
-    versions_before = len(client.search_model_versions("name='bikecount-rf'"))
+    rf_versions = f"name='{settings.mlflow_name('rf')}'"
+    versions_before = len(client.search_model_versions(rf_versions))
     bad_rows = read_records(settings.dataset_path("test_sample")).head(30)
     bad_rows[COORDINATES] = "0,0"
     no_valid_rows = write_records(bad_rows, tmp_path / "no_valid_rows.csv")
     with pytest.raises(ValueError, match="no valid records"):
         train(TrainRequest(model_type="rf", data_source=str(no_valid_rows)), settings)
-    experiment = client.get_experiment_by_name("bikecount-dev").experiment_id
+    experiment = client.get_experiment_by_name(settings.experiment_name()).experiment_id
     runs_before = len(client.search_runs([experiment]))
     with pytest.raises(HyperparameterError, match="n_jobs"):  # refused before any run
         train_model(settings, n_estimators=2, n_jobs=0)
@@ -232,8 +251,10 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     assert failed.info.status == "FAILED"
     assert failed.data.params["n_estimators"] == "2"
     assert "while refitting" in failed.data.tags["stopped_because"]
-    assert champion_of(client, "rf") == good.version
-    assert len(client.search_model_versions("name='bikecount-rf'")) == versions_before
+    assert champion_of(client, settings, "rf") == good.version
+    assert (
+        len(client.search_model_versions(f"name='{settings.mlflow_name('rf')}'")) == versions_before
+    )
 
 
 # --- refit and a fair champion decision ----------------------------------------------------
@@ -250,7 +271,7 @@ def test_the_registered_model_is_refitted_on_every_row(
     counts = raw["Comptage horaire"].astype(int)
     raw["Comptage horaire"] = np.where(recent, counts * 3, counts).astype(str)
     source = str(write_records(raw, settings.data_dir / "tripled_recently.csv"))
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
 
     refitted = train(TrainRequest("rf", source, hyperparams=GOOD_FOREST), settings)
     evaluation_only = train(
@@ -282,7 +303,7 @@ def test_the_registered_model_is_refitted_on_every_row(
 def test_a_better_challenger_on_the_same_file_wins_on_the_same_holdout(
     settings: Settings, client: MlflowClient
 ) -> None:
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
     worse = train_model(settings, **BAD_FOREST)
     assert worse.champion  # the refit champion has seen its own holdout
 
@@ -290,7 +311,7 @@ def test_a_better_challenger_on_the_same_file_wins_on_the_same_holdout(
 
     assert better.champion, better.champion_reason
     assert "both evaluation fits on the same" in better.champion_reason
-    assert champion_of(client, "rf") == better.version
+    assert champion_of(client, settings, "rf") == better.version
 
 
 def write_until(settings: Settings, name: str, end: str) -> str:
@@ -314,7 +335,7 @@ def test_the_champion_is_judged_only_on_rows_after_its_trained_until(
 
     # A champion that knows up to 20 May, a challenger trained to 31 May with a 14-day holdout
     # (from 18 May): only 21-31 May are rows the champion never saw.
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
     champion = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings)
     challenger = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
     assert champion.trained_until.startswith("2021-05-20T23:00")
@@ -324,15 +345,15 @@ def test_the_champion_is_judged_only_on_rows_after_its_trained_until(
 
     # A champion that saw the challenger's whole holdout, evaluated on another: no fair
     # comparison, the champion stays.
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
     knows_more = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
     older = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings)
     assert not older.champion
     assert "no fair comparison" in older.champion_reason
-    assert champion_of(client, "rf") == knows_more.version
+    assert champion_of(client, settings, "rf") == knows_more.version
 
     # A champion trained before the challenger's holdout is scored on all of it.
-    forget_registered_model(client, "rf")
+    forget_registered_model(client, settings, "rf")
     first = train(TrainRequest("rf", "reference", hyperparams=BAD_FOREST), settings)
     later = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
     assert later.champion, later.champion_reason

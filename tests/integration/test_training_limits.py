@@ -2,9 +2,9 @@
 cancelled (``DELETE /train/{job_id}``, Ctrl-C of ``bikecount train``) or stopped by its time
 limit, its MLflow run is marked, the slot is freed and the champion is untouched.
 
-A real ``mlflow server`` and two RegModel API processes: one with a low cost limit, one with a
-time limit of a few seconds. A gradient boosting of 4,000 iterations on the reference data fits
-for a minute or more here; each test stops one long before its end.
+The session's ``mlflow server`` and two RegModel API processes: one with a low cost limit, one
+with a time limit of a few seconds. A gradient boosting of 4,000 iterations on the reference
+data fits for a minute or more here; each test stops one long before its end.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from api_server import (
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from servers import (
     REGMODEL_APP,
     ServerProcess,
+    Tracking,
     api_env,
     running,
     start_api,
-    start_mlflow,
     wait_for_job,
     write_test_data,
 )
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
 from bikecount.data.io import read_records, write_records
 from bikecount.records import COUNTER
@@ -50,20 +50,20 @@ MAX_FIT_SECONDS = 80
 @dataclass
 class Stack:
     root: Path
-    mlflow: ServerProcess
+    mlflow: Tracking
     api: ServerProcess  # cost limit MAX_FIT_SECONDS
     timed: ServerProcess  # time limit TIME_LIMIT_SECONDS
-    client: MlflowClient
+
+    @property
+    def client(self) -> MlflowClient:
+        return self.mlflow.client
 
     def champion(self, model_type: str = "gbm") -> int:
-        name = f"bikecount-{model_type}"
-        return int(self.client.get_model_version_by_alias(name, "champion").version)
+        return self.mlflow.champion(model_type)
 
     def runs(self) -> list[Run]:
-        experiment = self.client.get_experiment_by_name("bikecount-dev")
-        if experiment is None:
-            return []
-        return self.client.search_runs([experiment.experiment_id])
+        experiment = self.mlflow.experiment_id("dev")
+        return [] if experiment is None else self.client.search_runs([experiment])
 
     def run_of(self, job: dict) -> Run:
         [run] = [r for r in self.runs() if r.info.start_time >= job["started_at"] * 1000 - 1000]
@@ -71,24 +71,23 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("training_limits")
     write_test_data(root / "data")
-    mlflow = start_mlflow(root / "mlflow")
     api = start_api(
         "regmodel",
         REGMODEL_APP,
         root,
-        api_env(root, mlflow.url, model_check_seconds=0, train_max_fit_seconds=MAX_FIT_SECONDS),
+        api_env(root, tracking, model_check_seconds=0, train_max_fit_seconds=MAX_FIT_SECONDS),
     )
     timed = start_api(
         "timed",
         REGMODEL_APP,
         root,
-        api_env(root, mlflow.url, train_time_limit_seconds=TIME_LIMIT_SECONDS),
+        api_env(root, tracking, train_time_limit_seconds=TIME_LIMIT_SECONDS),
     )
-    with running(mlflow, api, timed):
-        stack = Stack(root, mlflow, api, timed, MlflowClient(mlflow.url, mlflow.url))
+    with running(api, timed):
+        stack = Stack(root, tracking, api, timed)
         with httpx.Client(base_url=api.url, timeout=180) as client:
             seeded = client.post("/train", json={"model_type": "gbm", "test_mode": True})
             assert seeded.status_code == 200, seeded.text
@@ -229,7 +228,7 @@ def test_a_training_past_its_time_limit_fails_cleanly(stack: Stack) -> None:
 
 def test_ctrl_c_of_bikecount_train_marks_the_run_killed(stack: Stack) -> None:
     champion = stack.champion()
-    env = api_env(stack.root, stack.mlflow.url)
+    env = {**os.environ, **api_env(stack.root, stack.mlflow)}
     before = {run.info.run_id for run in stack.runs()}
     command = [str(BIKECOUNT), "train", "--model", "gbm", "--param", "max_iter=4000"]
     # Its own session, as a terminal's foreground job: Ctrl-C reaches the whole group.

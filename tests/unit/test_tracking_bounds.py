@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
+import helpers
 from bikecount.config import Settings
 from bikecount.registry import Registry, RegistryUnavailableError, bound_mlflow_requests
 
@@ -31,9 +31,7 @@ def test_mlflow_variables_set_by_the_user_win(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_an_unanswering_server_is_named_without_credentials() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = helpers.free_port()  # closed again: nothing listens there
     settings = Settings(_env_file=None, mlflow_tracking_uri=f"http://me:secret@127.0.0.1:{port}")
     with pytest.raises(RegistryUnavailableError) as caught:
         Registry(settings).check_reachable()

@@ -256,6 +256,7 @@ def train_full_model(
         "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "BIKECOUNT_ENV": settings.env,
+        "BIKECOUNT_MLFLOW_PREFIX": settings.mlflow_prefix,
         "BIKECOUNT_DATA_DIR": str(settings.data_dir.resolve()),
     }
     with log_path.open("a", encoding="utf-8") as log:

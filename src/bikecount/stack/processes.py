@@ -356,6 +356,7 @@ def _spawn(spec: ServiceSpec) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         spec.command,
         env=env,
+        cwd=spec.cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

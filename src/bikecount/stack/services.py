@@ -78,6 +78,8 @@ class ServiceSpec:
     usual_owner: str
     env: Mapping[str, str] = field(default_factory=dict)
     health_path: str = HEALTH_PATH
+    # The working directory (None: the caller's), where a service finds its ``.env``.
+    cwd: Path | None = None
 
     @property
     def url(self) -> str:
