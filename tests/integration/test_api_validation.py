@@ -1,37 +1,54 @@
 """Bad input never reaches a model: 4xx with the field and the reason, never a 500.
 
-The RegModel API runs as a real uvicorn process on a local SQLite tracking store (no MLflow
-server is needed: nothing here trains or predicts), with an API key and a small bound on
-records so that 413 is cheap to reach. Hand-written cases come first, then a property-based
-fuzz of the OpenAPI schema (schemathesis) over every operation, ``POST /train`` included: the
-server's data folder is empty, so each training request is refused while it is checked
-(fields, hyperparameters, paths) and none can start.
+The RegModel app is built in this process (``create_app``) on a local SQLite tracking store (no
+MLflow server: nothing here trains or predicts), with an API key and a small bound on records so
+that 413 is cheap to reach, and called through Starlette's ``TestClient``, which runs the app's
+lifespan for the whole module. That lifespan starts the fork server trainings would fit in: the
+one process this module starts, hence its ``integration`` mark. An exception the app does not
+handle fails the test that raised it, and an error logged with its traceback, or raised in one of
+the app's threads, fails the module. Hand-written cases come first, then a property-based fuzz of
+the OpenAPI schema (schemathesis, calling the same app in-process) over every operation,
+``POST /train`` included: the app's data folder is empty, so each training request is refused
+while it is checked (fields, hyperparameters, paths) and none can start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import mlflow
 import pandas as pd
 import pytest
 import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from servers import REGMODEL_APP, ServerProcess, api_env, running, start_api
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bikecount.api.regmodel import create_app
+from bikecount.config import Settings
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # A traceback in one of the app's threads (model preloading, the orphaned-runs watch).
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+]
 
 API_KEY = "validation-key-77"
 MAX_RECORDS = 40
-MAX_EXAMPLES = 25  # per operation and mode: about a minute in all on two busy cores
+MAX_EXAMPLES = 25  # per operation and mode: about 5 s in all, in-process, on two busy cores
 RECORD = {
     COUNTER: "Face au 20 avenue Denfert-Rochereau N-S",
     TIMESTAMP: "2020-10-01T08:00:00+02:00",
@@ -40,19 +57,78 @@ RECORD = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A RegModel API on a local SQLite store, with an API key and an empty data folder."""
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    """The RegModel app on a local SQLite store, with an API key and an empty data folder; no
+    setting comes from the caller's environment, and none the app makes outlives the module."""
     root = tmp_path_factory.mktemp("api_validation")
     (root / "data").mkdir()  # no data set on purpose: no training can start
     write_damaged_files(root / "data" / "damaged")
     (root / "outside.csv").write_text("not inside the data folder\n")
-    tracking = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    env = api_env(root, tracking, api_key=API_KEY, max_records=MAX_RECORDS)
-    with running(start_api("regmodel", REGMODEL_APP, root, env)) as (started,):
-        yield started
-        models = httpx.get(f"{started.url}/models", timeout=60).json()
-        assert models["count"] == 0, "a training ran"
-    assert "Traceback" not in started.log(), started.log()
+    with own_environment(root), logged_tracebacks() as tracebacks:
+        app_settings = Settings(
+            _env_file=None,
+            env="dev",
+            mlflow_tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+            data_dir=root / "data",
+            mlruns_dir=root / "mlruns",
+            artifacts_dir=root / "artifacts",
+            api_key=API_KEY,
+            max_records=MAX_RECORDS,
+        )
+        yield create_app(app_settings)
+    assert not tracebacks, "\n".join(logging.Formatter().format(record) for record in tracebacks)
+
+
+@pytest.fixture(scope="module")
+def api(app: FastAPI) -> Iterator[TestClient]:
+    """A client that sends the API key; the app's lifespan runs while it is open."""
+    headers = {"X-API-Key": API_KEY}
+    with TestClient(app, headers=headers, raise_server_exceptions=True) as client:
+        yield client
+        assert client.get("/models").json()["count"] == 0, "a training ran"
+
+
+@contextmanager
+def own_environment(cwd: Path) -> Iterator[None]:
+    """Run from ``cwd`` without the caller's ``BIKECOUNT_*`` and ``MLFLOW_*`` variables, as a
+    server started on its own would; put back the environment and MLflow's URIs afterwards
+    (the app sets both: MLflow's request bounds, the tracking URI its trainings log to)."""
+    environ, uris = dict(os.environ), (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    here = Path.cwd()
+    for name in environ:
+        if name.startswith(("BIKECOUNT_", "MLFLOW_")):
+            del os.environ[name]
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        mlflow.set_tracking_uri(uris[0])
+        mlflow.set_registry_uri(uris[1])
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+@contextmanager
+def logged_tracebacks() -> Iterator[list[logging.LogRecord]]:
+    """Collect every record logged with an exception, MLflow's own (which stop at its logger)
+    included: what a server's log would show as a traceback."""
+    found: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info or record.exc_text:
+                found.append(record)
+
+    handler = Collect(level=logging.INFO)
+    loggers = [logging.getLogger(), logging.getLogger("mlflow")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 def write_damaged_files(folder: Path) -> None:
@@ -84,14 +160,6 @@ DAMAGED = {
 }
 
 
-@pytest.fixture(scope="module")
-def api(server: ServerProcess) -> Iterator[httpx.Client]:
-    """A client that sends the API key."""
-    headers = {"X-API-Key": API_KEY}
-    with httpx.Client(base_url=server.url, timeout=60, headers=headers) as client:
-        yield client
-
-
 def detail_locs(response: httpx.Response) -> list[list[object]]:
     return [item["loc"] for item in response.json()["detail"]]
 
@@ -111,19 +179,19 @@ def detail_locs(response: httpx.Response) -> list[list[object]]:
         ([RECORD], ["body"]),
     ],
 )
-def test_malformed_predict_bodies_are_422(api: httpx.Client, body: object, loc: list) -> None:
+def test_malformed_predict_bodies_are_422(api: TestClient, body: object, loc: list) -> None:
     response = api.post("/predict", json=body)
     assert response.status_code == 422, response.text
     assert loc in detail_locs(response)
 
 
-def test_unknown_model_type_names_the_valid_ones(api: httpx.Client) -> None:
+def test_unknown_model_type_names_the_valid_ones(api: TestClient) -> None:
     response = api.post("/predict", json={"records": [RECORD], "model_type": "svm"})
     message = response.json()["detail"][0]["msg"]
     assert all(name in message for name in ("'rf'", "'gbm'", "'nn'", "'rf_class'"))
 
 
-def test_invalid_records_are_listed_by_row_and_column(api: httpx.Client) -> None:
+def test_invalid_records_are_listed_by_row_and_column(api: TestClient) -> None:
     records = [
         RECORD,
         {**RECORD, TIMESTAMP: "yesterday at eight"},
@@ -145,7 +213,7 @@ HUGE = "1" + "0" * 400  # beyond what a float holds: pandas and numpy overflow o
 )
 @pytest.mark.parametrize("path", ["/predict", "/monitor"])
 def test_an_integer_beyond_64_bits_is_422_naming_row_and_column(
-    api: httpx.Client, path: str, field: str, value: str
+    api: TestClient, path: str, field: str, value: str
 ) -> None:
     # Written by hand: the JSON integer must reach the server as digits, not as a float.
     record = json.dumps({**RECORD, field: "HUGE"}).replace('"HUGE"', value)
@@ -156,13 +224,13 @@ def test_an_integer_beyond_64_bits_is_422_naming_row_and_column(
     assert item["loc"] == ["body", "records", 1, field] and "64 bits" in item["msg"]
 
 
-def test_missing_column_in_every_record_is_named(api: httpx.Client) -> None:
+def test_missing_column_in_every_record_is_named(api: TestClient) -> None:
     response = api.post("/predict", json={"records": [{COUNTER: "x", TIMESTAMP: "2020-10-01"}]})
     assert response.status_code == 422
     assert ["body", "records", COORDINATES] in detail_locs(response)
 
 
-def test_unparsable_json_and_nan_values_are_422(api: httpx.Client) -> None:
+def test_unparsable_json_and_nan_values_are_422(api: TestClient) -> None:
     headers = {"content-type": "application/json"}
     broken = api.post("/predict", content=b'{"records": [', headers=headers)
     assert broken.status_code == 422
@@ -171,7 +239,7 @@ def test_unparsable_json_and_nan_values_are_422(api: httpx.Client) -> None:
     assert nan.status_code == 422 and nan.json()["detail"]
 
 
-def test_too_many_records_is_413(api: httpx.Client) -> None:
+def test_too_many_records_is_413(api: TestClient) -> None:
     response = api.post("/predict", json={"records": [RECORD] * (MAX_RECORDS + 1)})
     assert response.status_code == 413
     assert f"at most {MAX_RECORDS}" in response.json()["detail"]
@@ -180,15 +248,25 @@ def test_too_many_records_is_413(api: httpx.Client) -> None:
     )
     assert huge.status_code == 413
 
-    def chunks() -> Iterator[bytes]:  # no Content-Length: the bound applies as bytes arrive
-        for _ in range(100):
-            yield b" " * 10_000
-
-    chunked = api.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    chunked = asyncio.run(post_in_chunks(api.app, "/predict", [b" " * 10_000] * 100))
     assert chunked.status_code == 413
 
 
-def test_no_champion_is_404_with_how_to_train(api: httpx.Client) -> None:
+async def post_in_chunks(app: ASGIApp, path: str, chunks: list[bytes]) -> httpx.Response:
+    """POST ``chunks`` with no Content-Length, each its own ASGI message as a server passes an
+    upload on (the TestClient reads a body whole first): the bound must apply as bytes arrive."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        headers = {"content-type": "application/json", "X-API-Key": API_KEY}
+        return await client.post(path, content=body(), headers=headers)
+
+
+def test_no_champion_is_404_with_how_to_train(api: TestClient) -> None:
     response = api.post("/predict", json={"records": [RECORD]})
     assert response.status_code == 404
     assert "POST /train" in response.json()["detail"]
@@ -198,7 +276,7 @@ def test_no_champion_is_404_with_how_to_train(api: httpx.Client) -> None:
     "source",
     ["../../etc/passwd", "/etc/passwd", "data/../../outside.csv", "../outside.csv", "."],
 )
-def test_data_source_outside_the_data_folder_is_refused(api: httpx.Client, source: str) -> None:
+def test_data_source_outside_the_data_folder_is_refused(api: TestClient, source: str) -> None:
     response = api.post("/train", json={"model_type": "rf", "data_source": source})
     assert response.status_code == 422, response.text
     assert detail_locs(response) == [["body", "data_source"]]
@@ -220,7 +298,7 @@ def test_data_source_outside_the_data_folder_is_refused(api: httpx.Client, sourc
     ],
 )
 def test_training_is_checked_before_it_starts(
-    api: httpx.Client, body: dict, field: str, reason: str
+    api: TestClient, body: dict, field: str, reason: str
 ) -> None:
     response = api.post("/train", json={"model_type": "rf", **body})
     assert response.status_code == 422, response.text
@@ -230,7 +308,7 @@ def test_training_is_checked_before_it_starts(
 
 @pytest.mark.parametrize(("name", "reason"), DAMAGED.items())
 def test_a_damaged_training_file_is_422_naming_it_and_what_is_wrong(
-    api: httpx.Client, name: str, reason: str
+    api: TestClient, name: str, reason: str
 ) -> None:
     body = {"model_type": "rf", "data_source": f"damaged/{name}"}
     response = api.post("/train", json=body)
@@ -242,7 +320,7 @@ def test_a_damaged_training_file_is_422_naming_it_and_what_is_wrong(
 
 @pytest.mark.parametrize(("name", "reason"), DAMAGED.items())
 def test_a_damaged_monitoring_file_is_422_on_its_own_field(
-    api: httpx.Client, name: str, reason: str
+    api: TestClient, name: str, reason: str
 ) -> None:
     path = f"damaged/{name}"
     as_current = api.post("/monitor", json={"reference": path, "current": path})
@@ -254,23 +332,24 @@ def test_a_damaged_monitoring_file_is_422_on_its_own_field(
     assert as_reference.json()["detail"][0]["loc"] == ["body", "reference"]
 
 
-def test_write_endpoints_refuse_missing_or_wrong_keys(api: httpx.Client) -> None:
+def test_write_endpoints_refuse_missing_or_wrong_keys(api: TestClient) -> None:
     keys: list[str | bytes] = ["", "wrong", API_KEY + "x", "ünïcode".encode("latin-1")]
     for headers in ({"X-API-Key": key} for key in keys):
         for path in ("/train", "/models/reload"):
-            response = httpx.post(
-                f"{api.base_url}{path}", json={"model_type": "rf"}, headers=headers
-            )
+            # The request's header replaces the client's.
+            response = api.post(path, json={"model_type": "rf"}, headers=headers)
             assert response.status_code == 401, (path, headers)
-    anonymous = httpx.post(f"{api.base_url}/train", json={"model_type": "rf"})
+    request = api.build_request("POST", "/train", json={"model_type": "rf"})
+    del request.headers["X-API-Key"]
+    anonymous = api.send(request)
     assert anonymous.status_code == 401 and API_KEY not in anonymous.text
 
 
-def test_unknown_job_is_404(api: httpx.Client) -> None:
+def test_unknown_job_is_404(api: TestClient) -> None:
     assert api.get("/train/does-not-exist").status_code == 404
 
 
-def test_docs_and_schema_examples(api: httpx.Client) -> None:
+def test_docs_and_schema_examples(api: TestClient) -> None:
     assert "swagger" in api.get("/docs").text.lower()
     assert "redoc" in api.get("/redoc").text.lower()
     schemas = api.get("/openapi.json").json()["components"]["schemas"]
@@ -278,7 +357,7 @@ def test_docs_and_schema_examples(api: httpx.Client) -> None:
         assert schemas[name].get("examples"), f"{name} has no example"
 
 
-def test_health_on_a_local_store(api: httpx.Client) -> None:
+def test_health_on_a_local_store(api: TestClient) -> None:
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["mlflow"]["reachable"] is True
     assert health["models"] == {"rf": None, "gbm": None, "nn": None, "rf_class": None}
@@ -314,8 +393,30 @@ FUZZ_CASES = [
 
 
 @pytest.fixture(scope="module")
-def api_schema(server: ServerProcess) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+def api_schema(api: TestClient) -> schemathesis.BaseSchema:
+    """The app's schema, its operations called in-process (an exception the app raises fails
+    the example), on the app whose lifespan ``api`` runs."""
+    return schemathesis.openapi.from_asgi("/openapi.json", lifespan_answered(api.app))
+
+
+def lifespan_answered(app: ASGIApp) -> ASGIApp:
+    """``app`` with its lifespan events answered rather than passed on.
+
+    Schemathesis runs the lifespan of each app it calls (once, until the interpreter exits);
+    this one's already runs under the TestClient, and a second would start its threads twice.
+    """
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            event = (await receive())["type"]  # lifespan.startup, then lifespan.shutdown
+            await send({"type": f"{event}.complete"})
+            if event == "lifespan.shutdown":
+                return
+
+    return call
 
 
 def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
