@@ -6,9 +6,11 @@ here by hand; no test reads files from outside its temporary folders.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,6 +135,21 @@ def fill_dashboard_store(settings: Settings, days: Sequence[date], coming_day: d
         second["prediction"] = second.pop("count").fillna(10.0) + 3.0
         replace_predictions(engine, day, second.assign(model_version=2), model_type)
         score_day(settings, day)
+
+
+def shifted_records(current: pd.DataFrame, rows: int = 300) -> list[dict[str, Any]]:
+    """Current records moved to 3 am on June Sundays at one counter, with ten times the counts:
+    a drift in hour, weekday, month, counter and target."""
+    frame = current.head(rows).copy()
+    first = frame.iloc[0]
+    for column in ("Nom du compteur", "Coordonnées géographiques"):
+        frame[column] = first[column]
+    days = pd.date_range("2021-06-06", periods=4, freq="7D")
+    frame["Date et heure de comptage"] = [
+        f"{days[i % len(days)].date()}T03:00:00+02:00" for i in range(len(frame))
+    ]
+    frame["Comptage horaire"] = pd.to_numeric(frame["Comptage horaire"]) * 10
+    return json.loads(frame.to_json(orient="records"))
 
 
 def free_port() -> int:

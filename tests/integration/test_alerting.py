@@ -24,9 +24,8 @@ from typing import Any
 import httpx
 import pytest
 from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
-from test_prometheus import shifted
-from test_stack import free_ports
 
+import helpers
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.monitoring.alerting import alertmanager_config, write_alertmanager_config
@@ -119,7 +118,7 @@ def received(
     api = start_api("regmodel", REGMODEL_APP, root, api_env(root, tracking))
     with receiving() as receiver, running(api):
         settings = alert_settings(root, receiver)
-        alertmanager_port, prometheus_port = free_ports(2)
+        alertmanager_port, prometheus_port = helpers.free_ports(2)
         api_port = int(api.url.rsplit(":", 1)[1])
         scraped = ServiceSpec(REGMODEL, (), "127.0.0.1", api_port, "--api-port", "a test")
         alertmanager = alertmanager_service(settings, "127.0.0.1", alertmanager_port)
@@ -131,7 +130,7 @@ def received(
                 manager.wait_healthy(manager.start(spec), 60)
             with httpx.Client(base_url=api.url, timeout=300) as client:
                 assert client.post("/train", json=TRAIN).status_code == 200
-                drift = client.post("/monitor", json={"records": shifted(current)})
+                drift = client.post("/monitor", json={"records": helpers.shifted_records(current)})
                 assert drift.status_code == 200 and drift.json()["drift_detected"], drift.text
             deadline = time.monotonic() + DELIVERY_TIMEOUT
             while not delivered(receiver):

@@ -29,8 +29,10 @@ import httpx
 import pytest
 import yaml
 from docker_engine import compose_command, docker_engine
+from servers import answers, wait_for
 from standin_images import StandIns
-from test_stack import free_ports
+
+import helpers
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -121,22 +123,13 @@ def copy_project(root: Path) -> None:
     os.chown(root / "data", DATA_OWNER, DATA_OWNER)
 
 
-def wait_for(check: Any, timeout: float, what: str, stack: Stack, *services: str) -> float:
+def waited(check: Any, timeout: float, what: str, stack: Stack, *services: str) -> float:
     """Call ``check`` until it returns true; the seconds it took. Fails with the logs."""
-    started = time.monotonic()
-    while True:
-        try:
-            if check():
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"{what} not within {timeout} s\n{stack.logs(*services)}")
-        time.sleep(2)
+    return wait_for(check, timeout, what, lambda: stack.logs(*services), interval=2)
 
 
 def healthy(url: str) -> bool:
-    return httpx.get(url, timeout=5).status_code == 200
+    return answers(url, timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +143,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) -> Itera
     copy_project(root)
     # The dashboard (default profile) comes up too: on a free port as well.
     names = ("mlflow", "api", "classmodel", "airflow", "dashboard")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    ports = dict(zip(names, helpers.free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BIKECOUNT_", "GCP_"))}
     env.update(
         BIKECOUNT_HOST="127.0.0.1",
@@ -205,7 +198,7 @@ def test_the_stack_comes_up_healthy_on_loopback(stack: Stack) -> None:
     stack.compose("up", "-d", profiles=("legacy",))
     for service, path in (("mlflow", "/health"), ("api", "/health"), ("classmodel", "/health")):
         url = stack.url(service) + path
-        wait_for(lambda url=url: healthy(url), HEALTH_TIMEOUT, url, stack)
+        waited(lambda url=url: healthy(url), HEALTH_TIMEOUT, url, stack)
     stack.figures.append(
         f"docker: compose up to a healthy stack {time.monotonic() - started:.0f} s"
     )
@@ -264,7 +257,7 @@ def test_the_legacy_api_classifies_with_one_pass(stack: Stack) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["label"][0] in {"faible", "forte"}
     # One request, one pass through the features: the warning is logged once.
-    wait_for(lambda: unseen_warnings(stack) > before, 30, "the unseen-counter warning", stack)
+    waited(lambda: unseen_warnings(stack) > before, 30, "the unseen-counter warning", stack)
     assert unseen_warnings(stack) == before + 1
 
 
@@ -280,7 +273,7 @@ def test_an_edit_of_the_api_code_is_served_without_a_rebuild(stack: Stack) -> No
         answer = httpx.get(f"{stack.url('api')}/openapi.json", timeout=5)
         return answer.json()["info"]["title"] == "bikecount RegModel API, edited"
 
-    seconds = wait_for(edited, HEALTH_TIMEOUT, "the edited API", stack, "regmodel-backend")
+    seconds = waited(edited, HEALTH_TIMEOUT, "the edited API", stack, "regmodel-backend")
     stack.figures.append(f"docker: hot reload of an API edit served after {seconds:.0f} s")
     assert healthy(f"{stack.url('api')}/health")
 
@@ -304,7 +297,7 @@ def run_dag(stack: Stack, dag_id: str) -> dict:
         run = airflow(stack, "GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
         return run["state"] in ("success", "failed")
 
-    wait_for(finished, AIRFLOW_TIMEOUT, f"{dag_id} run", stack, "airflow-scheduler")
+    waited(finished, AIRFLOW_TIMEOUT, f"{dag_id} run", stack, "airflow-scheduler")
     return run
 
 
@@ -323,7 +316,7 @@ def test_an_airflow_dag_run_reaches_the_api(stack: Stack) -> None:
     started = time.monotonic()
     stack.compose("up", "-d", profiles=("legacy", "orchestration"))
     health = f"{stack.url('airflow')}/api/v2/monitor/health"
-    wait_for(lambda: healthy(health), AIRFLOW_TIMEOUT, "Airflow", stack, "airflow-apiserver")
+    waited(lambda: healthy(health), AIRFLOW_TIMEOUT, "Airflow", stack, "airflow-apiserver")
     stack.figures.append(
         f"docker: Airflow profile healthy after {time.monotonic() - started:.0f} s"
     )
@@ -332,7 +325,7 @@ def test_an_airflow_dag_run_reaches_the_api(stack: Stack) -> None:
     def parsed() -> bool:
         return {d["dag_id"] for d in airflow(stack, "GET", "/dags")["dags"]} >= dag_ids
 
-    wait_for(parsed, AIRFLOW_TIMEOUT, "the DAGs", stack, "airflow-dag-processor")
+    waited(parsed, AIRFLOW_TIMEOUT, "the DAGs", stack, "airflow-dag-processor")
     for dag_id in dag_ids:
         airflow(stack, "PATCH", f"/dags/{dag_id}", {"is_paused": False})
 

@@ -126,21 +126,6 @@ def wait_for(prometheus: ServerProcess, expr: str, expected: float, timeout: flo
         time.sleep(0.5)
 
 
-def shifted(current: pd.DataFrame, rows: int = 300) -> list[dict[str, Any]]:
-    """Current records moved to 3 am on June Sundays at one counter, with ten times the counts:
-    a drift in hour, weekday, month, counter and target."""
-    frame = current.head(rows).copy()
-    first = frame.iloc[0]
-    for column in ("Nom du compteur", "Coordonnées géographiques"):
-        frame[column] = first[column]
-    days = pd.date_range("2021-06-06", periods=4, freq="7D")
-    frame["Date et heure de comptage"] = [
-        f"{days[i % len(days)].date()}T03:00:00+02:00" for i in range(len(frame))
-    ]
-    frame["Comptage horaire"] = pd.to_numeric(frame["Comptage horaire"]) * 10
-    return json.loads(frame.to_json(orient="records"))
-
-
 def send_traffic(client: httpx.Client, stack: Monitored) -> dict[str, Any]:
     """Train, predict, fail, monitor and (MLflow stopped) fail with 503; return what happened."""
     trained = client.post("/train", json=TRAIN)
@@ -152,7 +137,9 @@ def send_traffic(client: httpx.Client, stack: Monitored) -> dict[str, Any]:
     bad = [{**records[0], "Date et heure de comptage": "not a date"}]
     for _ in range(INVALID_REQUESTS):
         assert client.post("/predict", json={"records": bad}).status_code == 422
-    drift = client.post("/monitor", json={"records": shifted(stack.current), "model_type": "rf"})
+    drift = client.post(
+        "/monitor", json={"records": helpers.shifted_records(stack.current), "model_type": "rf"}
+    )
     assert drift.status_code == 200, drift.text
     stack.mlflow.stop()  # nn was never loaded: with MLflow gone, the API cannot serve it
     sent = 0
