@@ -14,32 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
+from real_data import load_raw
 
 from bikecount.backtest import run_backtest
 from bikecount.cleaning import outage_mask
 from bikecount.config import Settings
-from bikecount.data.io import read_records
-from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.evaluate import regression_metrics
 from bikecount.records import parse_records
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(
-    os.environ.get("BIKECOUNT_REAL_DATA", ROOT.parent / "shared/data/paris-counters-2020-2021")
-)
-
 
 def load_records() -> tuple[pd.DataFrame, str]:
-    files = [REAL_DATA / "reference.csv.gz", REAL_DATA / "current.csv.gz"]
-    if all(path.is_file() for path in files):
-        raw = pd.concat([read_records(p) for p in files], ignore_index=True)
-        source = f"real ({REAL_DATA})"
-    else:
-        raw = generate_records(SynthConfig())
-        source = "generated (SynthConfig defaults; no real data)"
+    raw, source = load_raw()
     return parse_records(raw, require_count=True).frame, source
 
 

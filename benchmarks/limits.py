@@ -14,23 +14,17 @@ import argparse
 import os
 import pickle
 import time
-from pathlib import Path
 
 import pandas as pd
+from real_data import load_raw
 
 from bikecount.cleaning import drop_outages
-from bikecount.data.io import read_records
-from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.isolated_fit import fit_isolated
 from bikecount.models import MODEL_TYPES, build_model, parse_params
 from bikecount.models.limits import estimate_cost
 from bikecount.records import parse_records
 from bikecount.stopping import StopToken
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(
-    os.environ.get("BIKECOUNT_REAL_DATA", ROOT.parent / "shared/data/paris-counters-2020-2021")
-)
 # Defaults, then settings that make each model much larger or slower (kept short to run).
 SETTINGS: dict[str, list[dict[str, object]]] = {
     "rf": [
@@ -44,11 +38,7 @@ SETTINGS: dict[str, list[dict[str, object]]] = {
 
 
 def load_rows() -> tuple[pd.DataFrame, str]:
-    path = REAL_DATA / "reference.csv.gz"
-    if path.is_file():
-        raw, source = read_records(path), f"real Paris reference data ({path})"
-    else:
-        raw, source = generate_records(SynthConfig()), "generated data (real data not found)"
+    raw, source = load_raw(("reference.csv.gz",))
     frame = parse_records(raw, require_count=True).frame.sort_values("timestamp", kind="stable")
     return drop_outages(frame), source
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import real_data
 from sklearn.metrics import mean_squared_error, r2_score
 
 from bikecount.cleaning import drop_outages
@@ -28,14 +28,8 @@ from bikecount.data.io import read_records
 from bikecount.models.neural import NNParams, build_nn_model
 from bikecount.records import parse_records
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA_FILES = ("reference.csv.gz", "current.csv.gz")
 TEST_DAYS = 28
-
-
-def data_folder() -> Path:
-    default = ROOT.parent / "shared" / "data" / "paris-counters-2020-2021"
-    return Path(os.environ.get("BIKECOUNT_REAL_DATA", default))
 
 
 def load_records(folder: Path) -> pd.DataFrame:
@@ -79,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--drop-outages", action="store_true")
     args = parser.parse_args(argv)
-    folder = data_folder()
+    folder = real_data.folder()
     if not all((folder / name).is_file() for name in DATA_FILES):
         print(f"skipped: the real data is not in {folder} (set BIKECOUNT_REAL_DATA)")
         return 0

@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
+from real_data import real_files
 from serve import (
     _stop_on_signal,
     isolate_environment,
@@ -43,11 +44,6 @@ from bikecount.pipeline.retrain import monitor_and_retrain
 from bikecount.records import TIMESTAMP, parse_timestamps
 from bikecount.stack.processes import ProcessManager, handling_stop_signals
 from bikecount.train import TrainRequest, train
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(
-    os.environ.get("BIKECOUNT_REAL_DATA", ROOT.parent / "shared/data/paris-counters-2020-2021")
-)
 
 
 @dataclass
@@ -69,11 +65,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def write_data(settings: Settings, drop: Path) -> tuple[list[date], str]:
     """Reference data in the data folder, the current export in the drop folder; its days."""
-    reference, current = REAL_DATA / "reference.csv.gz", REAL_DATA / "current.csv.gz"
-    if reference.is_file() and current.is_file():
+    paths = real_files()
+    if paths is not None:
+        reference, current = paths
         write_records(read_records(reference), settings.dataset_path("reference"))
         write_records(read_records(current), drop / "current.csv")
-        source = f"real Paris data ({REAL_DATA})"
+        source = f"real Paris data ({reference.parent})"
     else:
         written = write_datasets(generate_records(SynthConfig()), settings)
         write_records(written["current"][1], drop / "current.csv")

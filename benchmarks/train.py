@@ -27,30 +27,17 @@ from pathlib import Path
 
 import cloudpickle
 import pandas as pd
+from real_data import load_raw
 
 from bikecount.cleaning import outage_mask
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
-from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.evaluate import score_model
 from bikecount.inference import evaluate_file
 from bikecount.models import MODEL_TYPES, get_spec
 from bikecount.records import TIMESTAMP, parse_records, parse_timestamps
 from bikecount.registry import Registry
 from bikecount.train import TrainRequest, train
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(
-    os.environ.get("BIKECOUNT_REAL_DATA", ROOT.parent / "shared/data/paris-counters-2020-2021")
-)
-
-
-def load_raw() -> tuple[pd.DataFrame, str]:
-    """Raw export records and a description of where they come from."""
-    files = [REAL_DATA / "reference.csv.gz", REAL_DATA / "current.csv.gz"]
-    if all(path.is_file() for path in files):
-        return pd.concat([read_records(p) for p in files], ignore_index=True), f"real ({REAL_DATA})"
-    return generate_records(SynthConfig()), "generated (SynthConfig defaults; no real data)"
 
 
 def write_split(raw: pd.DataFrame, origin: str, days: int, folder: Path) -> tuple[Path, Path]:
