@@ -245,6 +245,18 @@ def answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def train_first_model(
+    api: ServerProcess, api_key: str | None = None, model_type: str = "gbm"
+) -> int:
+    """Train a test-mode model through ``POST /train`` (the champion of an empty registry);
+    its version."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    body = {"model_type": model_type, "data_source": "reference", "test_mode": True}
+    trained = httpx.post(f"{api.url}/train", json=body, headers=headers, timeout=180)
+    assert trained.status_code == 200, trained.text
+    return int(trained.json()["model_version"])
+
+
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict:
     """Poll ``GET /train/{job_id}`` until the job has finished; return its last state."""
     job: dict = {}

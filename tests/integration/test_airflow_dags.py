@@ -24,7 +24,15 @@ import httpx
 import pandas as pd
 import pytest
 from opendata_server import OpenDataServer, serving
-from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
+from servers import (
+    REGMODEL_APP,
+    Tracking,
+    api_env,
+    running,
+    start_api,
+    train_first_model,
+    write_test_data,
+)
 
 import helpers
 from airflow_runner import MARKER
@@ -105,20 +113,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
         serving(read_records(root / "shifted" / "current.csv")) as opendata,
         running(regmodel),
     ):
-        trained = httpx.post(
-            regmodel.url + "/train",
-            json={"model_type": "gbm", "data_source": "reference", "test_mode": True},
-            headers={"X-API-Key": API_KEY},
-            timeout=180,
-        )
-        assert trained.status_code == 200, trained.text
+        champion = train_first_model(regmodel, API_KEY)
         env = airflow_env(root, tracking, regmodel.url, opendata.url)
         migrate = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
             env=env, cwd=root, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-        yield Stack(root, env, regmodel.url, opendata, trained.json()["model_version"])
+        yield Stack(root, env, regmodel.url, opendata, champion)
         assert "Traceback" not in regmodel.log(), regmodel.log()
 
 

@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
+from servers import (
+    REGMODEL_APP,
+    Tracking,
+    api_env,
+    running,
+    start_api,
+    train_first_model,
+    write_test_data,
+)
 from typer.testing import CliRunner
 
 import helpers
@@ -68,15 +76,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
     env = api_env(root, tracking, model_check_seconds=0, api_key=API_KEY)
     regmodel = start_api("regmodel", REGMODEL_APP, root, env)
     with running(regmodel):
-        trained = httpx.post(
-            regmodel.url + "/train",
-            json={"model_type": "gbm", "data_source": "reference", "test_mode": True},
-            headers={"X-API-Key": API_KEY},
-            timeout=180,
-        )
-        assert trained.status_code == 200, trained.text
+        champion = train_first_model(regmodel, API_KEY)
         settings = pipeline_settings(root, tracking, "pipeline.db")
-        yield Stack(root, regmodel.url, settings, trained.json()["model_version"])
+        yield Stack(root, regmodel.url, settings, champion)
         assert "Traceback" not in regmodel.log(), regmodel.log()
 
 

@@ -17,6 +17,7 @@ from bikecount.stack.services import (
     REGMODEL,
     ServiceSpec,
     client_host,
+    host_port,
     package_dir,
     prometheus_dir,
 )
@@ -60,8 +61,7 @@ def prometheus_config(
 
 def scrape_target(spec: ServiceSpec) -> str:
     """``host:port`` that a local Prometheus scrapes for a service."""
-    host = client_host(spec.host)
-    return f"[{host}]:{spec.port}" if ":" in host else f"{host}:{spec.port}"
+    return host_port(client_host(spec.host), spec.port)
 
 
 def write_prometheus_config(settings: Settings, services: Sequence[ServiceSpec]) -> Path:

@@ -84,12 +84,16 @@ class ServiceSpec:
     @property
     def url(self) -> str:
         """The base URL a client on this machine uses."""
-        host = client_host(self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return f"http://{host_port(client_host(self.host), self.port)}"
 
     @property
     def health_url(self) -> str:
         return f"{self.url}{self.health_path}"
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def client_host(bind_host: str) -> str:
@@ -252,12 +256,11 @@ def prometheus_dir(settings: Settings) -> Path:
 def prometheus_service(settings: Settings, host: str, port: int) -> ServiceSpec:
     """Prometheus from PATH, with the config :func:`write_prometheus_config` writes."""
     folder = prometheus_dir(settings).resolve()
-    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     command = (
         "prometheus",
         f"--config.file={folder / 'prometheus.yml'}",
         f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address={listen}",
+        f"--web.listen-address={host_port(host, port)}",
     )
     return ServiceSpec(
         name=PROMETHEUS,
@@ -290,12 +293,11 @@ def alertmanager_service(settings: Settings, host: str, port: int) -> ServiceSpe
     One instance, so no cluster: its gossip port (9094 on every interface) stays closed.
     """
     folder = alertmanager_dir(settings).resolve()
-    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     command = (
         alertmanager_program() or ALERTMANAGER_PROGRAMS[0],
         f"--config.file={folder / 'alertmanager.yml'}",
         f"--storage.path={folder / 'data'}",
-        f"--web.listen-address={listen}",
+        f"--web.listen-address={host_port(host, port)}",
         "--cluster.listen-address=",
     )
     return ServiceSpec(
