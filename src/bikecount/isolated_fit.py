@@ -66,13 +66,14 @@ _stop_at_exit = threading.Event()
 
 
 def _stop_fork_server() -> None:
-    """Stop the fork server and wait for it, so that it never outlives its parent: left alone it
-    exits only once it notices the parent gone, seconds later with PyTorch loaded."""
-    from multiprocessing import forkserver
+    """Stop the fork server and the resource tracker it started, and wait for them, so that
+    neither outlives this process: left alone, each exits only once it notices this process
+    gone, the fork server seconds later with PyTorch loaded."""
+    from multiprocessing import forkserver, resource_tracker
 
-    with suppress(Exception):  # a private method of the standard library: best effort
-        server = getattr(forkserver, "_forkserver")  # noqa: B009 (private, untyped in typeshed)
-        server._stop()
+    for module, name in ((forkserver, "_forkserver"), (resource_tracker, "_resource_tracker")):
+        with suppress(Exception):  # private methods of the standard library: best effort
+            getattr(module, name)._stop()
 
 
 def warm_up() -> None:

@@ -21,7 +21,6 @@ from servers import (
     api_env,
     start_api,
     wait_for,
-    wait_for_job,
     write_test_data,
 )
 
@@ -100,7 +99,7 @@ def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
             assert api.delete(f"/train/{job_id}").status_code == 409
             again = api.post("/train", json={"model_type": "rf", "test_mode": True, "wait": False})
             assert again.status_code == 202, "the slot is free"
-            assert wait_for_job(api, again.json()["job_id"], timeout=180)["status"] == "succeeded"
+            api.delete(f"/train/{again.json()['job_id']}")  # no need to fit it
         assert tracking.champion("gbm") == champion
     finally:
         for server in (alpha, beta):
