@@ -179,7 +179,7 @@ def monitoring(
     champion = ChampionScore(
         "gbm", version=3, rows=10, metrics_current=metrics, metrics_holdout=holdout
     )
-    return MonitoringResult(drift, champion, "run", {}, 0.0)
+    return MonitoringResult(drift, champion, "run", {}, 0.0, "bikecount-monitoring")
 
 
 @pytest.mark.parametrize(
