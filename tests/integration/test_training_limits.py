@@ -9,6 +9,7 @@ data fits for a minute or more here; each test stops one long before its end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,14 +97,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
         assert "Traceback" not in server.log(), server.log()
 
 
-def fit_children(api: ServerProcess) -> list[psutil.Process]:
-    """The processes fitting a model for ``api``: children of its fork server."""
-    servers = [
-        p
-        for p in psutil.Process(api.process.pid).children(recursive=True)
-        if "multiprocessing.forkserver" in " ".join(p.cmdline())
-    ]
-    return [child for server in servers for child in server.children()]
+def fit_children(pid: int) -> list[psutil.Process]:
+    """The processes fitting a model for process ``pid`` (an API, the CLI): children of its
+    fork server. Processes that end while they are looked at are left out."""
+    servers = []
+    for process in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone, or a zombie not yet reaped
+            if "multiprocessing.forkserver" in " ".join(process.cmdline()):
+                servers.append(process)
+    children = []
+    for server in servers:
+        with contextlib.suppress(psutil.Error):
+            children.extend(server.children())
+    return children
 
 
 def wait_until_fitting(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
@@ -187,7 +193,7 @@ def test_delete_cancels_a_running_training_and_frees_the_slot(stack: Stack) -> N
         job_id = accepted.json()["job_id"]
         wait_until_fitting(api, job_id)
         time.sleep(1)  # into the fit itself
-        assert fit_children(stack.api), "the model fits in a child process"
+        assert fit_children(stack.api.process.pid), "the model fits in a child process"
         busy = api.post("/train", json={"model_type": "rf", "test_mode": True})
         assert busy.status_code == 409
 
@@ -196,7 +202,7 @@ def test_delete_cancels_a_running_training_and_frees_the_slot(stack: Stack) -> N
         job = cancelled.json()
         assert job["status"] == "cancelled" and job["error"]["status_code"] == 409
         assert "cancelled through DELETE" in job["error"]["message"]
-        assert not fit_children(stack.api), "the fit in progress was stopped"
+        assert not fit_children(stack.api.process.pid), "the fit in progress was stopped"
         run = stack.run_of(job)
         assert run.info.status == "KILLED"
         assert run.data.tags["stopped_because"].startswith("cancelled through DELETE")
@@ -218,7 +224,7 @@ def test_a_training_past_its_time_limit_fails_cleanly(stack: Stack) -> None:
         assert response.status_code == 504, response.text
         detail = response.json()["detail"]
         assert f"time limit of {TIME_LIMIT_SECONDS} s" in detail
-        assert not fit_children(stack.timed)
+        assert not fit_children(stack.timed.process.pid)
         failed = [r for r in stack.runs() if r.info.status == "FAILED"]
         assert any("time limit" in r.data.tags.get("stopped_because", "") for r in failed)
         accepted = api.post("/train", json={"model_type": "rf", "test_mode": True, "wait": False})
@@ -246,8 +252,7 @@ def test_ctrl_c_of_bikecount_train_marks_the_run_killed(stack: Stack) -> None:
     )
     try:
         deadline = time.monotonic() + 180
-        while not [p for p in psutil.Process(train.pid).children(recursive=True) if
-                   "forkserver" in " ".join(p.cmdline()) and p.children()]:  # fmt: skip
+        while not fit_children(train.pid):
             assert train.poll() is None, train.communicate()
             assert time.monotonic() < deadline, "the CLI never started fitting"
             time.sleep(0.2)

@@ -402,8 +402,13 @@ class BackgroundWork:
             if self.stop_event.is_set():
                 return
             self._train_one(model_type, log_path, filled)
-        if self.trained:
+        if self.trained and not self.failed:
             self.on_message("every full model is trained")
+        elif self.trained:  # a failure was told when it happened; the summary must not hide it
+            self.on_message(
+                f"full models trained: {', '.join(m.model_type for m in self.trained)}; "
+                f"failed: {', '.join(self.failed)} (their first models stay; log: {log_path})"
+            )
 
     def _ordered_types(self) -> list[str]:
         # The pipeline's type first: the store's forecasts and the dashboard depend on it.

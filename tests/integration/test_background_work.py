@@ -1,0 +1,279 @@
+"""The first start's background work (``bikecount.stack.bootstrap``), piece by piece, on real
+parts: first models trained by ``bootstrap`` in a local SQLite MLflow store, full models trained by
+real ``bikecount train`` children, and the pipeline store filled through the real RegModel app,
+served over HTTP by uvicorn from a thread.
+
+The whole of it on a running MLflow server and API (a full model served without a restart) is
+``test_first_start.py``; the bootstrap itself is ``tests/unit/test_bootstrap.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import uvicorn
+
+import helpers
+from bikecount.api.regmodel import create_app
+from bikecount.config import Settings
+from bikecount.data.io import read_records
+from bikecount.data.prepare import write_datasets
+from bikecount.models import parse_params
+from bikecount.models.limits import estimate_training_cost
+from bikecount.pipeline.ingest import SYNTHETIC, ingest
+from bikecount.pipeline.store import daily_errors as daily_errors_table
+from bikecount.pipeline.store import (
+    ingested_days,
+    known_counters,
+    open_store,
+    read_predictions,
+    read_table,
+)
+from bikecount.registry import Registry
+from bikecount.stack.bootstrap import (
+    FULL_TRAINING_LOG,
+    BackgroundWork,
+    bootstrap,
+    fill_store,
+    forecast_days,
+    recent_days,
+    server_settings,
+    train_full_model,
+    types_with_test_mode_champion,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# How long a `bikecount train` child may take to show up, or to stop, on a busy machine.
+CHILD_TIMEOUT_SECONDS = 60.0
+
+
+def local_settings(root: Path, **overrides: object) -> Settings:
+    """Settings whose every folder and store is under ``root``."""
+    return Settings(
+        _env_file=None,
+        data_dir=root / "data",
+        mlruns_dir=root / "mlruns",
+        artifacts_dir=root / "artifacts",
+        logs_dir=root / "logs",
+        reports_dir=root / "reports",
+        pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
+        **overrides,
+    )
+
+
+def closed_port_uri() -> str:
+    """A URL on a loopback port where nothing listens."""
+    (port,) = helpers.free_ports(1)
+    return f"http://127.0.0.1:{port}"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+# --- After the first start: full models and the pipeline store ---------------------------------
+
+
+@dataclass
+class SmallStack:
+    """Small generated data sets and a local MLflow store with first rf and gbm models."""
+
+    settings: Settings
+    tracking_uri: str
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(server_settings(self.settings, self.tracking_uri))
+
+
+@pytest.fixture(scope="module")
+def small_stack(tmp_path_factory: pytest.TempPathFactory, small_raw: pd.DataFrame) -> SmallStack:
+    """Only rf gets a full model below (the background work test); every other test needs gbm's
+    first model, which no test replaces, so their order does not matter."""
+    root = tmp_path_factory.mktemp("small-stack")
+    settings = local_settings(root)
+    settings.logs_dir.mkdir()
+    write_datasets(small_raw, settings)
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    report = bootstrap(settings, tracking_uri, model_types=("rf", "gbm"))
+    assert sorted(report.trained) == ["gbm", "rf"], report.failed
+    return SmallStack(settings, tracking_uri)
+
+
+@pytest.fixture
+def child_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Children start in the test's folder: no ``.env`` or relative path of the checkout."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_stopped_full_training_leaves_no_process_and_the_champion(
+    small_stack: SmallStack, child_cwd: Path
+) -> None:
+    stop = threading.Event()
+    outcome: list[object] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            train_full_model(
+                small_stack.settings,
+                small_stack.tracking_uri,
+                "gbm",
+                child_cwd / FULL_TRAINING_LOG,
+                stop,
+            )
+        )
+    )
+    worker.start()
+    try:
+
+        def training_child() -> psutil.Process | None:
+            for child in psutil.Process().children():
+                try:
+                    if child.cmdline()[-4:] == ["train", "--model", "gbm", "--json"]:
+                        return child
+                except psutil.NoSuchProcess:
+                    continue
+            return None
+
+        wait_for(lambda: training_child() is not None, "the child", CHILD_TIMEOUT_SECONDS)
+        child = training_child()
+        assert child is not None
+        wait_for(lambda: child.nice() >= 10, "the child's low priority", CHILD_TIMEOUT_SECONDS)
+        assert os.getsid(child.pid) == child.pid  # its own session: stopped as a group
+    finally:
+        stop.set()
+        worker.join(CHILD_TIMEOUT_SECONDS)
+    assert not worker.is_alive()
+    assert outcome == [None]
+    assert not psutil.pid_exists(child.pid)
+    (version,) = small_stack.registry.list_versions("gbm")
+    assert version.champion and version.test_mode
+
+
+def full_model_mb(model_type: str, rows: int) -> float:
+    """The estimated size of a full model of ``model_type`` on ``rows`` rows."""
+    params = parse_params(model_type, {}, fast=False)
+    return estimate_training_cost(model_type, params, rows, rows).model_mb
+
+
+def test_background_work_replaces_first_models_pipeline_type_first_one_failure_apart(
+    small_stack: SmallStack, child_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = small_stack.settings.model_copy(
+        update={
+            "logs_dir": child_cwd,
+            "pipeline_db_url": f"sqlite:///{child_cwd / 'pipeline.db'}",
+            "pipeline_model_type": "gbm",
+        }
+    )
+    ingest(settings, date(2021, 4, 1), SYNTHETIC)  # a store with counts is not filled again
+    # The children read their limits from the environment, as `bikecount train` does: one that
+    # only a full gbm model breaks makes that training fail in its child, for real.
+    rows = len(read_records(settings.dataset_path("reference")))
+    rf_mb, gbm_mb = full_model_mb("rf", rows), full_model_mb("gbm", rows)
+    assert gbm_mb > rf_mb, "the catalogue changed: choose another failing type"
+    monkeypatch.setenv("BIKECOUNT_TRAIN_MAX_MODEL_MB", str((rf_mb + gbm_mb) / 2))
+    messages: list[str] = []
+    work = BackgroundWork(
+        settings, small_stack.tracking_uri, closed_port_uri(), messages.append, ("rf", "gbm")
+    )
+    work.start()
+    assert work.thread is not None
+    work.thread.join(3 * CHILD_TIMEOUT_SECONDS)
+    assert not work.thread.is_alive(), messages
+    log_path = child_cwd / FULL_TRAINING_LOG
+    log = log_path.read_text()
+    assert messages[0].startswith(
+        "training full models in the background, one at a time at low priority: gbm, rf "
+    )
+    # The pipeline's type first; its failure keeps its first model and stops nothing.
+    assert messages.index("full gbm model: training") < messages.index("full rf model: training")
+    assert list(work.failed) == ["gbm"]
+    assert work.failed["gbm"] == f"bikecount train --model gbm failed (see {log_path})"
+    assert "BIKECOUNT_TRAIN_MAX_MODEL_MB" in log  # why, in the log the message names
+    assert f"full gbm model failed: {work.failed['gbm']}; the first model stays" in messages
+    (rf,) = work.trained
+    assert (rf.model_type, rf.version, rf.champion) == ("rf", 2, True)
+    assert rf.reason == "replaces a test-mode champion"
+    assert {"rmse", "r2"} <= set(rf.metrics)
+    assert any(m.startswith("full rf model v2 is champion (") for m in messages)
+    assert "every full model is trained" not in messages
+    assert messages[-1] == (
+        f"full models trained: rf; failed: gbm (their first models stay; log: {log_path})"
+    )
+    for model_type in ("gbm", "rf"):
+        assert f"--- {sys.executable} -m bikecount train --model {model_type} --json\n" in log
+    registry = small_stack.registry
+    (gbm,) = registry.list_versions("gbm")  # the refused run registered nothing
+    assert gbm.champion and gbm.test_mode
+    champion = next(v for v in registry.list_versions("rf") if v.champion)
+    assert champion.version == 2 and not champion.test_mode
+    fitted = int(registry.get_run(champion.run_id).data.params["rows_fit"])
+    assert fitted > settings.test_sample_rows  # the whole reference set, not the sample
+    assert types_with_test_mode_champion(registry, ["rf", "gbm"]) == ["gbm"]
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The RegModel app on a free loopback port, served by uvicorn from a thread."""
+    (port,) = helpers.free_ports(1)
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="regmodel-api", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), "the API", 60)
+        assert server.started, "the API did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def test_an_empty_store_is_filled_with_recent_days_and_their_forecasts(
+    small_stack: SmallStack, tmp_path: Path
+) -> None:
+    settings = server_settings(small_stack.settings, small_stack.tracking_uri).model_copy(
+        update={
+            "pipeline_db_url": f"sqlite:///{tmp_path / 'pipeline.db'}",
+            "pipeline_recent_days": 2,
+            "pipeline_model_type": "gbm",
+        }
+    )
+    recent, coming = recent_days(settings)
+    messages: list[str] = []
+    with serving(settings) as api_url:
+        filled = fill_store(settings, api_url, messages.append)
+        assert filled == [*recent, coming]
+        assert forecast_days(settings, api_url, [coming]) == 1  # the version that answered
+    engine = open_store(settings.pipeline_db_url)
+    assert ingested_days(engine, recent[0] - timedelta(days=7), coming) == set(recent)
+    counters = len(known_counters(engine))
+    for day in filled:  # every hour of every stored counter, by the served first model
+        predictions = read_predictions(engine, day, "gbm")
+        assert set(predictions["model_version"]) == {1}, day
+        assert len(predictions) == 24 * counters, day
+    errors = read_table(engine, daily_errors_table)
+    assert set(errors["day"]) == set(recent)  # the coming day has no counts to score yet
+    assert set(errors["model_version"]) == {1}
+    assert messages == [
+        f"filling the pipeline store: generated counts of {recent[0]} to {recent[-1]}",
+        f"pipeline store filled: 2 days of counts, their forecasts and a forecast of {coming} "
+        "(gbm)",
+    ]
