@@ -23,7 +23,13 @@ from bikecount.cli.console import console, fail
 from bikecount.config import Settings
 from bikecount.data.fetch import FetchError, download_export
 from bikecount.data.io import DataFileError, read_records, write_records
-from bikecount.data.prepare import RAW_NAMES, default_raw_path, prepare_datasets, write_datasets
+from bikecount.data.prepare import (
+    RAW_NAMES,
+    IncompleteDatasetsError,
+    default_raw_path,
+    prepare_datasets,
+    write_datasets,
+)
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.records import (
     COUNTER,
@@ -231,11 +237,15 @@ def _period(frame: pd.DataFrame) -> str:
 def prepare() -> None:
     """Make sure reference, current and test_sample exist: split data/raw.*, or generate it first.
 
-    Existing data sets are kept; delete them to make new ones.
+    Existing data sets are kept (a missing test sample is drawn from reference); delete them
+    to make new ones.
     """
     settings = Settings()
-    with console.status("preparing data sets...") as status:
-        paths = prepare_datasets(settings, on_stage=lambda message: _stage(status, message))
+    try:
+        with console.status("preparing data sets...") as status:
+            paths = prepare_datasets(settings, on_stage=lambda message: _stage(status, message))
+    except IncompleteDatasetsError as exc:
+        fail(str(exc))
     for name, path in paths.items():
         console.print(f"{name:12} {path}")
 

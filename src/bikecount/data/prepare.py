@@ -51,17 +51,43 @@ def write_datasets(
     }
 
 
+class IncompleteDatasetsError(ValueError):
+    """Some data sets exist and others do not, and the missing ones cannot be made without
+    replacing those that exist."""
+
+
 def prepare_datasets(
     settings: Settings, on_stage: Callable[[str], None] | None = None
 ) -> dict[str, Path]:
     """Make sure the three data sets exist: split the raw file, generating it if there is none.
 
-    Existing data sets are kept as they are.
+    Existing data sets are kept as they are: a missing test sample is drawn from the reference
+    set; a missing reference or current set is refused while the other exists, since a new split
+    would replace it.
+
+    Raises:
+        IncompleteDatasetsError: reference or current is missing and another set exists.
     """
     stage = on_stage or logger.info
     paths = {name: settings.dataset_path(name) for name in DATASET_FILES}
-    if all(path.is_file() for path in paths.values()):
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if not missing:
         return paths
+    present = [name for name in paths if name not in missing]
+    if missing == ["test_sample"]:
+        stage(f"drawing test_sample from {paths['reference']}")
+        sample = sample_rows(
+            read_records(paths["reference"]), n=settings.test_sample_rows, seed=settings.seed
+        )
+        write_records(sample, paths["test_sample"])
+        return paths
+    if present:
+        raise IncompleteDatasetsError(
+            f"{' and '.join(missing)} missing from {settings.data_dir}/ while "
+            f"{' and '.join(present)} exist{'s' if len(present) == 1 else ''}: a new split would "
+            "replace them, so nothing was written. Restore the missing set, or move the others "
+            "away to make all three again"
+        )
     raw_path = default_raw_path(settings)
     if not raw_path.is_file():
         stage(f"no data found: generating synthetic records into {raw_path}")
