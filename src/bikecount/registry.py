@@ -189,13 +189,16 @@ class Registry:
         try:
             yield
         except MlflowException as exc:
-            raise RegistryUnavailableError(
-                f"MLflow at {self.tracking_uri} could not {what}: {exc.message}"
-            ) from exc
+            raise self._unavailable(what, exc.message) from exc
         except OSError as exc:  # a local store's disk, a connection the client did not wrap
-            raise RegistryUnavailableError(
-                f"MLflow at {self.tracking_uri} could not {what}: {exc}"
-            ) from exc
+            raise self._unavailable(what, str(exc)) from exc
+
+    def _unavailable(self, what: str, detail: str) -> RegistryUnavailableError:
+        """The error saying MLflow could not do ``what``, with no credentials of the URI in it
+        (MLflow's own message quotes the URLs it asked)."""
+        shown = shown_uri(self.tracking_uri)
+        detail = detail.replace(self.tracking_uri.rstrip("/"), shown)
+        return RegistryUnavailableError(f"MLflow at {shown} could not {what}: {detail}")
 
     # --- runs and experiments ----------------------------------------------------------------
 
@@ -255,10 +258,7 @@ class Registry:
         except MlflowException as exc:
             if exc.error_code in NOT_FOUND_CODES:
                 return None
-            raise RegistryUnavailableError(
-                f"MLflow at {self.tracking_uri} could not read the {model_type} champion: "
-                f"{exc.message}"
-            ) from exc
+            raise self._unavailable(f"read the {model_type} champion", exc.message) from exc
 
     def champion_trained_until(self, model_type: str) -> pd.Timestamp | None:
         """What the champion of ``model_type`` knows (None: no champion, or not recorded)."""
@@ -344,9 +344,7 @@ class Registry:
             except MlflowException as exc:
                 if exc.error_code in NOT_FOUND_CODES:
                     raise ModelNotFoundError(f"{name} has no version {version}") from None
-                raise RegistryUnavailableError(
-                    f"MLflow at {self.tracking_uri} could not read {name} v{version}: {exc.message}"
-                ) from exc
+                raise self._unavailable(f"read {name} v{version}", exc.message) from exc
             return version
         champion = self.champion(model_type)
         if champion is None:

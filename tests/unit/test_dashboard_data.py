@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine
 
 from bikecount.config import Settings
 from bikecount.dashboard import api_client, charts, registry_view, states, store_queries
+from bikecount.dashboard.config import DashboardConfig
 from bikecount.pipeline.store import open_store, read_counts, write_audit
 from bikecount.registry import Registry
 
@@ -180,3 +181,13 @@ def test_mlflow_links() -> None:
     assert registry_view.version_link("http://m:5000", "bikecount-gbm", 4) == (
         "http://m:5000/#/models/bikecount-gbm/versions/4"
     )
+
+
+def test_pages_show_the_tracking_server_without_its_credentials() -> None:
+    settings = Settings(_env_file=None, mlflow_tracking_uri="https://me:secret@mlflow.city:5000/")
+    config = DashboardConfig.from_settings(settings)
+    assert config.shown_tracking_uri == config.mlflow_ui_url == "https://mlflow.city:5000"
+    local = DashboardConfig.from_settings(
+        Settings(_env_file=None, mlflow_tracking_uri="sqlite:///m.db")
+    )
+    assert local.mlflow_ui_url is None and local.shown_tracking_uri == "sqlite:///m.db"

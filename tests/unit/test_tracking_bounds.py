@@ -39,3 +39,18 @@ def test_an_unanswering_server_is_named_without_credentials() -> None:
     assert f"http://127.0.0.1:{port} cannot be reached: it does not answer" in message
     assert "secret" not in message
     Registry(Settings(_env_file=None, mlflow_tracking_uri="sqlite:///x.db")).check_reachable()
+
+
+def test_registry_errors_never_carry_the_uris_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    port = helpers.free_port()
+    registry = Registry(
+        Settings(_env_file=None, mlflow_tracking_uri=f"http://me:secret@127.0.0.1:{port}")
+    )
+    for ask in (lambda: registry.champion("rf"), lambda: registry.list_versions("rf")):
+        with pytest.raises(RegistryUnavailableError) as caught:
+            ask()
+        message = str(caught.value)
+        assert message.startswith(f"MLflow at http://127.0.0.1:{port} could not")
+        assert "secret" not in message and "me:" not in message

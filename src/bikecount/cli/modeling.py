@@ -24,6 +24,7 @@ from bikecount.registry import (
     Registry,
     RegistryUnavailableError,
     quiet_mlflow,
+    shown_uri,
 )
 from bikecount.stopping import TrainingStoppedError
 from bikecount.train import TrainRequest, TrainResult, train
@@ -241,7 +242,7 @@ def models_command(
     if not versions:
         console.print("no registered models yet: train one with `bikecount train --model gbm`")
         return
-    table = Table(title=f"registered models ({settings.tracking_uri})")
+    table = Table(title=f"registered models ({shown_uri(settings.tracking_uri)})")
     for column in ("model", "version", "champion", "test mode", "env", "metrics"):
         table.add_column(column)
     for v in versions:

@@ -21,7 +21,7 @@ from bikecount.monitoring.drift import (
 )
 from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError
-from bikecount.registry import Registry, RegistryUnavailableError, quiet_mlflow
+from bikecount.registry import Registry, RegistryUnavailableError, quiet_mlflow, shown_uri
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
@@ -68,7 +68,8 @@ def monitor_command(
     except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
         fail(str(exc))
     except MlflowException as exc:
-        fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
+        shown = shown_uri(settings.tracking_uri)
+        fail(f"MLflow failed: {exc.message}", hint=f"is {shown} reachable?")
     except RegistryUnavailableError as exc:
         fail(str(exc), hint="start it with `bikecount up`, or unset BIKECOUNT_MLFLOW_TRACKING_URI")
     prune_reports(settings.reports_dir, settings.reports_keep)

@@ -17,7 +17,7 @@ from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
 from bikecount.pipeline import PipelineError
 from bikecount.records import RecordError
-from bikecount.registry import quiet_mlflow
+from bikecount.registry import quiet_mlflow, shown_uri
 
 app = typer.Typer(
     help="Run the pipeline's steps by hand: ingest a day, predict a day, monitor and retrain."
@@ -179,7 +179,8 @@ def monitor_retrain_command(
     except USER_ERRORS as exc:
         fail(str(exc))
     except MlflowException as exc:
-        fail(f"MLflow failed: {exc.message}", hint=f"is {settings.tracking_uri} reachable?")
+        shown = shown_uri(settings.tracking_uri)
+        fail(f"MLflow failed: {exc.message}", hint=f"is {shown} reachable?")
     if as_json:
         print_json(result.as_dict())
         return

@@ -25,9 +25,9 @@ def render_sidebar() -> None:
             st.markdown(f":red[:material/cancel:] API {config.api_url} down")
         try:
             data.check_mlflow()
-            st.markdown(f":green[:material/check_circle:] MLflow {config.tracking_uri}")
+            st.markdown(f":green[:material/check_circle:] MLflow {config.shown_tracking_uri}")
         except registry_view.RegistryUnavailableError:
-            st.markdown(f":red[:material/cancel:] MLflow {config.tracking_uri} down")
+            st.markdown(f":red[:material/cancel:] MLflow {config.shown_tracking_uri} down")
         summary = data.summary()
         if summary.empty:
             st.markdown(":gray[:material/radio_button_unchecked:] store empty")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bikecount.config import Settings
 from bikecount.models import MODEL_TYPES
-from bikecount.registry import is_remote
+from bikecount.registry import is_remote, shown_uri
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ class DashboardConfig:
         )
 
     @property
+    def shown_tracking_uri(self) -> str:
+        """The tracking URI as pages show it: no credentials (viewers are not its users)."""
+        return shown_uri(self.tracking_uri)
+
+    @property
     def mlflow_ui_url(self) -> str | None:
-        """The MLflow UI (the tracking server itself), None for a local store."""
-        return self.tracking_uri if is_remote(self.tracking_uri) else None
+        """The MLflow UI (the tracking server itself, credentials left out), None for a local
+        store."""
+        return self.shown_tracking_uri if is_remote(self.tracking_uri) else None

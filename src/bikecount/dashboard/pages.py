@@ -183,9 +183,8 @@ def render_models() -> None:
     try:
         data.check_mlflow()
     except RegistryUnavailableError as exc:
-        st.warning(
-            states.mlflow_down(data.config.tracking_uri, str(exc)), icon=":material/power_off:"
-        )
+        down = states.mlflow_down(data.config.shown_tracking_uri, str(exc))
+        st.warning(down, icon=":material/power_off:")
         st.stop()
     if data.config.mlflow_ui_url:
         st.markdown(f"Everything here comes from the [MLflow UI]({data.config.mlflow_ui_url}).")
