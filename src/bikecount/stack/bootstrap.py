@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from bikecount.pipeline.ingest import SYNTHETIC, ingest
 from bikecount.pipeline.predict import predict_day
 from bikecount.pipeline.store import last_day, open_store
 from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps
-from bikecount.registry import Registry
+from bikecount.registry import Registry, RegistryUnavailableError
 from bikecount.stack.processes import StackError
 from bikecount.train import TrainRequest, TrainResult, train
 
@@ -137,7 +138,7 @@ def bootstrap(
     on_server = server_settings(settings, tracking_uri)
     try:
         missing = types_without_champion(Registry(on_server), model_types)
-    except Exception as exc:  # MLflow answered /health but not the registry
+    except RegistryUnavailableError as exc:  # MLflow answered /health but not the registry
         raise BootstrapError(f"could not list the models registered in MLflow: {exc}") from exc
     report.reused = [t for t in model_types if t not in missing]
     if report.reused:
@@ -259,14 +260,16 @@ def train_full_model(
         "BIKECOUNT_MLFLOW_PREFIX": settings.mlflow_prefix,
         "BIKECOUNT_DATA_DIR": str(settings.data_dir.resolve()),
     }
-    with log_path.open("a", encoding="utf-8") as log:
+    # The answer goes to a file, not a pipe: a pipe read only at the end would hold a child
+    # that writes more than its buffer.
+    with log_path.open("a", encoding="utf-8") as log, tempfile.TemporaryFile() as answer:
         log.write(f"--- {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(
             command,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=answer,
             stderr=log,
             start_new_session=True,
         )
@@ -280,8 +283,8 @@ def train_full_model(
                 if stop.wait(0.5):
                     _stop_group(process)
                     return None
-            raw = process.stdout.read() if process.stdout else b""
-            output = raw.decode("utf-8", errors="replace")
+            answer.seek(0)
+            output = answer.read().decode("utf-8", errors="replace")
         finally:
             if process.poll() is None:
                 _stop_group(process)
