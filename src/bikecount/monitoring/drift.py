@@ -20,8 +20,6 @@ from typing import Any, TypeAlias
 import mlflow
 import numpy as np
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 
 from bikecount.config import Settings
 from bikecount.data.io import DataFileError, read_records
@@ -116,6 +114,11 @@ def compute_drift(
     cur = drift_features(sample_rows(current, limit, seed))
     with_target = TARGET in ref.columns and TARGET in cur.columns
     columns = [c for c in ref.columns if c in cur.columns and (c != TARGET or with_target)]
+    # Imported here: Evidently takes about 3 s to import, and most users of this module (the
+    # CLI's other commands, the APIs until a drift is asked for) never compute one.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     definition = DataDefinition(
         numerical_columns=[c for c in columns if c in NUMERICAL_FEATURES or c == TARGET],
         categorical_columns=[c for c in columns if c in CATEGORICAL_FEATURES],
