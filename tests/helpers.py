@@ -10,6 +10,7 @@ import json
 import socket
 from collections.abc import Iterable, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,25 @@ def shifted_records(current: pd.DataFrame, rows: int = 300) -> list[dict[str, An
     ]
     frame["Comptage horaire"] = pd.to_numeric(frame["Comptage horaire"]) * 10
     return json.loads(frame.to_json(orient="records"))
+
+
+def local_settings(root: Path, **overrides: object) -> Settings:
+    """Settings whose every folder and store is under ``root``."""
+    return Settings(
+        _env_file=None,
+        data_dir=root / "data",
+        mlruns_dir=root / "mlruns",
+        artifacts_dir=root / "artifacts",
+        logs_dir=root / "logs",
+        reports_dir=root / "reports",
+        pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
+        **overrides,
+    )
+
+
+def closed_port_url() -> str:
+    """A URL on a loopback port where nothing listens (the port was just free)."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def free_port() -> int:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -23,6 +22,7 @@ import pandas as pd
 import psutil
 import pytest
 import uvicorn
+from servers import wait_for
 
 import helpers
 from bikecount.api.regmodel import create_app
@@ -59,34 +59,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHILD_TIMEOUT_SECONDS = 60.0
 
 
-def local_settings(root: Path, **overrides: object) -> Settings:
-    """Settings whose every folder and store is under ``root``."""
-    return Settings(
-        _env_file=None,
-        data_dir=root / "data",
-        mlruns_dir=root / "mlruns",
-        artifacts_dir=root / "artifacts",
-        logs_dir=root / "logs",
-        reports_dir=root / "reports",
-        pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
-        **overrides,
-    )
-
-
-def closed_port_uri() -> str:
-    """A URL on a loopback port where nothing listens."""
-    (port,) = helpers.free_ports(1)
-    return f"http://127.0.0.1:{port}"
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
-
-
 # --- After the first start: full models and the pipeline store ---------------------------------
 
 
@@ -107,7 +79,7 @@ def small_stack(tmp_path_factory: pytest.TempPathFactory, small_raw: pd.DataFram
     """Only rf gets a full model below (the background work test); every other test needs gbm's
     first model, which no test replaces, so their order does not matter."""
     root = tmp_path_factory.mktemp("small-stack")
-    settings = local_settings(root)
+    settings = helpers.local_settings(root)
     settings.logs_dir.mkdir()
     write_datasets(small_raw, settings)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -151,10 +123,17 @@ def test_a_stopped_full_training_leaves_no_process_and_the_champion(
                     continue
             return None
 
-        wait_for(lambda: training_child() is not None, "the child", CHILD_TIMEOUT_SECONDS)
+        wait_for(
+            lambda: training_child() is not None, CHILD_TIMEOUT_SECONDS, "the child", interval=0.1
+        )
         child = training_child()
         assert child is not None
-        wait_for(lambda: child.nice() >= 10, "the child's low priority", CHILD_TIMEOUT_SECONDS)
+        wait_for(
+            lambda: child.nice() >= 10,
+            CHILD_TIMEOUT_SECONDS,
+            "the child's low priority",
+            interval=0.1,
+        )
         assert os.getsid(child.pid) == child.pid  # its own session: stopped as a group
     finally:
         stop.set()
@@ -191,7 +170,11 @@ def test_background_work_replaces_first_models_pipeline_type_first_one_failure_a
     monkeypatch.setenv("BIKECOUNT_TRAIN_MAX_MODEL_MB", str((rf_mb + gbm_mb) / 2))
     messages: list[str] = []
     work = BackgroundWork(
-        settings, small_stack.tracking_uri, closed_port_uri(), messages.append, ("rf", "gbm")
+        settings,
+        small_stack.tracking_uri,
+        helpers.closed_port_url(),
+        messages.append,
+        ("rf", "gbm"),
     )
     work.start()
     assert work.thread is not None
@@ -238,7 +221,7 @@ def serving(settings: Settings) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="regmodel-api", daemon=True)
     thread.start()
     try:
-        wait_for(lambda: server.started or not thread.is_alive(), "the API", 60)
+        wait_for(lambda: server.started or not thread.is_alive(), 60, "the API", interval=0.1)
         assert server.started, "the API did not start"
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -43,26 +43,6 @@ from bikecount.stack.processes import StackError
 from bikecount.train import TrainResult
 
 
-def local_settings(root: Path, **overrides: object) -> Settings:
-    """Settings whose every folder and store is under ``root``."""
-    return Settings(
-        _env_file=None,
-        data_dir=root / "data",
-        mlruns_dir=root / "mlruns",
-        artifacts_dir=root / "artifacts",
-        logs_dir=root / "logs",
-        reports_dir=root / "reports",
-        pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
-        **overrides,
-    )
-
-
-def closed_port_uri() -> str:
-    """A URL on a loopback port where nothing listens."""
-    (port,) = helpers.free_ports(1)
-    return f"http://127.0.0.1:{port}"
-
-
 @dataclass
 class Recorder:
     """Records every bootstrap callback, and whether a stage came inside ``chatter``."""
@@ -109,7 +89,7 @@ def versions_by_type(registry: Registry) -> dict[str, list[VersionInfo]]:
 
 @pytest.mark.parametrize("absent", [None, *DATASET_FILES])
 def test_data_is_missing_while_any_of_the_three_sets_is(tmp_path: Path, absent: str) -> None:
-    settings = local_settings(tmp_path)
+    settings = helpers.local_settings(tmp_path)
     assert data_missing(settings)  # not even the folder
     settings.data_dir.mkdir()
     for name in DATASET_FILES:
@@ -122,7 +102,7 @@ def test_server_settings_point_at_the_server_and_keep_everything_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
-    settings = local_settings(tmp_path, seed=7, mlflow_tracking_uri="sqlite:///own.db")
+    settings = helpers.local_settings(tmp_path, seed=7, mlflow_tracking_uri="sqlite:///own.db")
     on_server = server_settings(settings, "http://127.0.0.1:5999")
     assert on_server.tracking_uri == "http://127.0.0.1:5999"  # over MLFLOW_TRACKING_URI too
     assert settings.tracking_uri == "sqlite:///own.db"  # the stack's own settings unchanged
@@ -132,14 +112,14 @@ def test_server_settings_point_at_the_server_and_keep_everything_else(
 
 
 def test_a_store_is_empty_until_a_day_is_ingested(tmp_path: Path) -> None:
-    settings = local_settings(tmp_path)
+    settings = helpers.local_settings(tmp_path)
     assert store_is_empty(settings)
     ingest(settings, date(2021, 3, 10), SYNTHETIC)
     assert not store_is_empty(settings)
 
 
 def test_recent_days_end_on_the_last_local_day_of_the_current_data(tmp_path: Path) -> None:
-    settings = local_settings(tmp_path, pipeline_recent_days=3)
+    settings = helpers.local_settings(tmp_path, pipeline_recent_days=3)
     # 22:30 UTC on 30 April is 00:30 on 1 May in Paris: the day is the local one.
     current = helpers.raw_records(
         [
@@ -174,13 +154,13 @@ def test_data_sets_that_cannot_be_made_stop_the_bootstrap_before_mlflow(
     tmp_path: Path, case: str
 ) -> None:
     name, content, reason = BAD_RAW_FILES[case]
-    settings = local_settings(tmp_path)
+    settings = helpers.local_settings(tmp_path)
     settings.data_dir.mkdir()
     (settings.data_dir / name).write_bytes(content)
     recorder = Recorder()
     # Nothing listens at the tracking URI: the error must come from the data, before MLflow.
     with pytest.raises(BootstrapError, match="could not prepare the data sets") as caught:
-        bootstrap(settings, closed_port_uri(), recorder.hooks())
+        bootstrap(settings, helpers.closed_port_url(), recorder.hooks())
     assert reason in str(caught.value)
     assert isinstance(caught.value, StackError)  # what `bikecount up` reports without a trace
     assert data_missing(settings)
@@ -198,10 +178,10 @@ def bounded_mlflow_client(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_registry_that_cannot_be_asked_is_an_error_never_no_champion(
     tmp_path: Path, small_raw: pd.DataFrame
 ) -> None:
-    settings = local_settings(tmp_path)
+    settings = helpers.local_settings(tmp_path)
     write_datasets(small_raw, settings)
     written = {name: settings.dataset_path(name).stat().st_mtime_ns for name in DATASET_FILES}
-    uri = closed_port_uri()
+    uri = helpers.closed_port_url()
     recorder = Recorder()
     with pytest.raises(BootstrapError) as caught:
         bootstrap(settings, uri, recorder.hooks())
@@ -215,7 +195,7 @@ def test_a_registry_that_cannot_be_asked_is_an_error_never_no_champion(
 
 @pytest.mark.usefixtures("bounded_mlflow_client")
 def test_champion_lookups_on_a_dead_registry_raise() -> None:
-    registry = Registry(Settings(_env_file=None, mlflow_tracking_uri=closed_port_uri()))
+    registry = Registry(Settings(_env_file=None, mlflow_tracking_uri=helpers.closed_port_url()))
     with pytest.raises(RegistryUnavailableError):
         types_without_champion(registry, ["gbm"])
     with pytest.raises(RegistryUnavailableError):
@@ -260,7 +240,7 @@ def first_starts(tmp_path_factory: pytest.TempPathFactory) -> FirstStarts:
     fail (a real refusal by ``train()``); the second start has the usual limits.
     """
     root = tmp_path_factory.mktemp("first-start")
-    settings = local_settings(root)
+    settings = helpers.local_settings(root)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     registry = Registry(server_settings(settings, tracking_uri))
     rows = settings.test_sample_rows
@@ -369,11 +349,11 @@ def test_a_start_with_data_and_every_champion_does_nothing(first_starts: FirstSt
 def test_background_work_stops_with_a_message_when_the_api_is_down(
     tmp_path: Path, small_raw: pd.DataFrame
 ) -> None:
-    settings = local_settings(tmp_path, pipeline_recent_days=1)
+    settings = helpers.local_settings(tmp_path, pipeline_recent_days=1)
     write_datasets(small_raw, settings)
-    api_url = closed_port_uri()
+    api_url = helpers.closed_port_url()
     messages: list[str] = []
-    work = BackgroundWork(settings, closed_port_uri(), api_url, messages.append)
+    work = BackgroundWork(settings, helpers.closed_port_url(), api_url, messages.append)
     work.start()
     assert work.thread is not None
     work.thread.join(60)
