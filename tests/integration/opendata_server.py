@@ -9,13 +9,13 @@ is on the real site. Requests are recorded for the tests to read.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
+from servers import in_thread
 
 from bikecount.records import TIMESTAMP, parse_timestamps
 
@@ -69,11 +69,5 @@ def serving(export: pd.DataFrame) -> Iterator[OpenDataServer]:
     """Serve ``export`` on a free loopback port until the block ends."""
     server = OpenDataServer(("127.0.0.1", 0), ExportHandler)
     server.export, server.requests = export, []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import REGMODEL_APP, Tracking, api_env, running, start_api, write_test_data
+from servers import REGMODEL_APP, Tracking, api_env, in_thread, running, start_api, write_test_data
 
 import helpers
 from bikecount.config import Settings
@@ -78,13 +77,8 @@ class Handler(BaseHTTPRequestHandler):
 def receiving() -> Iterator[Receiver]:
     server = Receiver(("127.0.0.1", 0), Handler)
     server.received = {}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def alert_settings(root: Path, receiver: Receiver) -> Settings:

@@ -73,12 +73,9 @@ def start_dashboard(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("dashboard-stack")
-    settings = Settings(
-        _env_file=None,
+    settings = helpers.local_settings(
+        root,
         mlflow_prefix=tracking.prefix,
-        data_dir=root / "data",
-        logs_dir=root / "logs",
-        pipeline_db_url=f"sqlite:///{root / 'pipeline.db'}",
         pipeline_recent_days=8,
     )
     write_datasets(generate_records(DATA_CONFIG), settings)

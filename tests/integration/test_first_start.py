@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from servers import DATA_CONFIG, Tracking, api_env, running, start_api
 
-from bikecount.config import Settings
+import helpers
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import generate_records
 from bikecount.pipeline.store import daily_errors as daily_errors_table
@@ -24,12 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_background_work_fills_the_store_and_a_full_model_takes_over(
     tmp_path: Path, tracking: Tracking
 ) -> None:
-    settings = Settings(
-        _env_file=None,
+    settings = helpers.local_settings(
+        tmp_path,
         mlflow_prefix=tracking.prefix,
-        data_dir=tmp_path / "data",
-        logs_dir=tmp_path / "logs",
-        pipeline_db_url=f"sqlite:///{tmp_path / 'pipeline.db'}",
         pipeline_recent_days=5,
         model_check_seconds=1,
     )
