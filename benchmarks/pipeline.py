@@ -72,7 +72,7 @@ def write_data(settings: Settings, drop: Path) -> tuple[list[date], str]:
         write_records(read_records(current), drop / "current.csv")
         source = f"real Paris data ({reference.parent})"
     else:
-        written = write_datasets(generate_records(SynthConfig()), settings)
+        written = write_datasets(generate_records(SynthConfig(start="2020-09-01")), settings)
         write_records(written["current"][1], drop / "current.csv")
         source = "generated data (SynthConfig defaults; real data not found)"
     stamps = parse_timestamps(read_records(drop / "current.csv")[TIMESTAMP]).dropna()

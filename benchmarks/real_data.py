@@ -36,5 +36,5 @@ def load_raw(names: tuple[str, ...] = FILES) -> tuple[pd.DataFrame, str]:
     a description of where they come from."""
     paths = real_files(names)
     if paths is None:
-        return generate_records(SynthConfig()), GENERATED
+        return generate_records(SynthConfig(start="2020-09-01")), GENERATED
     return pd.concat([read_records(p) for p in paths], ignore_index=True), f"real ({folder()})"

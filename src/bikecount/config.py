@@ -61,9 +61,11 @@ class Settings(BaseSettings):
     forecast_hour_shrink_hours: float = Field(default=2.0, ge=0)
     forecast_max_factor: float = Field(default=3.0, ge=1)
     test_sample_rows: int = Field(default=1000, ge=10)
+    # The Explore API's CSV export: ";"-separated, dates with their Paris offset. Its headers are
+    # the field names (nom_compteur, sum_counts...) unless use_labels=true; both are read.
     open_data_url: str = (
         "https://opendata.paris.fr/api/explore/v2.1/catalog/datasets/"
-        "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B"
+        "comptage-velo-donnees-compteurs/exports/csv?delimiter=%3B&timezone=Europe%2FParis"
     )
     api_key: SecretStr | None = None
     # Which API owns a training run (tag api_instance): at start, an API marks FAILED the runs

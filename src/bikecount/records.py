@@ -1,13 +1,17 @@
 """The raw-record contract: a row of the Paris Open Data export "comptage-velo-donnees-compteurs".
 
-Records arrive in the export's French headers or in the snake_case spelling used by API clients.
-:func:`parse_records` accepts both, checks every row and returns a canonical frame
+Records arrive in one of three spellings of the same fields: the export's French labels (the
+portal's download, ``use_labels=true``), the Explore API's field names (``nom_compteur``,
+``sum_counts``, ``date``, ``coordinates``: its JSON keys, and its CSV headers by default) and the
+snake_case spelling of the labels used by API clients. :func:`parse_records` accepts all three
+(one spelling per field), checks every row and returns a canonical frame
 (``counter``, ``timestamp`` in Europe/Paris local time, ``lat``, ``lon``, ``count``) together with
 the problems found, each naming the row, the column, the bad value and what was expected.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +47,7 @@ COUNT = "Comptage horaire"
 # The columns a record needs to be predicted; training also needs COUNT.
 REQUIRED_COLUMNS: tuple[str, ...] = (COUNTER, TIMESTAMP, COORDINATES)
 
-# API clients send snake_case names; both spellings map to the export's.
+# API clients send snake_case names of the labels.
 SNAKE_TO_EXPORT: dict[str, str] = {
     "identifiant_du_compteur": "Identifiant du compteur",
     "nom_du_compteur": COUNTER,
@@ -58,8 +62,33 @@ SNAKE_TO_EXPORT: dict[str, str] = {
     "coordonnees_geographiques": COORDINATES,
     "identifiant_technique_compteur": "Identifiant technique compteur",
     "id_photos": "ID Photos",
-    "mois_annee_comptage": "mois_annee_comptage",
 }
+
+# The Explore API v2.1's field names (its JSON keys, and its CSV headers unless the query says
+# use_labels=true), as the dataset's schema on opendata.paris.fr lists them. The last five
+# fields have no label of their own: their names are the export's headers too.
+FIELD_TO_EXPORT: dict[str, str] = {
+    "id_compteur": "Identifiant du compteur",
+    "nom_compteur": COUNTER,
+    "id": "Identifiant du site de comptage",
+    "name": "Nom du site de comptage",
+    "sum_counts": COUNT,
+    "date": TIMESTAMP,
+    "installation_date": "Date d'installation du site de comptage",
+    "url_photos_n1": "Lien vers photo du site de comptage",
+    "coordinates": COORDINATES,
+    "counter": "Identifiant technique compteur",
+    "photos": "ID Photos",
+}
+
+# Every other spelling of a field, to the export's label.
+ALIASES: dict[str, str] = {**SNAKE_TO_EXPORT, **FIELD_TO_EXPORT}
+
+
+def spellings(label: str) -> tuple[str, ...]:
+    """Every accepted name of the field an export ``label`` names, the label first."""
+    return (label, *(alias for alias, target in ALIASES.items() if target == label))
+
 
 # A generous box around Paris and its inner suburbs (counters stand on the city's edge too).
 PARIS_LAT = (48.70, 49.00)
@@ -76,9 +105,8 @@ class RecordIssue:
     expected: str
 
     def __str__(self) -> str:
-        return (
-            f"row {self.row}, column {self.column!r}: got {self.value!r}, expected {self.expected}"
-        )
+        where = f"row {self.row}, column" if self.row >= 0 else "column"
+        return f"{where} {self.column!r}: got {self.value!r}, expected {self.expected}"
 
 
 class RecordError(ValueError):
@@ -90,6 +118,35 @@ class RecordError(ValueError):
         shown = "; ".join(str(issue) for issue in issues[:5])
         more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
         super().__init__(f"{len(issues)} invalid record value(s): {shown}{more}")
+
+
+class MissingColumnsError(RecordError):
+    """Records without a column the contract needs, in any of its spellings: the message names
+    the columns they have and the ones expected."""
+
+    def __init__(self, missing: Sequence[str], present: Sequence[object], total_rows: int) -> None:
+        issues = [
+            RecordIssue(-1, label, None, "a column " + " or ".join(map(repr, spellings(label))))
+            for label in missing
+        ]
+        super().__init__(issues, total_rows=total_rows)
+        names = [str(name) for name in present]
+        shown = ", ".join(map(repr, names[:20])) + (" ..." if len(names) > 20 else "")
+        self.args = (
+            f"no column for {', '.join(map(repr, missing))} in the records, whose columns are "
+            f"{shown or '(none)'}; expected rows of the Paris Open Data export with its labels "
+            f"({', '.join(map(repr, missing))}), the API's field names "
+            f"({', '.join(repr(_field_name(label)) for label in missing)}) or snake_case "
+            f"({', '.join(repr(_snake_name(label)) for label in missing)})",
+        )
+
+
+def _field_name(label: str) -> str:
+    return next(name for name, target in FIELD_TO_EXPORT.items() if target == label)
+
+
+def _snake_name(label: str) -> str:
+    return next(name for name, target in SNAKE_TO_EXPORT.items() if target == label)
 
 
 @dataclass
@@ -114,14 +171,26 @@ class ParsedRecords:
 
 
 def to_export_columns(raw: pd.DataFrame) -> pd.DataFrame:
-    """Rename snake_case columns to the export's French headers; other names are kept."""
-    renames = {col: SNAKE_TO_EXPORT[col] for col in raw.columns if col in SNAKE_TO_EXPORT}
-    clashes = [new for old, new in renames.items() if new in raw.columns and old != new]
-    if clashes:
-        raise RecordError(
-            [RecordIssue(-1, col, "both spellings", "one spelling per column") for col in clashes]
-        )
+    """Rename every spelling of a field to the export's label; other names are kept.
+
+    Raises:
+        RecordError: two columns spell one field (``nom_compteur`` and ``Nom du compteur``):
+            which one holds the data cannot be told, so both are named.
+    """
+    renames = {col: ALIASES[col] for col in raw.columns if col in ALIASES}
+    targets = [renames.get(col, col) for col in raw.columns]
+    doubled = sorted({label for label in targets if targets.count(label) > 1})
+    if doubled:
+        raise RecordError([spelled_twice(-1, label, raw.columns) for label in doubled])
     return raw.rename(columns=renames)
+
+
+def spelled_twice(row: int, label: str, names: Iterable[str]) -> RecordIssue:
+    """The issue of a record or file holding one field under two of its spellings."""
+    both = [name for name in names if ALIASES.get(name, name) == label]
+    return RecordIssue(
+        row, label, " and ".join(repr(name) for name in both), "one spelling of the field, not two"
+    )
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
@@ -145,14 +214,42 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
 
 
 def parse_coordinates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Split ``"lat,lon"`` or ``"lat, lon"`` into two float series (NaN where unparsable)."""
-    parts = values.astype("string").str.split(",", n=1, expand=True)
-    if parts.shape[1] < 2:
-        nan = pd.Series(np.nan, index=values.index)
-        return nan, nan.copy()
-    lat = pd.to_numeric(parts[0].str.strip(), errors="coerce")
-    lon = pd.to_numeric(parts[1].str.strip(), errors="coerce")
+    """Read ``"lat,lon"``, ``"lat, lon"`` or ``{"lon": .., "lat": ..}`` (the Explore API's JSON)
+    into two float series, NaN where unparsable."""
+    is_object = values.map(lambda value: isinstance(value, Mapping)).astype(bool)
+    lat = pd.Series(np.nan, index=values.index)
+    lon = pd.Series(np.nan, index=values.index)
+    if is_object.any():
+        points = values[is_object]
+        lat.loc[is_object] = points.map(lambda point: _number(point.get("lat")))
+        lon.loc[is_object] = points.map(lambda point: _number(point.get("lon")))
+    text = values[~is_object]
+    if not text.empty:
+        parts = text.astype("string").str.split(",", n=1, expand=True)
+        if parts.shape[1] == 2:
+            lat.loc[~is_object] = _numbers(parts[0])
+            lon.loc[~is_object] = _numbers(parts[1])
     return lat.astype(float), lon.astype(float)
+
+
+def _numbers(text: pd.Series) -> np.ndarray:
+    numbers = pd.to_numeric(text.str.strip(), errors="coerce").astype("Float64")
+    return numbers.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _number(value: object) -> float:
+    """A JSON coordinate as a float; NaN for anything that is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return np.nan
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return np.nan
+
+
+def is_nested(values: pd.Series) -> pd.Series:
+    """Where a value is a JSON object or list: only ``coordinates`` may be one."""
+    return values.map(lambda value: isinstance(value, Mapping | list)).astype(bool)
 
 
 def _issues_where(mask: pd.Series, raw: pd.Series, column: str, expected: str) -> list[RecordIssue]:
@@ -168,7 +265,7 @@ def _plain(value: object) -> object:
 
 
 def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRecords:
-    """Validate raw records (either spelling) and return the canonical frame of the valid rows.
+    """Validate raw records (any spelling) and return the canonical frame of the valid rows.
 
     Args:
         raw: records as read from a file or received by the API, one row each.
@@ -185,8 +282,7 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
     required = REQUIRED_COLUMNS + ((COUNT,) if require_count else ())
     missing = [col for col in required if col not in records.columns]
     if missing:
-        absent = [RecordIssue(-1, col, None, "a column of that name") for col in missing]
-        raise RecordError(absent, total_rows=len(records))
+        raise MissingColumnsError(missing, list(raw.columns), total_rows=len(records))
 
     counter = records[COUNTER].astype("string").str.strip()
     timestamp = parse_timestamps(records[TIMESTAMP])
@@ -199,7 +295,10 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
 
     issues: list[RecordIssue] = []
     issues += _issues_where(
-        counter.isna() | (counter == ""), records[COUNTER], COUNTER, "a counter name"
+        counter.isna() | (counter == "") | is_nested(records[COUNTER]),
+        records[COUNTER],
+        COUNTER,
+        "a counter name",
     )
     issues += _issues_where(
         timestamp.isna(),
@@ -209,10 +308,14 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
     )
     outside = lat.isna() | lon.isna() | ~lat.between(*PARIS_LAT) | ~lon.between(*PARIS_LON)
     issues += _issues_where(
-        outside, records[COORDINATES], COORDINATES, "'lat,lon' inside Paris (e.g. 48.8566,2.3522)"
+        outside,
+        records[COORDINATES],
+        COORDINATES,
+        '\'lat,lon\' or {"lon": .., "lat": ..} inside Paris (e.g. 48.8566,2.3522)',
     )
     if COUNT in records.columns:
         bad_count = count.notna() & ((count < 0) | np.isinf(count) | (count != np.floor(count)))
+        bad_count |= is_nested(records[COUNT])
         if require_count:
             bad_count |= count.isna()
         issues += _issues_where(

@@ -225,7 +225,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A working directory with small data sets (8 counters x 3 months), and no models yet."""
     home = tmp_path_factory.mktemp("stack")
     settings = Settings(_env_file=None, data_dir=home / "data")
-    write_datasets(generate_records(SynthConfig(months=3, n_counters=8)), settings)
+    write_datasets(
+        generate_records(SynthConfig(start="2020-09-01", months=3, n_counters=8)), settings
+    )
     return home
 
 

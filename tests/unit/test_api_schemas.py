@@ -33,6 +33,7 @@ from bikecount.api.model_cache import ModelCache
 from bikecount.api.records_body import records_frame
 from bikecount.api.routes.monitor import MonitorRequestBody
 from bikecount.api.schemas import (
+    EXAMPLE_API_RECORD,
     EXAMPLE_RECORD,
     Metric,
     ModelType,
@@ -64,7 +65,6 @@ def test_predict_request_defaults_and_examples() -> None:
     "body",
     [
         {"records": []},
-        {"records": [{"a": {"nested": 1}}]},
         {"records": [{"a": [1, 2]}]},
         {"records": [EXAMPLE_RECORD], "model_type": "svm"},
         {"records": [EXAMPLE_RECORD], "metric": "auc"},
@@ -74,6 +74,13 @@ def test_predict_request_defaults_and_examples() -> None:
 def test_predict_request_refuses(body: dict) -> None:
     with pytest.raises(ValidationError):
         PredictRequest.model_validate(body)
+
+
+def test_predict_request_takes_the_api_coordinates_object() -> None:
+    # The Explore API's /records answers "coordinates": {"lon": .., "lat": ..}; the schema lets
+    # an object through, and the record contract says which fields may be one.
+    request = PredictRequest.model_validate({"records": [EXAMPLE_API_RECORD]})
+    assert request.records[0]["coordinates"] == {"lon": 2.336515, "lat": 48.839328}
 
 
 def test_train_body_defaults_follow_the_seed() -> None:

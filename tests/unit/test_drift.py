@@ -24,7 +24,9 @@ from bikecount.records import parse_records
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     """8 counters x 3 months of canonical records (about 17,000)."""
-    return parse_records(generate_records(SynthConfig(months=3, n_counters=8))).frame
+    return parse_records(
+        generate_records(SynthConfig(start="2020-09-01", months=3, n_counters=8))
+    ).frame
 
 
 @pytest.fixture(scope="module")

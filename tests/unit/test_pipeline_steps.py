@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from bikecount.cli import app
 from bikecount.config import Settings
-from bikecount.data.fetch import day_export_url
 from bikecount.data.io import write_records
+from bikecount.data.opendata import day_export_url
 from bikecount.monitoring.drift import ChampionScore, DriftSummary, MonitoringResult
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.ingest import (

@@ -30,7 +30,7 @@ def small() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def default() -> pd.DataFrame:
-    return generate_records(SynthConfig())
+    return generate_records(SynthConfig(end="2021-09-30"))  # Sep 2020 - Sep 2021
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bikecount.records import SNAKE_TO_EXPORT, RecordError, RecordIssue
+from bikecount.records import ALIASES, RecordError, RecordIssue, spelled_twice
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 HUGE_INTEGER = "a number within 64 bits (from -2^63 to 2^63-1); send longer ones as text"
@@ -32,10 +32,10 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     renamed: list[dict[str, Any]] = []
     issues: list[RecordIssue] = []
     for row, record in enumerate(records):
-        names = [SNAKE_TO_EXPORT.get(key, key) for key in record]
+        names = [ALIASES.get(key, key) for key in record]
         if len(set(names)) < len(names):
             doubled = sorted({name for name in names if names.count(name) > 1})
-            issues += [RecordIssue(row, name, "both spellings", "one spelling") for name in doubled]
+            issues += [spelled_twice(row, name, record) for name in doubled]
         issues += [
             RecordIssue(row, name, shorten(value), HUGE_INTEGER)
             for name, value in zip(names, record.values(), strict=True)

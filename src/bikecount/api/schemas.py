@@ -25,8 +25,10 @@ Metric = Literal[
 ]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
-# A record is a flat JSON object: nested values cannot be a column of the export.
-RecordValue = str | int | float | None
+# A record is a JSON object of the export's fields; a value may be an object, as the Explore
+# API's ``coordinates`` (``{"lon": .., "lat": ..}``) is: the record contract says which fields
+# may be one.
+RecordValue = str | int | float | None | dict[str, Any]
 Record = dict[str, RecordValue]
 HyperValue = str | int | float | bool | None
 
@@ -51,6 +53,12 @@ EXAMPLE_SNAKE_RECORD: dict[str, Any] = {
     "date_et_heure_de_comptage": "2021-06-01T18:00:00+02:00",
     "coordonnées_géographiques": "48.839328,2.336515",
     "mois_annee_comptage": "juin 2021",
+}
+# The Explore API's own spelling: /records answers this way (``coordinates`` an object).
+EXAMPLE_API_RECORD: dict[str, Any] = {
+    "nom_compteur": "Face au 20 avenue Denfert-Rochereau N-S",
+    "date": "2021-06-01T12:00:00+02:00",
+    "coordinates": {"lon": 2.336515, "lat": 48.839328},
 }
 EXAMPLE_JOB_ID = "4f0c2b1e9a7d4c3b8e6f5a4d3c2b1a09"
 # fmt: off
@@ -80,8 +88,10 @@ EXAMPLE_HEALTH: JsonDict = {
 }
 # fmt: on
 RECORDS_DESCRIPTION = (
-    "Rows of the Paris Open Data export, in its French headers or in snake_case "
-    "(`nom_du_compteur`, `date_et_heure_de_comptage`, `coordonnées_géographiques`). "
+    "Rows of the Paris Open Data export, in its French headers, in the Explore API's field "
+    'names (`nom_compteur`, `date`, `coordinates` as `"lat,lon"` or `{"lon", "lat"}`, '
+    "`sum_counts`) or in snake_case (`nom_du_compteur`, `date_et_heure_de_comptage`, "
+    "`coordonnées_géographiques`); one spelling per field. "
     "Every record must be valid; the bound on their number is configurable (default 10,000)."
 )
 
@@ -93,7 +103,10 @@ class PredictRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"records": [EXAMPLE_RECORD, EXAMPLE_SNAKE_RECORD], "model_type": "rf"},
+                {
+                    "records": [EXAMPLE_RECORD, EXAMPLE_SNAKE_RECORD, EXAMPLE_API_RECORD],
+                    "model_type": "rf",
+                },
                 {"records": [EXAMPLE_RECORD], "model_type": "gbm", "metric": "r2"},
             ]
         },

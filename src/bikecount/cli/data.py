@@ -45,18 +45,25 @@ app = typer.Typer(help="Get data: generate it, download the Paris export, split 
 
 @app.command()
 def synth(
-    start: Annotated[
-        datetime,
+    end: Annotated[
+        datetime | None,
         typer.Option(
             formats=["%Y-%m-%d"],
-            help="First day of the generated data (local time).",
-            show_default="2020-09-01",
+            help="Last day of the generated data (local time); the same end and seed give the "
+            "same records.",
+            show_default="yesterday in Paris",
         ),
-    ] = datetime(2020, 9, 1),
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First day instead of the last one (local time)."),
+    ] = None,
     months: Annotated[
         int, typer.Option(min=1, help="How many months of hourly records to generate.")
-    ] = 13,
-    counters: Annotated[int, typer.Option(min=1, help="How many counters to simulate.")] = 60,
+    ] = SynthConfig.months,
+    counters: Annotated[
+        int, typer.Option(min=1, help="How many counters to simulate.")
+    ] = SynthConfig.n_counters,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -71,11 +78,17 @@ def synth(
         ),
     ] = None,
 ) -> None:
-    """Generate realistic synthetic records in the Open Data export format (no network needed)."""
+    """Generate realistic synthetic records in the Open Data export format (no network needed).
+
+    The data ends yesterday (Paris time) unless --end or --start says otherwise.
+    """
+    if start is not None and end is not None:
+        fail("give --start or --end, not both")
     settings = Settings()
     output = output or settings.data_dir / RAW_NAMES[0]
     config = SynthConfig(
-        start=f"{start:%Y-%m-%d}",
+        start=None if start is None else f"{start:%Y-%m-%d}",
+        end=None if end is None else f"{end:%Y-%m-%d}",
         months=months,
         n_counters=counters,
         seed=settings.seed if seed is None else seed,

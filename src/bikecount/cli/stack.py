@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import shlex
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,13 +22,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Column
 from rich.text import Text
 
-from bikecount.api.schemas import EXAMPLE_SNAKE_RECORD
+from bikecount.api.schemas import EXAMPLE_RECORD
 from bikecount.cli.console import console, err_console, fail
 from bikecount.cli.log_filter import LogFilter
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.monitoring.alerting import receiver_kinds, write_alertmanager_config
-from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
+from bikecount.records import COORDINATES, COUNTER, TIMESTAMP, to_export_columns
 from bikecount.registry import quiet_mlflow
 from bikecount.stack import (
     BootstrapHooks,
@@ -231,22 +232,24 @@ def print_ready(
     console.print("[dim]Ctrl-C stops everything.[/]")
 
 
-# A record in the API's snake_case spelling, for when no data set is there to take one from:
-# the documentation's example (the three columns a prediction needs).
+# A record in the Explore API's own field names, for when no data set is there to take one
+# from: the documentation's example (the three fields a prediction needs).
 FALLBACK_RECORD = {
-    key: str(EXAMPLE_SNAKE_RECORD[key])
-    for key in ("nom_du_compteur", "date_et_heure_de_comptage", "coordonnées_géographiques")
+    "nom_compteur": str(EXAMPLE_RECORD[COUNTER]),
+    "date": str(EXAMPLE_RECORD[TIMESTAMP]),
+    "coordinates": str(EXAMPLE_RECORD[COORDINATES]),
 }
 
 
 def example_record(settings: Settings) -> dict[str, str]:
-    """A record of a counter the first models know: the first row of the test sample."""
+    """A record of a counter the first models know (the first row of the test sample), in the
+    field names the Paris Open Data API answers with."""
     try:
-        row = read_records(settings.dataset_path("test_sample")).iloc[0]
+        row = to_export_columns(read_records(settings.dataset_path("test_sample"))).iloc[0]
         return {
-            "nom_du_compteur": str(row[COUNTER]),
-            "date_et_heure_de_comptage": str(row[TIMESTAMP]),
-            "coordonnées_géographiques": str(row[COORDINATES]),
+            "nom_compteur": str(row[COUNTER]),
+            "date": str(row[TIMESTAMP]),
+            "coordinates": str(row[COORDINATES]),
         }
     except Exception:  # only an example: any problem with the file falls back to a fixed one
         return FALLBACK_RECORD
@@ -258,15 +261,16 @@ def example_commands(api: str, legacy: ServiceSpec | None, record: dict[str, str
     train = json.dumps(
         {"model_type": "rf", "data_source": "reference", "env": "dev", "test_mode": True}
     )
+    # Quoted for a POSIX shell: counter names hold apostrophes ("quai de l'Hôtel de Ville").
     header = "-H 'Content-Type: application/json'"
     commands = [
         f"curl {api}/health",
-        f"curl -X POST {api}/predict {header} -d '{predict}'",
-        f"curl -X POST {api}/train {header} -d '{train}'",
+        f"curl -X POST {api}/predict {header} -d {shlex.quote(predict)}",
+        f"curl -X POST {api}/train {header} -d {shlex.quote(train)}",
     ]
     if legacy is not None:
         records = json.dumps({"records": [record]}, ensure_ascii=False)
-        commands.append(f"curl -X POST {legacy.url}/predict {header} -d '{records}'")
+        commands.append(f"curl -X POST {legacy.url}/predict {header} -d {shlex.quote(records)}")
     return commands
 
 

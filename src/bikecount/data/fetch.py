@@ -5,13 +5,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
-
-from bikecount.records import PARIS_TZ
 
 logger = logging.getLogger(__name__)
 
@@ -23,21 +19,14 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class FetchError(Exception):
-    """A download that failed; the message says what went wrong and how to fix it."""
+    """A download that failed; the message says what went wrong and how to fix it.
 
-
-def day_export_url(url: str, day: date) -> str:
-    """The export ``url`` narrowed to the counts of one Europe/Paris ``day``.
-
-    The Explore API (v2.1) filters with an ODSQL ``where`` clause; the bounds carry their UTC
-    offset, so a daylight-saving day has its 23 or 25 hours. The caller still keeps only the
-    rows of the day: a server that ignores the filter costs bandwidth, not correctness.
+    ``status`` is the HTTP status when the server answered one, None when it was not reached.
     """
-    paris = ZoneInfo(PARIS_TZ)
-    start = datetime.combine(day, time(), paris).isoformat()
-    end = datetime.combine(day + timedelta(days=1), time(), paris).isoformat()
-    where = f"date >= date'{start}' AND date < date'{end}'"
-    return str(httpx.URL(url).copy_merge_params({"where": where, "timezone": PARIS_TZ}))
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def partial_path(dest: Path) -> Path:
@@ -84,7 +73,7 @@ def download_export(
                 part.unlink(missing_ok=True)
                 _stream_to(client, url, part, 0, on_progress, chunk_size)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise _transport_error(url, exc, part) from exc
+        raise describe_transport_error(url, exc, part) from exc
     part.replace(dest)  # atomic on one filesystem: readers see no file or the whole file
     logger.info("downloaded %s to %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
@@ -163,10 +152,12 @@ def _raise_for_status(response: httpx.Response, url: str) -> None:
         if response.status_code < 500
         else "the server has a problem; try again later, or " + SYNTH_HINT
     )
-    raise FetchError(f"HTTP {response.status_code} {reason} from {url}; {hint}")
+    raise FetchError(
+        f"HTTP {response.status_code} {reason} from {url}; {hint}", status=response.status_code
+    )
 
 
-def _transport_error(url: str, exc: Exception, part: Path) -> FetchError:
+def describe_transport_error(url: str, exc: Exception, part: Path | None = None) -> FetchError:
     """Turn httpx's network errors into one message a user can act on."""
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return FetchError(f"{url!r} is not an http(s) URL ({exc}); give a full https://... URL")
@@ -175,6 +166,8 @@ def _transport_error(url: str, exc: Exception, part: Path) -> FetchError:
             f"could not reach {url} ({exc or type(exc).__name__}): the machine may be offline, "
             f"or the host unknown or refusing connections; check the network, or {SYNTH_HINT}"
         )
+    if part is None:
+        return FetchError(f"reading {url} failed ({exc or type(exc).__name__}); try again later")
     saved = part.stat().st_size if part.exists() else 0
     return FetchError(
         f"the download of {url} failed after {saved} bytes ({exc or type(exc).__name__}); "

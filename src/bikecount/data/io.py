@@ -61,7 +61,9 @@ def read_records(path: Path | str) -> pd.DataFrame:
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
-        frame = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(
+            path, sep=";", dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+        )
     except UNREADABLE as exc:
         raise DataFileError(f"{path}: {what_is_wrong(exc)}") from exc
     if frame.shape[1] == 1 and "," in frame.columns[0]:

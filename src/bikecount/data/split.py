@@ -11,13 +11,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bikecount.records import PARIS_TZ, SNAKE_TO_EXPORT, TIMESTAMP, parse_timestamps
+from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps, spellings
 
 logger = logging.getLogger(__name__)
 
-_TIMESTAMP_SPELLINGS = (TIMESTAMP,) + tuple(
-    snake for snake, export in SNAKE_TO_EXPORT.items() if export == TIMESTAMP
-)
+_TIMESTAMP_SPELLINGS = spellings(TIMESTAMP)
 
 
 def split_by_time(
@@ -26,7 +24,7 @@ def split_by_time(
     """Split raw records in time: the earlier part is the reference, the later part is current.
 
     Args:
-        raw: raw export records (either column spelling); columns are returned as they are.
+        raw: raw export records (any spelling of the fields); columns are returned as they are.
         cutoff: a date or date-time (``2021-06-01``); naive values are Europe/Paris local time.
             Rows strictly before it go to the reference, the others to current.
         fraction: when no cutoff is given, the cutoff is the instant at this fraction of the

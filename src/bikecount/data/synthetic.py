@@ -26,8 +26,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import holidays
 import numpy as np
@@ -129,25 +131,49 @@ LEVEL_VALUES = np.array([2.0, 13.0, 37.0, 54.0, 78.0, 145.0, 250.0])
 NB_SHAPE = 20.0  # gamma shape of the negative binomial: variance = mu + mu^2 / NB_SHAPE
 
 
+def yesterday() -> date:
+    """The last whole day in Paris: where generated data ends by default."""
+    return datetime.now(ZoneInfo(PARIS_TZ)).date() - timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to generate: the period (local days from ``start``), how many counters, the seed."""
+    """What to generate: ``months`` of local days that end on ``end`` (yesterday in Paris when
+    neither ``end`` nor ``start`` is given) or begin on ``start``; how many counters; the seed.
 
-    start: str = "2020-09-01"
+    The same seed and period give the same records, whatever the day they are generated on.
+    """
+
+    start: str | None = None
     months: int = 13
     n_counters: int = 52  # the real Paris counters of the shipped table
     seed: int = 42
+    end: str | None = None
 
     def __post_init__(self) -> None:
         if self.months < 1:
             raise ValueError(f"months must be 1 or more, got {self.months}")
         if self.n_counters < 1:
             raise ValueError(f"n_counters must be 1 or more, got {self.n_counters}")
-        try:
-            pd.Timestamp(self.start)
-        except ValueError as exc:
-            message = f"start must be a date such as 2020-09-01, got {self.start!r}"
-            raise ValueError(message) from exc
+        if self.start is not None and self.end is not None:
+            raise ValueError("give the period's start or its end, not both")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            try:
+                if value is not None:
+                    date.fromisoformat(value)
+            except ValueError as exc:
+                message = f"{name} must be a date such as 2021-09-30, got {value!r}"
+                raise ValueError(message) from exc
+
+    def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """Local midnights of the first day generated and of the day after the last."""
+        if self.start is not None:
+            first = pd.Timestamp(self.start).normalize()
+            return first, first + pd.DateOffset(months=self.months)
+        end = pd.Timestamp(self.end if self.end is not None else yesterday()).normalize()
+        stop = end + pd.Timedelta(days=1)
+        return stop - pd.DateOffset(months=self.months), stop
 
 
 def generate_records(config: SynthConfig = SynthConfig()) -> pd.DataFrame:
@@ -159,23 +185,23 @@ def generate_records(config: SynthConfig = SynthConfig()) -> pd.DataFrame:
         are strings as in the export, except ``Comptage horaire`` (int64, 0 or more).
     """
     rng = np.random.default_rng(config.seed)
-    hours = build_hours(config.start, config.months)
-    counters = build_counters(config.n_counters, pd.Timestamp(config.start), rng)
+    first, stop = config.period()
+    hours = build_hours(first, stop)
+    counters = build_counters(config.n_counters, first, rng)
     counts = draw_counts(hours, counters, rng)
     frame = to_export_frame(hours, counters, counts)
     logger.debug("generated %d records for %d counters", len(frame), len(counters))
     return frame
 
 
-def build_hours(start: str, months: int) -> pd.DatetimeIndex:
-    """Every hour from local midnight of ``start`` to ``months`` months later, in Paris time.
+def build_hours(first: pd.Timestamp, stop: pd.Timestamp) -> pd.DatetimeIndex:
+    """Every hour from local midnight of ``first`` to that of ``stop`` (excluded), Paris time.
 
     Built in UTC and converted, so daylight-saving days get 23 or 25 local hours, the repeated
     October hour appearing once with each offset, as in the export.
     """
-    first = pd.Timestamp(start).normalize().tz_localize(PARIS_TZ)
-    end = (first.tz_localize(None) + pd.DateOffset(months=months)).tz_localize(PARIS_TZ)
-    utc = pd.date_range(first.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left")
+    start, end = (day.normalize().tz_localize(PARIS_TZ) for day in (first, stop))
+    utc = pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left")
     return utc.tz_convert(PARIS_TZ)
 
 

@@ -15,7 +15,6 @@ refusal, or the forced replacement.
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,8 +23,9 @@ from typing import Any
 import pandas as pd
 
 from bikecount.config import Settings
-from bikecount.data.fetch import FetchError, day_export_url, download_export
+from bikecount.data.fetch import FetchError
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError, read_records
+from bikecount.data.opendata import read_day
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.store import log_ingest, open_store, read_counts, replace_day_counts
@@ -125,7 +125,7 @@ def ingest(
         FetchError: Open Data cannot be reached or answers an error.
         DataFileError: the source does not exist or holds no readable record file.
     """
-    raw = read_source(settings, source, day)
+    raw, source_note = read_source(settings, source, day)
     day_rows = rows_of_day(raw, day)
     parsed = parse_records(day_rows, require_count=True)
     reasons = parsed.drop_reasons()
@@ -158,9 +158,11 @@ def ingest(
             '(--force, or {"force": true} for the DAG) if the smaller day is right'
         )
     result = IngestResult(day.isoformat(), str(source), len(day_rows), written, rejected, reasons)
+    result.note = source_note
     if shrink is not None:
         logger.warning("re-ingest forced: %s", shrink)
-        result.note = f"forced: the stored day shrank ({shrink})"
+        forced = f"forced: the stored day shrank ({shrink})"
+        result.note = "; ".join(text for text in (source_note, forced) if text)
     return result
 
 
@@ -192,16 +194,24 @@ def check_rejections(result: IngestResult, max_share: float) -> None:
         )
 
 
-def read_source(settings: Settings, source: str | Path, day: date) -> pd.DataFrame:
-    """Raw records (export columns) from Open Data, a folder, a file or the generator."""
+def read_source(
+    settings: Settings, source: str | Path, day: date
+) -> tuple[pd.DataFrame, str | None]:
+    """Raw records (export labels) from Open Data, a folder, a file or the generator, and a
+    note when the source was read another way than asked (Open Data's records endpoint)."""
     if str(source) == OPEN_DATA:
-        return read_open_data(settings.open_data_url, day)
+        raw, note = read_day(settings.open_data_url, day)
+        return to_export_columns(raw), note
     if str(source) == SYNTHETIC:
         # A whole month from its first day, so that a day's values do not depend on which day
         # of the month a demo starts with.
         config = SynthConfig(start=day.replace(day=1).isoformat(), months=1, seed=settings.seed)
-        return generate_records(config)
-    path = Path(source)
+        return generate_records(config), None
+    return read_files(Path(source)), None
+
+
+def read_files(path: Path) -> pd.DataFrame:
+    """The records of one file, or of every record file of a folder, each file in any spelling."""
     if path.is_file():
         return to_export_columns(read_records(path))
     if not path.is_dir():
@@ -217,13 +227,6 @@ def read_source(settings: Settings, source: str | Path, day: date) -> pd.DataFra
             f"{path}: no record file ({', '.join(SUPPORTED_SUFFIXES)}) in the folder"
         )
     return pd.concat([to_export_columns(read_records(p)) for p in files], ignore_index=True)
-
-
-def read_open_data(url: str, day: date) -> pd.DataFrame:
-    """The day's export from the Open Data API, through a temporary file."""
-    with tempfile.TemporaryDirectory(prefix="bikecount-opendata-") as folder:
-        path = download_export(day_export_url(url, day), Path(folder) / f"{day}.csv", timeout=60)
-        return to_export_columns(read_records(path))
 
 
 def rows_of_day(raw: pd.DataFrame, day: date) -> pd.DataFrame:
