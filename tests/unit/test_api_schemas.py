@@ -15,6 +15,7 @@ import typing
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -43,7 +44,14 @@ from bikecount.api.schemas import (
 from bikecount.config import Settings
 from bikecount.evaluate import HIGHER_IS_BETTER, finite_metrics
 from bikecount.models import MODEL_TYPES
-from bikecount.records import COORDINATES, COUNTER, TIMESTAMP, RecordError, RecordIssue
+from bikecount.records import (
+    COORDINATES,
+    COUNTER,
+    TIMESTAMP,
+    RecordError,
+    RecordIssue,
+    require_valid,
+)
 from bikecount.registry import ModelNotFoundError
 
 
@@ -117,8 +125,25 @@ def test_records_of_one_request_may_use_either_spelling() -> None:
 
 def test_a_record_with_both_spellings_of_a_column_is_refused() -> None:
     with pytest.raises(RecordError) as caught:
-        records_frame([EXAMPLE_RECORD, {**EXAMPLE_RECORD, "nom_du_compteur": "B"}])
+        records_frame([EXAMPLE_RECORD, {**EXAMPLE_RECORD, "nom_compteur": "B"}])
     assert [(issue.row, issue.column) for issue in caught.value.issues] == [(1, COUNTER)]
+    assert f"'{COUNTER}' and 'nom_compteur'" in str(caught.value)
+
+
+def test_records_in_the_api_field_names_give_the_same_frame() -> None:
+    # As /records answers: coordinates an object, sum_counts a number.
+    api = {**EXAMPLE_API_RECORD, "sum_counts": 12, "id_compteur": "100036719-104036719"}
+    labels = {
+        COUNTER: api["nom_compteur"],
+        TIMESTAMP: api["date"],
+        COORDINATES: "48.839328,2.336515",
+        "Comptage horaire": 12,
+    }
+
+    from_api = require_valid(records_frame([api]), require_count=True)
+
+    pd.testing.assert_frame_equal(from_api, require_valid(records_frame([labels])))
+    assert from_api["count"].tolist() == [12.0]
 
 
 @pytest.mark.parametrize(

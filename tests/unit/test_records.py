@@ -1,4 +1,4 @@
-"""The raw-record contract: both spellings, Paris local time across DST, and precise issues."""
+"""The raw-record contract: three spellings, Paris local time across DST, and precise issues."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from bikecount.records import (
     COORDINATES,
     COUNT,
     COUNTER,
+    FIELD_TO_EXPORT,
     PARIS_TZ,
     REQUIRED_COLUMNS,
     TIMESTAMP,
+    MissingColumnsError,
     RecordError,
     RecordIssue,
+    parse_coordinates,
     parse_records,
     parse_timestamps,
     require_valid,
@@ -54,12 +57,92 @@ def test_canonical_frame_has_the_contract_columns_and_types(small_raw: pd.DataFr
     assert list(frame.index) == list(range(50))
 
 
-def test_mixing_both_spellings_of_one_column_is_an_error() -> None:
-    raw = helpers.raw_records([{}]).assign(nom_du_compteur="autre nom")
+def to_field_names(raw: pd.DataFrame) -> pd.DataFrame:
+    """The records with the Explore API's field names (its default CSV headers)."""
+    return raw.rename(columns={label: name for name, label in FIELD_TO_EXPORT.items()})
+
+
+def test_the_api_field_names_parse_to_the_same_frame(small_raw: pd.DataFrame) -> None:
+    raw = small_raw.head(300)
+
+    fields = parse_records(to_field_names(raw), require_count=True)
+
+    assert "nom_compteur" in to_field_names(raw).columns and fields.issues == []
+    pd.testing.assert_frame_equal(fields.frame, parse_records(raw, require_count=True).frame)
+
+
+@pytest.mark.parametrize(
+    "other", ["nom_du_compteur", "nom_compteur"], ids=["snake_case", "field_name"]
+)
+def test_a_field_spelled_twice_is_refused_naming_both_columns(other: str) -> None:
+    raw = helpers.raw_records([{}]).assign(**{other: "autre nom"})
 
     with pytest.raises(RecordError) as caught:
         parse_records(raw)
+
     assert caught.value.issues[0].column == COUNTER
+    assert f"'{COUNTER}' and '{other}'" in str(caught.value)
+
+
+def test_records_of_no_known_spelling_name_their_columns_and_the_expected_ones() -> None:
+    raw = pd.DataFrame({"station": ["Rivoli"], "heure": ["08:00"], "velos": ["12"]})
+
+    with pytest.raises(MissingColumnsError) as caught:
+        parse_records(raw, require_count=True)
+
+    message = str(caught.value)
+    assert "'station', 'heure', 'velos'" in message
+    for expected in (COUNTER, "nom_compteur", "nom_du_compteur", "sum_counts", "date"):
+        assert repr(expected) in message
+    assert {issue.column for issue in caught.value.issues} == {
+        COUNTER, TIMESTAMP, COORDINATES, COUNT
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "48.8566,2.3522",
+        "48.8566, 2.3522",
+        {"lon": 2.3522, "lat": 48.8566},
+        {"lat": "48.8566", "lon": "2.3522"},
+    ],
+    ids=["lat,lon", "lat, lon", "object", "object of text"],
+)
+def test_coordinates_in_every_form_the_api_writes(value: object) -> None:
+    lat, lon = parse_coordinates(pd.Series([value], dtype=object))
+
+    assert (lat[0], lon[0]) == (48.8566, 2.3522)
+
+
+@pytest.mark.parametrize(
+    "value", [{"lon": 2.35}, {"lon": "x", "lat": 48.8}, {"lat": True, "lon": 2.3}, [48.8, 2.3]]
+)
+def test_an_incomplete_coordinates_object_is_an_issue(value: object) -> None:
+    raw = helpers.raw_records([{}]).astype(object)
+    raw.at[0, COORDINATES] = value
+
+    parsed = parse_records(raw)
+
+    assert parsed.frame.empty and parsed.issues[0].column == COORDINATES
+
+
+@pytest.mark.parametrize("month", ["juin 2021", "2021-06", None, "n'importe quoi"])
+def test_the_month_field_is_optional_whatever_its_format(month: object) -> None:
+    raw = helpers.raw_records([{}]).assign(mois_annee_comptage=month)
+
+    assert parse_records(raw, require_count=True).issues == []
+
+
+def test_an_object_where_a_name_or_a_count_is_expected_is_an_issue() -> None:
+    raw = helpers.raw_records([{}, {}]).astype(object)
+    raw.at[0, COUNTER] = {"name": "Rivoli"}
+    raw.at[1, COUNT] = {"value": 3}
+
+    parsed = parse_records(raw)
+
+    assert parsed.frame.empty
+    assert [(issue.row, issue.column) for issue in parsed.issues] == [(0, COUNTER), (1, COUNT)]
 
 
 def test_count_is_optional_for_prediction() -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import holidays
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from bikecount.cli import app
+from bikecount.data.io import read_records
 from bikecount.data.synthetic import (
     COUNTER_TABLE,
     FRENCH_MONTHS,
@@ -126,10 +132,60 @@ def test_another_seed_gives_other_values(small: pd.DataFrame) -> None:
     assert not np.array_equal(other["Comptage horaire"], small["Comptage horaire"])
 
 
-@pytest.mark.parametrize("kwargs", [{"months": 0}, {"n_counters": 0}, {"start": "not a date"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"months": 0},
+        {"n_counters": 0},
+        {"start": "not a date"},
+        {"end": "2021-02-30"},
+        {"start": "2021-01-01", "end": "2021-03-31"},
+    ],
+)
 def test_invalid_config_is_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SynthConfig(**kwargs)
+
+
+def local_days(frame: pd.DataFrame) -> tuple[str, str]:
+    stamps = frame["Date et heure de comptage"]
+    return stamps.iloc[0], stamps.iloc[-1]
+
+
+def test_the_data_ends_on_the_end_day(default: pd.DataFrame) -> None:
+    # 13 months that end on 2021-09-30 begin on 2020-09-01, and a month's end is kept whole.
+    assert local_days(default) == ("2020-09-01T00:00:00+02:00", "2021-09-30T23:00:00+02:00")
+    short = generate_records(SynthConfig(end="2021-03-31", months=1, n_counters=2))
+    assert local_days(short) == ("2021-03-01T00:00:00+01:00", "2021-03-31T23:00:00+02:00")
+
+
+def test_by_default_the_data_ends_yesterday_in_paris() -> None:
+    frame = generate_records(SynthConfig(months=1, n_counters=2))
+
+    yesterday = datetime.now(ZoneInfo("Europe/Paris")).date() - timedelta(days=1)
+    assert local_days(frame)[1][:10] == yesterday.isoformat()
+
+
+def test_the_same_end_and_seed_give_the_same_records(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    for path in paths:
+        result = CliRunner().invoke(
+            app,
+            ["data", "synth", "--end", "2021-06-30", "--months", "1", "--counters", "3"]
+            + ["--output", str(path)],
+        )
+        assert result.exit_code == 0, result.output
+
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert local_days(read_records(paths[0]))[1] == "2021-06-30T23:00:00+02:00"
+
+
+def test_synth_refuses_a_start_and_an_end(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["data", "synth", "--start", "2021-01-01", "--end", "2021-06-30"]
+    )
+
+    assert result.exit_code == 1 and "not both" in result.output
 
 
 def test_month_name_matches_the_timestamp(small: pd.DataFrame, default: pd.DataFrame) -> None:
