@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= gbm
 
-.PHONY: install system-deps run prepare test test-fast typecheck lint format bench clean
+.PHONY: install system-deps run prepare test test-fast typecheck lint format docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,9 @@ lint: install  ## ruff: lint and format check
 
 typecheck: install  ## mypy on src/ (configured in pyproject.toml)
 	$(BIN)/mypy
+
+docs: install  ## Regenerate docs/configuration.md from bikecount.config.Settings
+	$(BIN)/python scripts/settings_doc.py > docs/configuration.md
 
 bench: install  ## Training benchmark: fit time, memory, size and accuracy per model type
 	$(BIN)/python benchmarks/train.py
