@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 import helpers
 from bikecount.cli import app
 from bikecount.config import Settings
+from bikecount.data.io import read_records
 from bikecount.data.opendata import read_day_records, records_url
 from bikecount.pipeline.store import open_store, read_counts
 from bikecount.records import EXPORT_COLUMNS, parse_records, to_export_columns
@@ -146,7 +147,7 @@ def test_fetch_then_train_on_the_fetched_file(home: Settings) -> None:
     output = invoke("train", "--model", "rf", "--data", str(fetched), "--test-mode", "--json")
     result = json.loads(output)
     assert result["version"] == 1 and result["rows_dropped"] == 0
-    assert Path(result["data_path"]) == fetched
+    assert result["rows_fit"] == len(read_records(fetched))  # every fetched row
 
 
 def invoke_ingest(url: str, source: str) -> str:
