@@ -171,7 +171,7 @@ def detail_locs(response: httpx.Response) -> list[list[object]]:
         ({}, ["body", "records"]),
         ({"records": "abc"}, ["body", "records"]),
         ({"records": [1, 2]}, ["body", "records", 0]),
-        ({"records": [{COUNTER: {"nested": 1}}]}, ["body", "records", 0, COUNTER, "str"]),
+        ({"records": [{**RECORD, COUNTER: {"nested": 1}}]}, ["body", "records", 0, COUNTER]),
         ({"records": [RECORD], "model_type": "svm"}, ["body", "model_type"]),
         ({"records": [RECORD], "model_type": 3}, ["body", "model_type"]),
         ({"records": [RECORD], "metric": "accuracy_top5"}, ["body", "metric"]),
