@@ -20,10 +20,10 @@ import pandas as pd
 
 from bikecount.config import Settings
 from bikecount.evaluate import finite_metrics, per_counter_rmse, regression_metrics
+from bikecount.fitting import fit_for_deployment
 from bikecount.forecast import GRID_COLUMNS, GapSettings, forecast_day
 from bikecount.models import get_spec, parse_params
 from bikecount.records import PARIS_TZ
-from bikecount.train import fit_for_deployment
 
 logger = logging.getLogger(__name__)
 
