@@ -22,7 +22,7 @@ from bikecount.cleaning import drop_outages
 from bikecount.config import Settings
 from bikecount.evaluate import HoldoutSplit, score_model, split_holdout
 from bikecount.isolated_fit import fit_isolated
-from bikecount.models import build_model, get_spec
+from bikecount.models import build_model, get_spec, stops_early
 from bikecount.stopping import StopToken
 
 logger = logging.getLogger(__name__)
@@ -135,16 +135,10 @@ def fit_records(
     return model
 
 
-def refit_follows_evaluation(model_type: str, params: BaseModel) -> bool:
-    """Whether the refit on every row takes something from the evaluation fit: ``nn`` without a
-    fixed epoch count trains for the epochs its early stopping chose there."""
-    return get_spec(model_type).torch and getattr(params, "epochs", None) is None
-
-
 def deployment_params(model_type: str, params: BaseModel, evaluation: Any) -> BaseModel:
     """The hyperparameters of the refit on every row: the evaluated ones, except that ``nn``
     trains for exactly the epochs its early stopping chose (no rows left to stop on)."""
-    if refit_follows_evaluation(model_type, params):
+    if stops_early(model_type, params):
         network = evaluation.regressor_.named_steps["model"]
         return params.model_copy(update={"epochs": int(network.best_epoch_)})
     return params
@@ -158,6 +152,6 @@ def fit_for_deployment(
     Models whose refit needs nothing from the evaluation fit (trees) are fitted once, on every
     row; ``nn`` first chooses its epoch count on the temporal holdout, as ``train`` does.
     """
-    if not refit_follows_evaluation(model_type, params):
+    if not stops_early(model_type, params):
         return fit_records(model_type, params, records, settings)
     return fit_and_evaluate(records, model_type, params, settings).model
