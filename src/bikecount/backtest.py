@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from bikecount.config import Settings
 from bikecount.evaluate import finite_metrics, per_counter_rmse, regression_metrics
+from bikecount.fitting import fit_for_deployment
 from bikecount.forecast import GRID_COLUMNS, GapSettings, forecast_day
 from bikecount.models import get_spec, parse_params
 from bikecount.records import PARIS_TZ
-from bikecount.train import fit_for_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -97,34 +99,54 @@ def run_backtest(
         HyperparameterError, UnknownModelTypeError; ValueError: a classifier, an empty period,
             or no record before ``start``.
     """
-    spec = get_spec(model_type)
-    if spec.task != "regression":
-        raise ValueError(f"backtest forecasts counts: {model_type} is a {spec.task} model")
-    if retrain_every < 1:
-        raise ValueError(f"--retrain-every must be 1 or more, got {retrain_every}")
-    if end < start:
-        raise ValueError(f"--end {end} is before --start {start}")
-    params = parse_params(model_type, hyperparams)
+    params = _checked_params(model_type, start, end, retrain_every, hyperparams)
     records = records[records["count"].notna()].sort_values("timestamp", kind="stable")
-    days_of = local_days(records)
-    if not (days_of < start).any():
-        raise ValueError(f"no record before {start}: nothing to train on")
-    targets = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-    present = set(days_of[(days_of >= start) & (days_of <= end)])
-    if not present:
-        raise ValueError(f"no record from {start} to {end} to forecast")
+    targets = _target_days(local_days(records), start, end)
+    fit = partial(fit_for_deployment, model_type, params, settings=settings)
     gap = GapSettings.from_settings(settings)
     started = time.perf_counter()
+    forecasts, days, retrained_on = _roll(records, targets, retrain_every, fit, gap, on_day)
+    truth, predicted = forecasts["count"].to_numpy(float), forecasts["prediction"].to_numpy(float)
+    return BacktestResult(
+        model_type=model_type,
+        start=start,
+        end=end,
+        retrain_every=retrain_every,
+        metrics=regression_metrics(truth, predicted),
+        days=days,
+        per_counter_rmse=per_counter_rmse(forecasts, predicted),
+        forecasts=forecasts,
+        retrained_on=retrained_on,
+        duration_seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _roll(
+    records: pd.DataFrame,
+    targets: list[date],
+    retrain_every: int,
+    fit: Callable[[pd.DataFrame], Any],
+    gap: GapSettings,
+    on_day: DayCallback | None,
+) -> tuple[pd.DataFrame, list[dict[str, Any]], list[str]]:
+    """The rolling origin: the model is fitted on the records before the first target day,
+    then again every ``retrain_every`` days on the records before that day; each day is
+    forecast from the counts before it.
+
+    Returns:
+        The forecast records, each day's metrics, the days the model was retrained on.
+    """
+    days_of = local_days(records)
     model: Any = None
     retrained_on: list[str] = []
     outputs: list[pd.DataFrame] = []
     day_rows: list[dict[str, Any]] = []
     for done, day in enumerate(targets, start=1):
-        retrain = model is None or (day - start).days % retrain_every == 0
+        retrain = model is None or (day - targets[0]).days % retrain_every == 0
         before = records[(days_of < day).to_numpy()]
         if retrain:
-            logger.info("retraining %s on %d records before %s", model_type, len(before), day)
-            model = fit_for_deployment(model_type, params, before, settings)
+            logger.info("retraining on %d records before %s", len(before), day)
+            model = fit(before)
             retrained_on.append(day.isoformat())
         grid = records[(days_of == day).to_numpy()]
         if not grid.empty:
@@ -133,20 +155,34 @@ def run_backtest(
             day_rows.append(_day_metrics(day, grid["count"].to_numpy(float), predictions))
         if on_day is not None:
             on_day(day, done, len(targets), retrain)
-    forecasts = pd.concat(outputs)
-    truth, predicted = forecasts["count"].to_numpy(float), forecasts["prediction"].to_numpy(float)
-    return BacktestResult(
-        model_type=model_type,
-        start=start,
-        end=end,
-        retrain_every=retrain_every,
-        metrics=regression_metrics(truth, predicted),
-        days=day_rows,
-        per_counter_rmse=per_counter_rmse(forecasts, predicted),
-        forecasts=forecasts,
-        retrained_on=retrained_on,
-        duration_seconds=round(time.perf_counter() - started, 2),
-    )
+    return pd.concat(outputs), day_rows, retrained_on
+
+
+def _checked_params(
+    model_type: str,
+    start: date,
+    end: date,
+    retrain_every: int,
+    hyperparams: Mapping[str, Any] | None,
+) -> BaseModel:
+    """The hyperparameters of a backtest that can run (see :func:`run_backtest`)."""
+    spec = get_spec(model_type)
+    if spec.task != "regression":
+        raise ValueError(f"backtest forecasts counts: {model_type} is a {spec.task} model")
+    if retrain_every < 1:
+        raise ValueError(f"--retrain-every must be 1 or more, got {retrain_every}")
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    return parse_params(model_type, hyperparams)
+
+
+def _target_days(days_of: pd.Series, start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end``, once the records have days before and within."""
+    if not (days_of < start).any():
+        raise ValueError(f"no record before {start}: nothing to train on")
+    if not ((days_of >= start) & (days_of <= end)).any():
+        raise ValueError(f"no record from {start} to {end} to forecast")
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """train(): fit a model on a temporal split, score its holdout, refit it on every row, log it to
 MLflow, register it, and crown it champion only when it earns it.
 
+The steps are pure and live elsewhere: fitting in :func:`bikecount.fitting.fit_and_evaluate`, the
+champion policy in :func:`bikecount.champion.decide_champion`. Here they are wired to the edges:
+reading the file, the cost guard in front, the MLflow run, the registry.
+
 The model that is registered and served learns from every row, holdout included: the latest days
 are what a forecast needs most. Its holdout metrics come from the evaluation fit, made without
 the holdout, so they stay honest; ``trained_until`` says what the served model knows, and the
@@ -11,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from functools import partial
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -23,29 +28,20 @@ import pandas as pd
 from mlflow.models import infer_signature
 from pydantic import BaseModel
 
-from bikecount.cleaning import drop_outages
+from bikecount.champion import Challenger, Champion, ChampionDecision, decide_champion
 from bikecount.config import Env, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import read_records
-from bikecount.evaluate import (
-    MIN_HOLDOUT_ROWS,
-    SELECTION_METRIC,
-    HoldoutSplit,
-    is_better,
-    score_model,
-    split_holdout,
-)
+from bikecount.evaluate import HoldoutSplit, split_holdout
 from bikecount.fingerprint import file_fingerprint
-from bikecount.isolated_fit import fit_isolated
-from bikecount.models import ModelSpec, build_model, get_spec, parse_params
+from bikecount.fitting import FitResult, StageCallback, fit_and_evaluate
+from bikecount.models import ModelSpec, get_spec, parse_params
 from bikecount.models.limits import check_training_limits
-from bikecount.records import parse_records, to_raw_records
+from bikecount.records import ParsedRecords, parse_records, to_raw_records
 from bikecount.registry import Registry, trained_until
 from bikecount.stopping import StopToken, marking_stopped_run
 
 logger = logging.getLogger(__name__)
-
-StageCallback = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -115,12 +111,9 @@ def train(
     registry.check_reachable()  # within seconds, not MLflow's minutes of retries
 
     stage(f"reading {path}")
-    parsed = parse_records(read_records(path), require_count=True)
-    if parsed.frame.empty:
-        raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
-    split = split_holdout(parsed.frame, settings.holdout_days, start=request.holdout_from)
-    refit_rows = len(parsed.frame) if request.refit else None
-    check_training_limits(request.model_type, params, len(split.train), settings, refit_rows)
+    data = read_training_data(path, settings.holdout_days, request.holdout_from)
+    refit_rows = len(data.frame) if request.refit else None
+    check_training_limits(request.model_type, params, len(data.split.train), settings, refit_rows)
     stop.check("starting")
 
     registry.use_for_runs()
@@ -129,63 +122,49 @@ def train(
         mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run,
         marking_stopped_run(),
     ):
-        mlflow.set_tags({**_run_tags(request, path, spec.name), **request.tags})
-        mlflow.log_params({**params.model_dump(), **_split_params(split, parsed.dropped_rows)})
-        stage(f"fitting {spec.description} on {len(split.train):,} records")
-        evaluation = fit_records(request.model_type, params, split.train, settings, stop)
-        stage(f"scoring on the holdout ({len(split.holdout):,} records, {split.rule})")
-        metrics = score_model(evaluation, spec.task, split.holdout)
-        mlflow.log_metrics(metrics)
-        deployed, fitted = evaluation, split.train
-        if request.refit:
-            stage(f"refitting on all {len(parsed.frame):,} records (holdout included)")
-            refit_params = deployment_params(request.model_type, params, evaluation)
-            deployed = fit_records(
-                request.model_type, refit_params, parsed.frame, settings, stop, "refitting"
-            )
-            fitted = parsed.frame
-            changed = {
-                f"refit_{name}": value
-                for name, value in refit_params.model_dump().items()
-                if value != getattr(params, name)
-            }
-            mlflow.log_params(changed)  # e.g. refit_epochs: the epochs nn's early stopping chose
-        trained_until = fitted["timestamp"].max().isoformat()
-        mlflow.log_params(
-            {"refit": request.refit, "rows_fit": len(fitted), "trained_until": trained_until}
-        )
+        mlflow.set_tags({**_run_tags(request, data, spec.name), **request.tags})
+        mlflow.log_params({**params.model_dump(), **_split_params(data)})
+        fitted = _fit_in_run(request, params, data, settings, stage, stop)
         # The last stop: once registering has begun, the training finishes.
         stop.check("about to register the model")
         stage("logging and registering the model")
-        info = _log_model(
-            deployed, registry.registered_name(request.model_type), split.holdout, spec.torch
-        )
-        version = int(info.registered_model_version)
+        name = registry.registered_name(request.model_type)
+        version = _log_model(fitted.model, name, data.split.holdout, spec.torch)
         stage("comparing with the champion")
-        challenger = Challenger(version, evaluation, metrics, split, file_fingerprint(path))
-        crowned, reason = decide_champion(registry, request, challenger)
-        mlflow.set_tag("champion_decision", reason)
+        decision = crown_if_earned(registry, request, version, fitted, data.fingerprint)
+    duration = round(time.perf_counter() - started, 2)
+    run_id = run.info.run_id
+    return _train_result(request, params, data, fitted, run_id, name, version, decision, duration)
 
-    return TrainResult(
-        run_id=run.info.run_id,
-        model_type=request.model_type,
-        model_name=registry.registered_name(request.model_type),
-        version=version,
-        model_uri=f"models:/{registry.registered_name(request.model_type)}/{version}",
-        champion=crowned,
-        champion_reason=reason,
-        metrics=metrics,
-        params=params.model_dump(),
-        data_path=str(path),
-        rows_train=len(split.train),
-        rows_holdout=len(split.holdout),
-        rows_fit=len(fitted),
-        trained_until=trained_until,
-        refit=request.refit,
-        rows_dropped=parsed.dropped_rows,
-        drop_reasons=parsed.drop_reasons(),
-        duration_seconds=round(time.perf_counter() - started, 2),
-    )
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The records a training reads: its file, the parsed rows and their temporal split."""
+
+    path: Path
+    records: ParsedRecords
+    split: HoldoutSplit
+    fingerprint: str
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.records.frame
+
+
+def read_training_data(
+    path: Path, holdout_days: int, holdout_from: date | None = None
+) -> TrainingData:
+    """Read and parse a record file and split it in time (see
+    :func:`~bikecount.evaluate.split_holdout`).
+
+    Raises:
+        DataFileError, RecordError; ValueError: no valid record, or no temporal holdout.
+    """
+    parsed = parse_records(read_records(path), require_count=True)
+    if parsed.frame.empty:
+        raise ValueError(f"{path}: no valid records ({parsed.dropped_rows} rows dropped)")
+    split = split_holdout(parsed.frame, holdout_days, start=holdout_from)
+    return TrainingData(path, parsed, split, file_fingerprint(path))
 
 
 class EnvUnavailableError(ValueError):
@@ -215,72 +194,53 @@ def validate_train_request(
     return spec, params, path
 
 
-def fit_records(
-    model_type: str,
-    params: BaseModel,
-    records: pd.DataFrame,
-    settings: Settings,
-    stop: StopToken | None = None,
-    stage: str = "fitting",
-) -> Any:
-    """A fresh model of ``model_type`` fitted on canonical records, counter outages dropped.
-
-    The one fitting step of ``bikecount train``, ``POST /train`` and ``bikecount backtest``.
-    With ``stop``, the fit runs in a child process that is killed at once when the token says
-    stop (cancel, time limit; see :mod:`bikecount.isolated_fit`; ``stage`` names the fit in
-    the stop's message); without, in this process.
-    """
-    model = build_model(model_type, params, settings.seed)
-    fitted_on = drop_outages(records.sort_values("timestamp", kind="stable"), settings.outage_hours)
-    if stop is not None:
-        return fit_isolated(model, fitted_on, fitted_on["count"].to_numpy(), stop, stage)
-    model.fit(fitted_on, fitted_on["count"].to_numpy())
-    return model
-
-
-def deployment_params(model_type: str, params: BaseModel, evaluation: Any) -> BaseModel:
-    """The hyperparameters of the refit on every row: the evaluated ones, except that ``nn``
-    trains for exactly the epochs its early stopping chose (no rows left to stop on)."""
-    if get_spec(model_type).torch and getattr(params, "epochs", None) is None:
-        network = evaluation.regressor_.named_steps["model"]
-        return params.model_copy(update={"epochs": int(network.best_epoch_)})
-    return params
-
-
-def fit_for_deployment(
-    model_type: str, params: BaseModel, records: pd.DataFrame, settings: Settings
-) -> Any:
-    """The model ``bikecount train`` would register for these records, without MLflow.
-
-    Models whose refit needs nothing from the evaluation fit (trees) are fitted once, on every
-    row; ``nn`` first chooses its epoch count on the temporal holdout, as ``train`` does.
-    """
-    if not get_spec(model_type).torch or getattr(params, "epochs", None) is not None:
-        return fit_records(model_type, params, records, settings)
-    split = split_holdout(records, settings.holdout_days)
-    evaluation = fit_records(model_type, params, split.train, settings)
-    refit_params = deployment_params(model_type, params, evaluation)
-    return fit_records(model_type, refit_params, records, settings)
-
-
-def _run_tags(request: TrainRequest, path: Any, model_type: str) -> dict[str, str]:
+def _run_tags(request: TrainRequest, data: TrainingData, model_type: str) -> dict[str, str]:
     return {
         "model_type": model_type,
         "env": request.env,
         "test_mode": str(request.test_mode).lower(),
         "data_source": request.data_source,
-        "data_fingerprint": file_fingerprint(path),
+        "data_fingerprint": data.fingerprint,
     }
 
 
-def _split_params(split: Any, dropped: int) -> dict[str, Any]:
+def _split_params(data: TrainingData) -> dict[str, Any]:
     return {
-        "holdout_rule": split.rule,
-        "holdout_cutoff": split.cutoff.isoformat(),
-        "rows_train": len(split.train),
-        "rows_holdout": len(split.holdout),
-        "rows_dropped": dropped,
+        "holdout_rule": data.split.rule,
+        "holdout_cutoff": data.split.cutoff.isoformat(),
+        "rows_train": len(data.split.train),
+        "rows_holdout": len(data.split.holdout),
+        "rows_dropped": data.records.dropped_rows,
     }
+
+
+def _fit_in_run(
+    request: TrainRequest,
+    params: BaseModel,
+    data: TrainingData,
+    settings: Settings,
+    stage: StageCallback,
+    stop: StopToken,
+) -> FitResult:
+    """:func:`~bikecount.fitting.fit_and_evaluate` in the active run: the holdout metrics are
+    logged once scored, then what the refit changed and what the deployed model knows."""
+    fitted = fit_and_evaluate(
+        data.frame,
+        request.model_type,
+        params,
+        settings,
+        stop,
+        split=data.split,
+        refit=request.refit,
+        on_stage=stage,
+        on_scored=mlflow.log_metrics,
+    )
+    if request.refit:  # e.g. refit_epochs: the epochs nn's early stopping chose
+        mlflow.log_params(fitted.refit_changes)
+    mlflow.log_params(
+        {"refit": request.refit, "rows_fit": fitted.rows_fit, "trained_until": fitted.trained_until}
+    )
+    return fitted
 
 
 def _pip_requirements(uses_torch: bool) -> list[str]:
@@ -291,10 +251,11 @@ def _pip_requirements(uses_torch: bool) -> list[str]:
     return [f"{name}=={package_version(name)}" for name in packages]
 
 
-def _log_model(model: Any, registered_name: str, holdout: pd.DataFrame, uses_torch: bool) -> Any:
+def _log_model(model: Any, registered_name: str, holdout: pd.DataFrame, uses_torch: bool) -> int:
+    """Log the model to the active run and register it; return its version."""
     example = to_raw_records(holdout.head(5))
     signature = infer_signature(example, model.predict(holdout.head(5)))
-    return mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         model,
         name="model",
         registered_model_name=registered_name,
@@ -303,112 +264,84 @@ def _log_model(model: Any, registered_name: str, holdout: pd.DataFrame, uses_tor
         pip_requirements=_pip_requirements(uses_torch),
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
     )
+    return int(info.registered_model_version)
 
 
-@dataclass
-class Challenger:
-    """A new version and what judges it: its evaluation fit, holdout metrics and split."""
+def crown_if_earned(
+    registry: Registry,
+    request: TrainRequest,
+    version: int,
+    fitted: FitResult,
+    data_fingerprint: str,
+) -> ChampionDecision:
+    """The champion decision (:func:`~bikecount.champion.decide_champion`) with the registry
+    around it: the current champion read before it, the alias given after it when the new
+    version earns it, the scores compared and the decision logged to the active run."""
+    model_type = request.model_type
+    challenger = Challenger(
+        version=version,
+        task=get_spec(model_type).task,
+        test_mode=request.test_mode,
+        evaluation=fitted.evaluation,
+        metrics=fitted.metrics,
+        split=fitted.split,
+        data_fingerprint=data_fingerprint,
+    )
+    champion = current_champion(registry, model_type)
+    decision = decide_champion(challenger, champion, partial(registry.load_version, model_type))
+    if decision.compared:
+        mlflow.log_metrics(decision.compared)
+    if decision.crown:
+        registry.set_champion(model_type, version)
+        logger.info("%s v%d is the new champion: %s", model_type, version, decision.reason)
+    mlflow.set_tag("champion_decision", decision.reason)
+    return decision
 
-    version: int
-    evaluation: Any
-    metrics: dict[str, float]
-    split: HoldoutSplit
-    data_fingerprint: str
 
-
-def decide_champion(
-    registry: Registry, request: TrainRequest, challenger: Challenger
-) -> tuple[bool, str]:
-    """Give the new version the champion alias when it earns it; return (crowned, why).
-
-    It is crowned when there is no champion, when the champion is a test-mode model and the new
-    one is not, or when it beats the champion fairly: no model is judged on rows it was fitted
-    on (see :func:`compare_with_champion`). A test-mode run never replaces a champion trained on
-    full data.
-    """
-    current = registry.champion(request.model_type)
+def current_champion(registry: Registry, model_type: str) -> Champion | None:
+    """The champion of ``model_type`` as its run describes it (None: there is none)."""
+    current = registry.champion(model_type)
     if current is None:
-        return _crown(registry, request.model_type, challenger.version, "no champion yet")
-    champion_run = registry.get_run(str(current.run_id))
-    champion_test_mode = champion_run.data.tags.get("test_mode") == "true"
-    if request.test_mode and not champion_test_mode:
-        return False, f"test-mode run; champion v{current.version} was trained on full data"
-    if champion_test_mode and not request.test_mode:
-        return _crown(
-            registry, request.model_type, challenger.version, "replaces a test-mode champion"
-        )
-    try:
-        wins, reason = compare_with_champion(
-            registry, request.model_type, challenger, int(current.version), champion_run
-        )
-    except Exception as exc:  # a champion that cannot even be scored is no champion
-        logger.warning("champion v%s could not be scored: %s", current.version, exc)
-        reason = f"champion v{current.version} unusable"
-        return _crown(registry, request.model_type, challenger.version, reason)
-    if wins:
-        return _crown(registry, request.model_type, challenger.version, reason)
-    return False, reason
-
-
-def compare_with_champion(
-    registry: Registry, model_type: str, challenger: Challenger, champion: int, champion_run: Any
-) -> tuple[bool, str]:
-    """Whether the challenger beats the champion, judged on rows neither was fitted on.
-
-    1. The challenger's holdout rows after the champion's ``trained_until``: the champion (as
-       served) and the challenger's evaluation fit are both scored on them.
-    2. Else, when the champion's own evaluation fit was scored on the very same holdout (same
-       file, same cutoff), the two logged holdout metrics are compared.
-    3. Else there is no fair comparison, and the champion stays.
-    """
-    metric, _ = SELECTION_METRIC[get_spec(model_type).task]
-    params, tags = champion_run.data.params, champion_run.data.tags
-    holdout = challenger.split.holdout
-    until = trained_until(params)
-    unseen = holdout if until is None else holdout[holdout["timestamp"] > until]
-    if len(unseen) >= MIN_HOLDOUT_ROWS:
-        task = get_spec(model_type).task
-        new = score_model(challenger.evaluation, task, unseen)[metric]
-        old = score_model(registry.load_version(model_type, champion), task, unseen)[metric]
-        _log_comparison(metric, new, old)
-        rows = (
-            f"the {len(unseen):,} holdout rows after champion v{champion}'s trained_until "
-            f"({until.isoformat()})"
-            if until is not None and len(unseen) < len(holdout)
-            else f"the {len(unseen):,} holdout rows, which champion v{champion} never saw"
-        )
-        return _verdict(metric, new, old, champion, rows)
-    same_holdout = (
-        tags.get("data_fingerprint") == challenger.data_fingerprint
-        and params.get("holdout_cutoff") == challenger.split.cutoff.isoformat()
-        and metric in champion_run.data.metrics
-    )
-    if same_holdout:
-        old = float(champion_run.data.metrics[metric])
-        _log_comparison(metric, challenger.metrics[metric], old)
-        rows = (
-            f"both evaluation fits on the same {len(holdout):,} holdout rows "
-            f"(after {challenger.split.cutoff.isoformat()} of the same file)"
-        )
-        return _verdict(metric, challenger.metrics[metric], old, champion, rows)
-    return False, (
-        f"no fair comparison: champion v{champion} was fitted on this holdout "
-        f"(trained until {until.isoformat() if until is not None else 'unknown'}) and was "
-        "evaluated on another one; train on data that goes past its trained_until, or on its file"
+        return None
+    run = registry.get_run(str(current.run_id)).data
+    return Champion(
+        version=int(current.version),
+        test_mode=run.tags.get("test_mode") == "true",
+        trained_until=trained_until(run.params),
+        metrics=dict(run.metrics),
+        data_fingerprint=run.tags.get("data_fingerprint"),
+        holdout_cutoff=run.params.get("holdout_cutoff"),
     )
 
 
-def _log_comparison(metric: str, new: float, old: float) -> None:
-    mlflow.log_metrics({f"champion_{metric}_compared": old, f"challenger_{metric}_compared": new})
-
-
-def _verdict(metric: str, new: float, old: float, champion: int, rows: str) -> tuple[bool, str]:
-    if is_better(metric, new, old):
-        return True, f"{metric} {new:.4g} beats champion v{champion} ({old:.4g}) on {rows}"
-    return False, f"{metric} {new:.4g} does not beat champion v{champion} ({old:.4g}) on {rows}"
-
-
-def _crown(registry: Registry, model_type: str, version: int, reason: str) -> tuple[bool, str]:
-    registry.set_champion(model_type, version)
-    logger.info("%s v%d is the new champion: %s", model_type, version, reason)
-    return True, reason
+def _train_result(
+    request: TrainRequest,
+    params: BaseModel,
+    data: TrainingData,
+    fitted: FitResult,
+    run_id: str,
+    model_name: str,
+    version: int,
+    decision: ChampionDecision,
+    duration: float,
+) -> TrainResult:
+    return TrainResult(
+        run_id=run_id,
+        model_type=request.model_type,
+        model_name=model_name,
+        version=version,
+        model_uri=f"models:/{model_name}/{version}",
+        champion=decision.crown,
+        champion_reason=decision.reason,
+        metrics=fitted.metrics,
+        params=params.model_dump(),
+        data_path=str(data.path),
+        rows_train=len(data.split.train),
+        rows_holdout=len(data.split.holdout),
+        rows_fit=fitted.rows_fit,
+        trained_until=fitted.trained_until,
+        refit=request.refit,
+        rows_dropped=data.records.dropped_rows,
+        drop_reasons=data.records.drop_reasons(),
+        duration_seconds=duration,
+    )

@@ -175,7 +175,7 @@ def test_a_fixed_epoch_count_trains_on_every_row_without_stopping(training) -> N
 
 def test_the_deployment_refit_trains_for_the_epochs_early_stopping_chose(training) -> None:
     from bikecount.config import Settings
-    from bikecount.train import deployment_params, fit_records
+    from bikecount.fitting import deployment_params, fit_records
 
     params = FAST.model_copy(update={"max_epochs": 30, "patience": 2})
     evaluation = fit_records("nn", params, training, Settings(_env_file=None))

@@ -8,6 +8,7 @@ from bikecount.models.catalog import (
     build_model,
     get_spec,
     parse_params,
+    stops_early,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "build_model",
     "get_spec",
     "parse_params",
+    "stops_early",
 ]

@@ -137,6 +137,13 @@ def build_model(model_type: str, params: BaseModel, seed: int) -> Any:
     return get_spec(model_type).build(params, seed)
 
 
+def stops_early(model_type: str, params: BaseModel) -> bool:
+    """Whether the model chooses its epoch count by early stopping on a slice of its rows
+    (``nn`` without a fixed ``epochs``): a refit on every row, with no rows left to stop on,
+    then trains for the count the evaluation fit chose."""
+    return model_type == "nn" and params.model_dump().get("epochs") is None
+
+
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
     """``["n_estimators=200", "max_depth=none"]`` -> a dict; a pair without ``=`` is an error."""
     result: dict[str, str] = {}

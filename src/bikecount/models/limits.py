@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from bikecount.config import Settings
 from bikecount.features import FEATURE_COLUMNS
-from bikecount.models.catalog import HyperparameterError
+from bikecount.models.catalog import HyperparameterError, stops_early
 
 # The feature pipeline, run once per fit: seconds per row.
 FEATURE_SECONDS_PER_ROW = 5e-6
@@ -112,9 +112,8 @@ def estimate_training_cost(
 def refit_upper_bound(model_type: str, params: BaseModel) -> BaseModel:
     """The costliest hyperparameters the refit may get: ``nn`` refits for the epochs its early
     stopping chooses, at most ``max_epochs`` (and no early stopping of its own)."""
-    values = params.model_dump()
-    if model_type == "nn" and values.get("epochs") is None:
-        return params.model_copy(update={"epochs": values["max_epochs"]})
+    if stops_early(model_type, params):
+        return params.model_copy(update={"epochs": params.model_dump()["max_epochs"]})
     return params
 
 
@@ -161,7 +160,7 @@ def check_fit_possible(model_type: str, params: BaseModel, rows: int) -> None:
         HyperparameterError: the ``nn`` early-stopping slice (``validation_fraction``) would
             hold no row, or every row.
     """
-    if model_type != "nn" or params.model_dump().get("epochs") is not None:
+    if not stops_early(model_type, params):
         return  # a fixed epoch count holds no rows out
     fraction = params.model_dump()["validation_fraction"]
     held_out = int(round(rows * fraction))
