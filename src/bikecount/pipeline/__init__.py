@@ -22,13 +22,27 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class PipelineError(RuntimeError):
-    """A pipeline step that cannot go on: the API is down or refused, or data is missing."""
+    """A pipeline step that cannot go on: the API is down or refused, or data is missing.
+
+    Attributes:
+        status_code: the API's error status when it answered one (None: no answer, or no API).
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 def call_api(
-    settings: Settings, api_url: str, path: str, payload: dict[str, Any], timeout: float
+    settings: Settings,
+    api_url: str,
+    path: str,
+    payload: dict[str, Any] | None,
+    timeout: float,
+    method: str = "POST",
 ) -> dict[str, Any]:
-    """POST ``payload`` to the RegModel API and return its JSON answer.
+    """Send ``payload`` to the RegModel API (``method``, POST by default; the write key when
+    one is set) and return its JSON answer.
 
     Raises:
         PipelineError: the API cannot be reached, times out or answers with an error status.
@@ -39,7 +53,7 @@ def call_api(
         headers["X-API-Key"] = settings.api_key.get_secret_value()
     limits = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_SECONDS)
     try:
-        response = httpx.post(url, json=payload, headers=headers, timeout=limits)
+        response = httpx.request(method, url, json=payload, headers=headers, timeout=limits)
     except httpx.TimeoutException as exc:
         raise PipelineError(
             f"the RegModel API at {api_url} did not answer {path} in time ({exc})"
@@ -50,7 +64,10 @@ def call_api(
             "(`bikecount up`, or give --api-url)"
         ) from exc
     if response.status_code >= 400:
-        raise PipelineError(f"POST {path} failed with {response.status_code}: {_detail(response)}")
+        raise PipelineError(
+            f"{method} {path} failed with {response.status_code}: {_detail(response)}",
+            status_code=response.status_code,
+        )
     return response.json()
 
 
