@@ -8,8 +8,10 @@ and kills the child at once when the token says stop. It also keeps a fit's peak
 the calling process (an API serving predictions): only the fitted model comes back, and a fit
 that runs out of memory takes down the child, not the server.
 
-The child follows the caller's OpenMP thread limit, and dies with it: a lifeline pipe closes
-when the caller does, killed or not. The fitted model comes back as plain pickle bytes (as
+The child follows the caller's OpenMP thread limit and the calling thread's priority (an API
+runs its trainings in threads of low priority, :func:`lower_thread_priority`, so that a fit never
+starves the requests it serves), and dies with the caller: a lifeline pipe closes when the
+caller does, killed or not. The fitted model comes back as plain pickle bytes (as
 MLflow will store it), not through multiprocessing's own pickler, which would hand PyTorch
 tensors over as shared-memory handles that die with the child.
 
@@ -85,8 +87,26 @@ def warm_up() -> None:
     forkserver.ensure_running()
 
 
+def thread_niceness() -> int:
+    """The calling thread's nice value (Linux keeps one per thread; elsewhere, the process's)."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except OSError:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Run the calling thread at ``niceness`` at least from now on; what it starts (threads,
+    :func:`fit_isolated`'s children) inherits it. The rest of the process keeps its priority on
+    Linux; where priority is per process only, nothing changes. A priority is never raised."""
+    with suppress(OSError):  # no such thread id outside Linux
+        if thread_niceness() < niceness:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
 def fit_isolated(model: Any, X: Any, y: Any, stop: StopToken, stage: str = "fitting") -> Any:
-    """``model.fit(X, y)`` in a child process; return the fitted model.
+    """``model.fit(X, y)`` in a child process at the calling thread's priority; return the
+    fitted model.
 
     Raises:
         TrainingCancelledError, TrainingTimeoutError: ``stop`` said stop (the child is killed).
@@ -99,7 +119,7 @@ def fit_isolated(model: Any, X: Any, y: Any, stop: StopToken, stage: str = "fitt
     lifeline, keep_alive = context.Pipe(duplex=False)
     process = context.Process(
         target=_fit_child,
-        args=(model, X, y, sender, lifeline, _openmp_threads()),
+        args=(model, X, y, sender, lifeline, _openmp_threads(), thread_niceness()),
         name="bikecount-fit",
         daemon=True,
     )
@@ -151,7 +171,10 @@ def _fit_child(
     sender: Connection,
     lifeline: Connection,
     openmp_threads: int | None,
+    niceness: int,
 ) -> None:
+    # First, so that every thread started below (OpenMP's, PyTorch's) inherits it.
+    lower_thread_priority(niceness)
     # The caller handles Ctrl-C (it reaches the whole terminal's process group) and kills us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(lifeline,), daemon=True).start()

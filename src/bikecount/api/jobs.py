@@ -5,7 +5,8 @@
 it to :class:`TrainingJobs`. The worker thread keeps the event loop free, so ``/predict`` answers
 while a model trains. Each job carries a :class:`~bikecount.stopping.StopToken`: the settings'
 time limit, and ``DELETE /train/{job_id}`` (:meth:`TrainingJobs.cancel`); either ends the fit in
-progress and frees the slot for the next training.
+progress and frees the slot for the next training. The worker thread, and the process its fits
+run in, are at low priority (``TRAINING_NICENESS``): a training never starves ``/predict``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bikecount.api.job_runs import job_tags
 from bikecount.api.schemas import JobError, JobPublic, JobStatus, TrainPublic, TrainRequestBody
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError
+from bikecount.isolated_fit import lower_thread_priority
 from bikecount.models import HyperparameterError, get_spec
 from bikecount.monitoring.metrics import record_training_finished, record_training_started
 from bikecount.registry import Registry
@@ -52,6 +54,8 @@ Finder = Callable[[str], JobPublic | None]
 # at once, a stage talking to MLflow when it is done (bounded by MLflow's request timeouts).
 CANCEL_WAIT_SECONDS = 30.0
 Trainer = Callable[..., TrainResult]
+# Below normal priority: the API (and what else runs on the machine) answers while a model trains.
+TRAINING_NICENESS = 10
 
 
 def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequest:
@@ -258,6 +262,7 @@ class TrainingJobs:
         return active if active is not None and not active.done.is_set() else None
 
     def _execute(self, job: TrainingJob) -> None:
+        lower_thread_priority(TRAINING_NICENESS)  # this thread's; the fit's process follows it
         job.status, job.started_at = "running", time.time()
         record_training_started(job.request.model_type)
         try:

@@ -1,0 +1,92 @@
+"""Trainings run below the priority of serving: the API's job thread is lowered, and the process
+a fit runs in (``bikecount.isolated_fit``) takes the priority of the thread that asked for it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+import numpy as np
+import psutil
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+
+from bikecount.api.jobs import TRAINING_NICENESS, TrainingJobs
+from bikecount.config import Settings
+from bikecount.isolated_fit import fit_isolated, lower_thread_priority, thread_niceness, warm_up
+from bikecount.stopping import StopToken, TrainingCancelledError
+from bikecount.train import TrainRequest
+
+# How long a fit's process may take to show up, or to stop, on a busy machine.
+PROCESS_TIMEOUT_SECONDS = 60.0
+
+
+def fit_processes() -> list[psutil.Process]:
+    """The processes this one's fork server forked for fits (the fork server's children)."""
+    found = []
+    for child in psutil.Process().children():
+        with suppress(psutil.NoSuchProcess):
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                found.extend(child.children())
+    return found
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not {what} within {PROCESS_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(0.05)
+
+
+def test_a_fit_runs_at_the_priority_of_the_thread_that_asks_for_it() -> None:
+    warm_up()  # from this thread: the fork server keeps the priority of the process
+    before = thread_niceness()
+    assert before < TRAINING_NICENESS, "the tests run at low priority already: nothing to see"
+    rng = np.random.default_rng(0)
+    X, y = rng.random((20_000, 8)), rng.random(20_000)
+    slow = RandomForestRegressor(n_estimators=5_000, n_jobs=1, random_state=0)  # minutes
+    stop = StopToken()
+    outcome: list[object] = []
+
+    def fit_at_low_priority() -> None:
+        lower_thread_priority(TRAINING_NICENESS)
+        outcome.append(thread_niceness())
+        try:
+            fit_isolated(slow, X, y, stop)
+        except TrainingCancelledError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fit_at_low_priority)
+    worker.start()
+    try:
+        wait_until(lambda: len(fit_processes()) == 1, "a fit's process")
+        (child,) = fit_processes()
+        assert child.nice() == TRAINING_NICENESS
+    finally:
+        stop.cancel("the test has seen the fit")
+        worker.join(PROCESS_TIMEOUT_SECONDS)
+    assert not worker.is_alive()
+    assert outcome[0] == TRAINING_NICENESS
+    assert isinstance(outcome[1], TrainingCancelledError)  # killed at once, not fitted to the end
+    assert not child.is_running()
+    assert thread_niceness() == before  # only the thread that asked was lowered
+
+
+def test_the_apis_training_jobs_run_at_low_priority() -> None:
+    seen: list[int] = []
+
+    def stand_in(request: TrainRequest, settings: Settings, **kwargs: object) -> None:
+        seen.append(thread_niceness())
+        raise ValueError("a stand-in that trains nothing")
+
+    before = thread_niceness()
+    jobs = TrainingJobs(Settings(_env_file=None), run=stand_in)  # type: ignore[arg-type]
+    request = TrainRequest(model_type="rf", data_source="reference", env="dev", hyperparams={})
+    job = jobs.submit(request)
+    assert job.done.wait(10)
+    assert seen == [max(before, TRAINING_NICENESS)]
+    assert job.status == "failed"
+    assert thread_niceness() == before  # the thread that submitted (a request's) is untouched
