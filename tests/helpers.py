@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from bikecount.config import Settings
 from bikecount.data.synthetic import SynthConfig, generate_records
@@ -187,3 +189,14 @@ def free_ports(n: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def fit_processes() -> list[psutil.Process]:
+    """The processes this one's fork server forked to fit models (``bikecount.isolated_fit``):
+    fits of ``train()`` called here, or of an API served from a thread here."""
+    found = []
+    for child in psutil.Process().children():
+        with suppress(psutil.NoSuchProcess):
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                found.extend(child.children())
+    return found

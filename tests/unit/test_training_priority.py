@@ -6,13 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
 
 import numpy as np
-import psutil
 import pytest
 from sklearn.ensemble import RandomForestRegressor
 
+import helpers
 from bikecount.api.jobs import TRAINING_NICENESS, TrainingJobs
 from bikecount.config import Settings
 from bikecount.isolated_fit import fit_isolated, lower_thread_priority, thread_niceness, warm_up
@@ -21,16 +20,6 @@ from bikecount.train import TrainRequest
 
 # How long a fit's process may take to show up, or to stop, on a busy machine.
 PROCESS_TIMEOUT_SECONDS = 60.0
-
-
-def fit_processes() -> list[psutil.Process]:
-    """The processes this one's fork server forked for fits (the fork server's children)."""
-    found = []
-    for child in psutil.Process().children():
-        with suppress(psutil.NoSuchProcess):
-            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
-                found.extend(child.children())
-    return found
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -62,9 +51,10 @@ def test_a_fit_runs_at_the_priority_of_the_thread_that_asks_for_it() -> None:
     worker = threading.Thread(target=fit_at_low_priority)
     worker.start()
     try:
-        wait_until(lambda: len(fit_processes()) == 1, "a fit's process")
-        (child,) = fit_processes()
-        assert child.nice() == TRAINING_NICENESS
+        wait_until(lambda: len(helpers.fit_processes()) == 1, "a fit's process")
+        (child,) = helpers.fit_processes()
+        # Set by the child as it starts, before it fits.
+        wait_until(lambda: child.nice() == TRAINING_NICENESS, "the fit at low priority")
     finally:
         stop.cancel("the test has seen the fit")
         worker.join(PROCESS_TIMEOUT_SECONDS)
