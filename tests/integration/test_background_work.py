@@ -1,4 +1,4 @@
-"""The first start's background work (``bikecount.stack.bootstrap``), piece by piece, on real
+"""The first start's background work (``bikecount.stack.background``), piece by piece, on real
 parts: first models trained by ``bootstrap`` in a local SQLite MLflow store, full models trained by
 real ``bikecount train`` children, and the pipeline store filled through the real RegModel app,
 served over HTTP by uvicorn from a thread.
@@ -41,17 +41,16 @@ from bikecount.pipeline.store import (
     read_table,
 )
 from bikecount.registry import Registry
-from bikecount.stack.bootstrap import (
+from bikecount.stack.background import (
     FULL_TRAINING_LOG,
     BackgroundWork,
-    bootstrap,
     fill_store,
     forecast_days,
     recent_days,
-    server_settings,
     train_full_model,
     types_with_test_mode_champion,
 )
+from bikecount.stack.first_start import bootstrap, server_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

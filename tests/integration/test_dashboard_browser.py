@@ -29,7 +29,8 @@ from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline.store import open_store, read_counts, read_predictions
-from bikecount.stack.bootstrap import bootstrap, fill_store
+from bikecount.stack.background import fill_store
+from bikecount.stack.first_start import bootstrap
 from bikecount.stack.services import REGMODEL_APP, dashboard_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

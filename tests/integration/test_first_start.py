@@ -15,7 +15,8 @@ from bikecount.data.synthetic import generate_records
 from bikecount.pipeline.store import daily_errors as daily_errors_table
 from bikecount.pipeline.store import last_day, open_store, read_predictions, read_table
 from bikecount.registry import Registry
-from bikecount.stack.bootstrap import FULL_TRAINING_LOG, BackgroundWork, bootstrap
+from bikecount.stack.background import FULL_TRAINING_LOG, BackgroundWork
+from bikecount.stack.first_start import bootstrap
 from bikecount.stack.services import REGMODEL_APP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

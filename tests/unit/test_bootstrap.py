@@ -1,5 +1,5 @@
-"""The first start (``bikecount.stack.bootstrap``), called directly on real parts: a local SQLite
-MLflow store (no server), the project's generator and the real ``train()``.
+"""The first start (``bikecount.stack.first_start``), called directly on real parts: a local
+SQLite MLflow store (no server), the project's generator and the real ``train()``.
 
 What the bootstrap looks at, its errors (data that cannot be made, a registry that cannot be
 asked), and three starts on one empty machine. The background work after it (full models in
@@ -26,17 +26,19 @@ from bikecount.models.limits import TrainingCostError, estimate_training_cost
 from bikecount.pipeline.ingest import SYNTHETIC, ingest
 from bikecount.records import COORDINATES, COUNT, COUNTER, TIMESTAMP
 from bikecount.registry import Registry, RegistryUnavailableError, VersionInfo
-from bikecount.stack.bootstrap import (
+from bikecount.stack.background import (
     BackgroundWork,
+    recent_days,
+    store_is_empty,
+    types_with_test_mode_champion,
+)
+from bikecount.stack.first_start import (
     BootstrapError,
     BootstrapHooks,
     BootstrapReport,
     bootstrap,
     data_missing,
-    recent_days,
     server_settings,
-    store_is_empty,
-    types_with_test_mode_champion,
     types_without_champion,
 )
 from bikecount.stack.processes import StackError

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from bikecount.config import Settings
-from bikecount.stack.bootstrap import (
-    BackgroundWork,
+from bikecount.stack.background import BackgroundWork
+from bikecount.stack.first_start import (
     BootstrapError,
     BootstrapHooks,
     BootstrapReport,
