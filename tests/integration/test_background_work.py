@@ -1,7 +1,7 @@
 """The first start's background work (``bikecount.stack.background``), piece by piece, on real
-parts: first models trained by ``bootstrap`` in a local SQLite MLflow store, full models trained by
-real ``bikecount train`` children, and the pipeline store filled through the real RegModel app,
-served over HTTP by uvicorn from a thread.
+parts: first models trained by ``bootstrap`` in a local SQLite MLflow store, full models trained as
+jobs of the real RegModel app, and the pipeline store filled through it; the app is served over
+HTTP by uvicorn from a thread.
 
 The whole of it on a running MLflow server and API (a full model served without a restart) is
 ``test_first_start.py``; the bootstrap itself is ``tests/unit/test_bootstrap.py``.
@@ -9,15 +9,14 @@ The whole of it on a running MLflow server and API (a full model served without 
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import psutil
 import pytest
@@ -25,6 +24,7 @@ import uvicorn
 from servers import wait_for
 
 import helpers
+from bikecount.api.jobs import TRAINING_NICENESS
 from bikecount.api.regmodel import create_app
 from bikecount.config import Settings
 from bikecount.data.io import read_records
@@ -42,7 +42,6 @@ from bikecount.pipeline.store import (
 )
 from bikecount.registry import Registry
 from bikecount.stack.background import (
-    FULL_TRAINING_LOG,
     BackgroundWork,
     fill_store,
     forecast_days,
@@ -54,8 +53,8 @@ from bikecount.stack.first_start import bootstrap, server_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# How long a `bikecount train` child may take to show up, or to stop, on a busy machine.
-CHILD_TIMEOUT_SECONDS = 60.0
+# How long a training job may take to reach its fit, or to stop, on a busy machine.
+JOB_TIMEOUT_SECONDS = 60.0
 
 
 # --- After the first start: full models and the pipeline store ---------------------------------
@@ -69,8 +68,13 @@ class SmallStack:
     tracking_uri: str
 
     @property
+    def on_server(self) -> Settings:
+        """The settings of a process of this stack: pointed at its MLflow store."""
+        return server_settings(self.settings, self.tracking_uri)
+
+    @property
     def registry(self) -> Registry:
-        return Registry(server_settings(self.settings, self.tracking_uri))
+        return Registry(self.on_server)
 
 
 @pytest.fixture(scope="module")
@@ -87,59 +91,48 @@ def small_stack(tmp_path_factory: pytest.TempPathFactory, small_raw: pd.DataFram
     return SmallStack(settings, tracking_uri)
 
 
-@pytest.fixture
-def child_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Children start in the test's folder: no ``.env`` or relative path of the checkout."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def test_a_stopped_full_training_leaves_no_process_and_the_champion(
-    small_stack: SmallStack, child_cwd: Path
+def test_a_stopped_full_training_cancels_its_job_and_keeps_the_champion(
+    small_stack: SmallStack,
 ) -> None:
     stop = threading.Event()
     outcome: list[object] = []
-    worker = threading.Thread(
-        target=lambda: outcome.append(
-            train_full_model(
-                small_stack.settings,
-                small_stack.tracking_uri,
-                "gbm",
-                child_cwd / FULL_TRAINING_LOG,
-                stop,
+
+    def seen_niceness() -> list[int]:
+        seen = []
+        for fit in helpers.fit_processes():
+            with suppress(psutil.NoSuchProcess):  # the evaluation fit ended, the refit starts
+                seen.append(fit.nice())
+        return seen
+
+    with serving(small_stack.on_server) as api_url:
+        worker = threading.Thread(
+            target=lambda: outcome.append(
+                train_full_model(small_stack.settings, api_url, "gbm", stop)
             )
         )
-    )
-    worker.start()
-    try:
-
-        def training_child() -> psutil.Process | None:
-            for child in psutil.Process().children():
-                try:
-                    if child.cmdline()[-4:] == ["train", "--model", "gbm", "--json"]:
-                        return child
-                except psutil.NoSuchProcess:
-                    continue
-            return None
-
-        wait_for(
-            lambda: training_child() is not None, CHILD_TIMEOUT_SECONDS, "the child", interval=0.1
+        worker.start()
+        try:
+            # The API's job fits in a process of its own, below the priority of serving (set
+            # by the fit's process as it starts).
+            wait_for(
+                lambda: TRAINING_NICENESS in seen_niceness(),
+                JOB_TIMEOUT_SECONDS,
+                "the job's fit at low priority",
+                interval=0.05,
+            )
+        finally:
+            stop.set()
+            worker.join(JOB_TIMEOUT_SECONDS)
+        assert not worker.is_alive()
+        assert outcome == [None]
+        (run,) = small_stack.registry.client.search_runs(
+            [small_stack.registry.training_experiment("dev")],
+            filter_string="tags.model_type = 'gbm' and attributes.status = 'KILLED'",
         )
-        child = training_child()
-        assert child is not None
-        wait_for(
-            lambda: child.nice() >= 10,
-            CHILD_TIMEOUT_SECONDS,
-            "the child's low priority",
-            interval=0.1,
-        )
-        assert os.getsid(child.pid) == child.pid  # its own session: stopped as a group
-    finally:
-        stop.set()
-        worker.join(CHILD_TIMEOUT_SECONDS)
-    assert not worker.is_alive()
-    assert outcome == [None]
-    assert not psutil.pid_exists(child.pid)
+        job = httpx.get(f"{api_url}/train/{run.data.tags['job_id']}", trust_env=False).json()
+    assert job["status"] == "cancelled", job
+    assert "DELETE /train/" in job["error"]["message"]  # cancelled through the API
+    assert helpers.fit_processes() == []  # killed with the job, not left fitting
     (version,) = small_stack.registry.list_versions("gbm")
     assert version.champion and version.test_mode
 
@@ -151,56 +144,54 @@ def full_model_mb(model_type: str, rows: int) -> float:
 
 
 def test_background_work_replaces_first_models_pipeline_type_first_one_failure_apart(
-    small_stack: SmallStack, child_cwd: Path, monkeypatch: pytest.MonkeyPatch
+    small_stack: SmallStack, tmp_path: Path
 ) -> None:
     settings = small_stack.settings.model_copy(
         update={
-            "logs_dir": child_cwd,
-            "pipeline_db_url": f"sqlite:///{child_cwd / 'pipeline.db'}",
+            "logs_dir": tmp_path,
+            "pipeline_db_url": f"sqlite:///{tmp_path / 'pipeline.db'}",
             "pipeline_model_type": "gbm",
         }
     )
     ingest(settings, date(2021, 4, 1), SYNTHETIC)  # a store with counts is not filled again
-    # The children read their limits from the environment, as `bikecount train` does: one that
-    # only a full gbm model breaks makes that training fail in its child, for real.
+    # An API whose model size limit only a full gbm model breaks: that job fails, for real.
     rows = len(read_records(settings.dataset_path("reference")))
     rf_mb, gbm_mb = full_model_mb("rf", rows), full_model_mb("gbm", rows)
     assert gbm_mb > rf_mb, "the catalogue changed: choose another failing type"
-    monkeypatch.setenv("BIKECOUNT_TRAIN_MAX_MODEL_MB", str((rf_mb + gbm_mb) / 2))
+    strict = small_stack.on_server.model_copy(update={"train_max_model_mb": (rf_mb + gbm_mb) / 2})
     messages: list[str] = []
-    work = BackgroundWork(
-        settings,
-        small_stack.tracking_uri,
-        helpers.closed_port_url(),
-        messages.append,
-        ("rf", "gbm"),
-    )
-    work.start()
-    assert work.thread is not None
-    work.thread.join(3 * CHILD_TIMEOUT_SECONDS)
-    assert not work.thread.is_alive(), messages
-    log_path = child_cwd / FULL_TRAINING_LOG
-    log = log_path.read_text()
+    with serving(strict) as api_url:
+        work = BackgroundWork(
+            settings, small_stack.tracking_uri, api_url, messages.append, ("rf", "gbm")
+        )
+        work.start()
+        assert work.thread is not None
+        work.thread.join(3 * JOB_TIMEOUT_SECONDS)
+        assert not work.thread.is_alive(), messages
+        (rf,) = work.trained
+        job = httpx.get(f"{api_url}/train/{rf.job_id}", trust_env=False).json()
+    api_log = tmp_path / "regmodel.log"
     assert messages[0].startswith(
         "training full models in the background, one at a time at low priority: gbm, rf "
     )
+    assert f"log: {api_log}" in messages[0]
     # The pipeline's type first; its failure keeps its first model and stops nothing.
     assert messages.index("full gbm model: training") < messages.index("full rf model: training")
     assert list(work.failed) == ["gbm"]
-    assert work.failed["gbm"] == f"bikecount train --model gbm failed (see {log_path})"
-    assert "BIKECOUNT_TRAIN_MAX_MODEL_MB" in log  # why, in the log the message names
+    assert work.failed["gbm"].startswith("training job ")
+    assert " failed: " in work.failed["gbm"]
+    assert "BIKECOUNT_TRAIN_MAX_MODEL_MB" in work.failed["gbm"]  # why, said by the API's job
     assert f"full gbm model failed: {work.failed['gbm']}; the first model stays" in messages
-    (rf,) = work.trained
     assert (rf.model_type, rf.version, rf.champion) == ("rf", 2, True)
     assert rf.reason == "replaces a test-mode champion"
     assert {"rmse", "r2"} <= set(rf.metrics)
+    assert job["status"] == "succeeded"  # the API's own account of the job
+    assert (job["result"]["model_version"], job["result"]["champion"]) == (2, True)
     assert any(m.startswith("full rf model v2 is champion (") for m in messages)
     assert "every full model is trained" not in messages
     assert messages[-1] == (
-        f"full models trained: rf; failed: gbm (their first models stay; log: {log_path})"
+        f"full models trained: rf; failed: gbm (their first models stay; log: {api_log})"
     )
-    for model_type in ("gbm", "rf"):
-        assert f"--- {sys.executable} -m bikecount train --model {model_type} --json\n" in log
     registry = small_stack.registry
     (gbm,) = registry.list_versions("gbm")  # the refused run registered nothing
     assert gbm.champion and gbm.test_mode

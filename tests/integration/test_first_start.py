@@ -1,11 +1,12 @@
 """The first start's background work on a real MLflow server and API: the pipeline store is
-filled, a full model trains in a child process at low priority, becomes champion, is served
-without a restart, and the stored days are forecast again by it."""
+filled, a full model trains as a job of the API, becomes champion, is served without a restart,
+and the stored days are forecast again by it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from servers import DATA_CONFIG, Tracking, api_env, running, start_api
 
@@ -15,7 +16,7 @@ from bikecount.data.synthetic import generate_records
 from bikecount.pipeline.store import daily_errors as daily_errors_table
 from bikecount.pipeline.store import last_day, open_store, read_predictions, read_table
 from bikecount.registry import Registry
-from bikecount.stack.background import FULL_TRAINING_LOG, BackgroundWork
+from bikecount.stack.background import BackgroundWork
 from bikecount.stack.first_start import bootstrap
 from bikecount.stack.services import REGMODEL_APP
 
@@ -42,9 +43,13 @@ def test_background_work_fills_the_store_and_a_full_model_takes_over(
         assert work.thread is not None
         work.thread.join(timeout=400)
         assert not work.thread.is_alive(), messages
+        assert work.failed == {}, (work.failed, api.log())
+        (full,) = work.trained
+        job = httpx.get(f"{api.url}/train/{full.job_id}", trust_env=False).json()
+    assert job["status"] == "succeeded", job  # a job of the API, as any client's
+    assert job["result"]["model_version"] == full.version == 2
     on_server = settings.model_copy(update={"mlflow_tracking_uri": tracking.url})
     versions = Registry(on_server).list_versions("gbm")
-    assert work.failed == {}, (work.failed, (settings.logs_dir / FULL_TRAINING_LOG).read_text())
     champion = next(v for v in versions if v.champion)
     assert champion.version == 2 and not champion.test_mode
     engine = open_store(settings.pipeline_db_url)

@@ -2,9 +2,9 @@
 SQLite MLflow store (no server), the project's generator and the real ``train()``.
 
 What the bootstrap looks at, its errors (data that cannot be made, a registry that cannot be
-asked), and three starts on one empty machine. The background work after it (full models in
-``bikecount train`` children, the pipeline store through an API) is in
-``tests/integration/test_background_work.py`` and ``test_first_start.py``.
+asked), and three starts on one empty machine. The background work after it
+(``bikecount.stack.background``: full models as the API's training jobs, the pipeline store
+through the API) is in ``tests/integration/test_background_work.py`` and ``test_first_start.py``.
 """
 
 from __future__ import annotations

@@ -1,48 +1,55 @@
 """After the first start, in the background: a filled pipeline store and full models.
 
 Once ``bikecount up`` has started MLflow and the APIs, :class:`BackgroundWork` fills an empty
-pipeline store and replaces the fast first models by full ones, one at a time at low priority.
+pipeline store and replaces the fast first models by full ones, one at a time. Each full model is
+a training job of the RegModel API the stack started (``POST /train`` with ``"wait": false``),
+polled until it ends and cancelled (``DELETE /train/{job_id}``) when the stack stops. The API
+runs its trainings at low priority (:data:`bikecount.api.jobs.TRAINING_NICENESS`), so the first
+models keep serving meanwhile.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
+from typing import Any
 
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.models import MODEL_TYPES
+from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.ingest import SYNTHETIC, ingest
 from bikecount.pipeline.predict import predict_day
 from bikecount.pipeline.store import last_day, open_store
 from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps
 from bikecount.registry import Registry
 from bikecount.stack.first_start import server_settings
+from bikecount.stack.services import REGMODEL
 
 logger = logging.getLogger(__name__)
+
+# How often a training job is asked for its state, and how long each call may take (POST /train
+# checks the data file and MLflow before it answers; DELETE answers once the training stopped).
+POLL_SECONDS = 2.0
+REQUEST_TIMEOUT_SECONDS = 60.0
+# A job ends at the API's time limit (train_time_limit_seconds); this long after it, it is given
+# up on (and cancelled).
+JOB_GRACE_SECONDS = 120.0
+# How long a new champion may take to be served (the APIs re-check every model_check_seconds).
+TAKEOVER_TIMEOUT_SECONDS = 120.0
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def _log_message(message: str) -> None:
     logger.info(message)
 
 
-# Below normal priority: the APIs and the dashboard stay responsive while a full model trains.
-FULL_TRAINING_NICENESS = 10
-FULL_TRAINING_LOG = "full-models.log"
-# How long a new champion may take to be served (the APIs re-check every model_check_seconds).
-TAKEOVER_TIMEOUT_SECONDS = 120.0
+class FullTrainingError(RuntimeError):
+    """A full model could not be trained: the API refused the job, or the job failed."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class FullModel:
     champion: bool
     reason: str
     metrics: dict[str, float]
+    job_id: str = ""
 
 
 def types_with_test_mode_champion(registry: Registry, model_types: Sequence[str]) -> list[str]:
@@ -104,75 +112,124 @@ def forecast_days(settings: Settings, api_url: str, days: Sequence[date]) -> int
 
 
 def train_full_model(
-    settings: Settings, tracking_uri: str, model_type: str, log_path: Path, stop: threading.Event
+    settings: Settings,
+    api_url: str,
+    model_type: str,
+    stop: threading.Event,
+    on_message: Callable[[str], None] = _log_message,
 ) -> FullModel | None:
-    """Train a full model of ``model_type`` in a child process at low priority.
+    """Train a full model of ``model_type`` on the reference data as a job of the RegModel API
+    at ``api_url``, and wait for it. Returns None when ``stop`` is set first (the job is then
+    cancelled, its champion left as it was).
 
-    The child is ``bikecount train`` on the reference data, in a session of its own (stopped with
-    the stack) and niced, its output appended to ``log_path``. Returns None when stopped.
+    While another training holds the API's one slot, the job waits for it (``on_message`` says
+    so once). The wait is bounded by the settings' time limit, past which the API ends a job.
 
     Raises:
-        RuntimeError: the training failed (the champion is left as it was).
+        FullTrainingError: the API refused the job or the job failed (the champion is unchanged).
     """
-    command = [sys.executable, "-m", "bikecount", "train", "--model", model_type, "--json"]
-    env = {
-        **os.environ,
-        "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "BIKECOUNT_ENV": settings.env,
-        "BIKECOUNT_MLFLOW_PREFIX": settings.mlflow_prefix,
-        "BIKECOUNT_DATA_DIR": str(settings.data_dir.resolve()),
-    }
-    # The answer goes to a file, not a pipe: a pipe read only at the end would hold a child
-    # that writes more than its buffer.
-    with log_path.open("a", encoding="utf-8") as log, tempfile.TemporaryFile() as answer:
-        log.write(f"--- {' '.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=answer,
-            stderr=log,
-            start_new_session=True,
+    deadline = time.monotonic() + settings.train_time_limit_seconds + JOB_GRACE_SECONDS
+    job_id = submit_training(settings, api_url, model_type, stop, deadline, on_message)
+    if job_id is None:
+        return None
+    job = wait_for_job(settings, api_url, job_id, stop, deadline)
+    if job is None:
+        return None
+    result = job.get("result")
+    if job["status"] != "succeeded" or result is None:
+        error = job.get("error") or {}
+        raise FullTrainingError(
+            f"training job {job_id} {job['status']}: {error.get('message', 'no reason given')}"
         )
-        try:
-            # Lowered from here (preexec_fn is unsafe in a process with threads); what the child
-            # starts later inherits it.
-            niceness = max(os.getpriority(os.PRIO_PROCESS, 0), FULL_TRAINING_NICENESS)
-            with suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, process.pid, niceness)
-            while process.poll() is None:
-                if stop.wait(0.5):
-                    _stop_group(process)
-                    return None
-            answer.seek(0)
-            output = answer.read().decode("utf-8", errors="replace")
-        finally:
-            if process.poll() is None:
-                _stop_group(process)
-        log.write(output)
-    if process.returncode != 0:
-        raise RuntimeError(f"bikecount train --model {model_type} failed (see {log_path})")
-    result = json.loads(output[output.index("{") :])
     return FullModel(
         model_type,
-        int(result["version"]),
+        int(result["model_version"]),
         bool(result["champion"]),
         str(result.get("champion_reason", "")),
         {k: float(v) for k, v in result.get("metrics", {}).items() if v is not None},
+        job_id,
     )
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
+def submit_training(
+    settings: Settings,
+    api_url: str,
+    model_type: str,
+    stop: threading.Event,
+    deadline: float,
+    on_message: Callable[[str], None],
+) -> str | None:
+    """``POST /train`` of a full model, without waiting; its job id (None: stopped first).
+
+    Raises:
+        FullTrainingError: the API refused it, cannot be reached, or stayed busy until
+        ``deadline`` with another training.
+    """
+    payload = {
+        "model_type": model_type,
+        "data_source": "reference",
+        "env": settings.env,
+        "wait": False,
+    }
+    told = False
+    while not stop.is_set():
+        try:
+            accepted = call_api(settings, api_url, "/train", payload, REQUEST_TIMEOUT_SECONDS)
+            return str(accepted["job_id"])
+        except PipelineError as exc:
+            if exc.status_code != 409 or time.monotonic() > deadline:
+                raise FullTrainingError(str(exc)) from exc
+            if not told:  # 409: another training holds the API's one slot
+                on_message(f"full {model_type} model: waiting for the API's training ({exc})")
+                told = True
+        stop.wait(POLL_SECONDS)
+    return None
+
+
+def wait_for_job(
+    settings: Settings, api_url: str, job_id: str, stop: threading.Event, deadline: float
+) -> dict[str, Any] | None:
+    """Poll ``GET /train/{job_id}`` until the job has finished; its last state. When ``stop``
+    is set first, the job is cancelled and None returned.
+
+    An API that does not answer (restarted by the stack) is asked again until ``deadline``.
+
+    Raises:
+        FullTrainingError: the API does not know the job, or it ran past ``deadline``.
+    """
+    stage = None
+    while not stop.wait(POLL_SECONDS):
+        try:
+            job = call_api(
+                settings, api_url, f"/train/{job_id}", None, REQUEST_TIMEOUT_SECONDS, "GET"
+            )
+        except PipelineError as exc:
+            if exc.status_code is not None:
+                raise FullTrainingError(str(exc)) from exc
+            logger.info("training job %s: %s; asking again", job_id, exc)
+            job = {"status": "unknown"}
+        if job["status"] in FINISHED:
+            return job
+        if job.get("stage") != stage:
+            stage = job.get("stage")
+            logger.info("training job %s (%s): %s", job_id, job.get("model_type"), stage)
+        if time.monotonic() > deadline:
+            cancel_job(settings, api_url, job_id)
+            raise FullTrainingError(f"training job {job_id} did not finish in time; cancelled")
+    cancel_job(settings, api_url, job_id)
+    return None
+
+
+def cancel_job(settings: Settings, api_url: str, job_id: str) -> None:
+    """``DELETE /train/{job_id}``: the training stops, its run is marked KILLED and the champion
+    is untouched. A job that already ended, or an API already gone, is only logged: an API that
+    stops mid-training marks the run FAILED when it starts again."""
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
+        call_api(settings, api_url, f"/train/{job_id}", None, REQUEST_TIMEOUT_SECONDS, "DELETE")
+    except PipelineError as exc:
+        logger.info("training job %s not cancelled: %s", job_id, exc)
+        return
+    logger.info("training job %s cancelled", job_id)
 
 
 def forecast_until_served(
@@ -202,16 +259,16 @@ class BackgroundWork:
 
     1. an empty pipeline store is filled (generated recent days, their forecasts, the coming
        day's), so that every dashboard page has content;
-    2. every type whose champion is a test-mode first model gets a full model, one at a time, at
-       low priority; a full model becomes champion (a test-mode champion always gives way) and
-       the APIs take it over without a restart;
+    2. every type whose champion is a test-mode first model gets a full model, one at a time, as
+       a training job of the API (at low priority); a full model becomes champion (a test-mode
+       champion always gives way) and the APIs take it over without a restart;
     3. once the pipeline's type is served by its full model, the stored days are forecast again
        by it (the first model's forecasts stay, to compare).
 
     Args:
-        settings: the stack's settings.
+        settings: the stack's settings (its API key, env and data).
         tracking_uri: the stack's MLflow server.
-        api_url: the stack's RegModel API.
+        api_url: the stack's RegModel API, which trains the full models.
         on_message: a sentence for the console, from the background thread.
         model_types: the types that may get a full model.
     """
@@ -239,7 +296,8 @@ class BackgroundWork:
         self.thread.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the work (a training under way is stopped; its champion is left as it was)."""
+        """Stop the work: a training under way is cancelled through the API (its champion is
+        left as it was)."""
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
@@ -259,15 +317,16 @@ class BackgroundWork:
         pending = types_with_test_mode_champion(registry, self._ordered_types())
         if not pending:
             return
-        log_path = self.settings.logs_dir / FULL_TRAINING_LOG
+        log_path = self.settings.logs_dir / f"{REGMODEL}.log"
         self.on_message(
             f"training full models in the background, one at a time at low priority: "
-            f"{', '.join(pending)} (log: {log_path}); the first models serve meanwhile"
+            f"{', '.join(pending)} (training jobs of the API, log: {log_path}); the first "
+            "models serve meanwhile"
         )
         for model_type in pending:
             if self.stop_event.is_set():
                 return
-            self._train_one(model_type, log_path, filled)
+            self._train_one(model_type, filled)
         if self.trained and not self.failed:
             self.on_message("every full model is trained")
         elif self.trained:  # a failure was told when it happened; the summary must not hide it
@@ -283,13 +342,13 @@ class BackgroundWork:
             return self.model_types
         return [first, *(t for t in self.model_types if t != first)]
 
-    def _train_one(self, model_type: str, log_path: Path, filled: list[date]) -> None:
+    def _train_one(self, model_type: str, filled: list[date]) -> None:
         self.on_message(f"full {model_type} model: training")
         try:
             model = train_full_model(
-                self.settings, self.tracking_uri, model_type, log_path, self.stop_event
+                self.settings, self.api_url, model_type, self.stop_event, self.on_message
             )
-        except (RuntimeError, ValueError, OSError) as exc:
+        except FullTrainingError as exc:
             self.failed[model_type] = str(exc)
             self.on_message(f"full {model_type} model failed: {exc}; the first model stays")
             return
@@ -308,15 +367,18 @@ class BackgroundWork:
             f"it over within {self.settings.model_check_seconds:.0f} s, no restart"
         )
         if filled and model_type == self.settings.pipeline_model_type:
-            if forecast_until_served(
-                self.settings,
-                self.api_url,
-                filled,
-                model.version,
-                self.stop_event,
-                TAKEOVER_TIMEOUT_SECONDS,
-            ):
-                self.on_message(
-                    f"stored days forecast again by {model_type} v{model.version} "
-                    f"({filled[0]} to {filled[-1]}), now served by the API"
-                )
+            self._forecast_again(model, filled)
+
+    def _forecast_again(self, model: FullModel, filled: list[date]) -> None:
+        if forecast_until_served(
+            self.settings,
+            self.api_url,
+            filled,
+            model.version,
+            self.stop_event,
+            TAKEOVER_TIMEOUT_SECONDS,
+        ):
+            self.on_message(
+                f"stored days forecast again by {model.model_type} v{model.version} "
+                f"({filled[0]} to {filled[-1]}), now served by the API"
+            )
