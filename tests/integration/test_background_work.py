@@ -137,6 +137,35 @@ def test_a_stopped_full_training_cancels_its_job_and_keeps_the_champion(
     assert version.champion and version.test_mode
 
 
+def test_a_full_training_waits_while_the_apis_mlflow_is_down(
+    small_stack: SmallStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the API's own lookups: bounded
+    down = small_stack.settings.model_copy(
+        update={"mlflow_tracking_uri": helpers.closed_port_url()}
+    )
+    stop = threading.Event()
+    messages: list[str] = []
+    outcome: list[object] = []
+    with serving(down) as api_url:
+        worker = threading.Thread(
+            target=lambda: outcome.append(
+                train_full_model(small_stack.settings, api_url, "gbm", stop, messages.append)
+            )
+        )
+        worker.start()
+        try:
+            # 503 (MLflow down): the stack restarts MLflow, so the API is asked again.
+            wait_for(lambda: bool(messages), JOB_TIMEOUT_SECONDS, "the waiting message")
+            assert worker.is_alive()
+        finally:
+            stop.set()
+            worker.join(JOB_TIMEOUT_SECONDS)
+    assert outcome == [None]  # stopped while waiting: nothing was trained
+    (message,) = messages  # said once, however often asked
+    assert message.startswith("full gbm model: waiting for the API (POST /train failed with 503: ")
+
+
 def full_model_mb(model_type: str, rows: int) -> float:
     """The estimated size of a full model of ``model_type`` on ``rows`` rows."""
     params = parse_params(model_type, {}, fast=False)

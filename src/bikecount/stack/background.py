@@ -39,6 +39,10 @@ REQUEST_TIMEOUT_SECONDS = 60.0
 # A job ends at the API's time limit (train_time_limit_seconds); this long after it, it is given
 # up on (and cancelled).
 JOB_GRACE_SECONDS = 120.0
+# The API down, or its MLflow (503): the stack restarts a crashed service, so the API is asked
+# again, for this long.
+UNAVAILABLE_SECONDS = 300.0
+UNAVAILABLE = (503, None)  # the status of a PipelineError when MLflow or the API is down
 # How long a new champion may take to be served (the APIs re-check every model_check_seconds).
 TAKEOVER_TIMEOUT_SECONDS = 120.0
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -161,26 +165,27 @@ def submit_training(
 ) -> str | None:
     """``POST /train`` of a full model, without waiting; its job id (None: stopped first).
 
+    Asked again while another training holds the API's one slot (409, until ``deadline``), or
+    while the API or its MLflow are down (for ``UNAVAILABLE_SECONDS``); ``on_message`` says so
+    once.
+
     Raises:
-        FullTrainingError: the API refused it, cannot be reached, or stayed busy until
-        ``deadline`` with another training.
+        FullTrainingError: the API refused it, or could not take it in time.
     """
-    payload = {
-        "model_type": model_type,
-        "data_source": "reference",
-        "env": settings.env,
-        "wait": False,
-    }
-    told = False
+    payload = {"model_type": model_type, "data_source": "reference", "env": settings.env}
+    unavailable_until, told = time.monotonic() + UNAVAILABLE_SECONDS, False
     while not stop.is_set():
         try:
-            accepted = call_api(settings, api_url, "/train", payload, REQUEST_TIMEOUT_SECONDS)
+            accepted = call_api(
+                settings, api_url, "/train", {**payload, "wait": False}, REQUEST_TIMEOUT_SECONDS
+            )
             return str(accepted["job_id"])
         except PipelineError as exc:
-            if exc.status_code != 409 or time.monotonic() > deadline:
+            limit = deadline if exc.status_code == 409 else unavailable_until
+            if exc.status_code not in (409, *UNAVAILABLE) or time.monotonic() > limit:
                 raise FullTrainingError(str(exc)) from exc
-            if not told:  # 409: another training holds the API's one slot
-                on_message(f"full {model_type} model: waiting for the API's training ({exc})")
+            if not told:
+                on_message(f"full {model_type} model: waiting for the API ({exc})")
                 told = True
         stop.wait(POLL_SECONDS)
     return None
@@ -192,19 +197,23 @@ def wait_for_job(
     """Poll ``GET /train/{job_id}`` until the job has finished; its last state. When ``stop``
     is set first, the job is cancelled and None returned.
 
-    An API that does not answer (restarted by the stack) is asked again until ``deadline``.
+    An API that does not answer (restarted by the stack), or whose MLflow is down, is asked again
+    for ``UNAVAILABLE_SECONDS``.
 
     Raises:
-        FullTrainingError: the API does not know the job, or it ran past ``deadline``.
+        FullTrainingError: the API does not know the job, stayed down, or the job ran past
+        ``deadline``.
     """
-    stage = None
+    stage, answered = None, time.monotonic()
     while not stop.wait(POLL_SECONDS):
         try:
             job = call_api(
                 settings, api_url, f"/train/{job_id}", None, REQUEST_TIMEOUT_SECONDS, "GET"
             )
+            answered = time.monotonic()
         except PipelineError as exc:
-            if exc.status_code is not None:
+            down_too_long = time.monotonic() > answered + UNAVAILABLE_SECONDS
+            if exc.status_code not in UNAVAILABLE or down_too_long:
                 raise FullTrainingError(str(exc)) from exc
             logger.info("training job %s: %s; asking again", job_id, exc)
             job = {"status": "unknown"}
