@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, err_console, fail, print_json
+from bikecount.cli.context import settings_of
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
 from bikecount.evaluate import finite_metrics
@@ -51,6 +52,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object,
 
 
 def train_command(
+    ctx: typer.Context,
     model: ModelOption = "gbm",
     data: Annotated[
         str,
@@ -93,7 +95,7 @@ def train_command(
     (exit code 130).
     """
     quiet_mlflow()
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         request = TrainRequest(
             model_type=model,
@@ -183,6 +185,7 @@ def _metrics_table(metrics: dict[str, float]) -> Table:
 
 
 def evaluate_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")],
     model: ModelOption = "gbm",
     version: Annotated[
@@ -191,7 +194,7 @@ def evaluate_command(
     as_json: JsonOption = False,
 ) -> None:
     """Score the champion (or a given version) on any labelled file."""
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         report = evaluate_file(settings, model, data, version)
     except USER_ERRORS as exc:
@@ -208,13 +211,14 @@ def evaluate_command(
 
 
 def predict_command(
+    ctx: typer.Context,
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Raw record file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions.")],
     model: ModelOption = "gbm",
     version: Annotated[int | None, typer.Option(help="Version (default: champion).")] = None,
 ) -> None:
     """Write predictions for a raw record file (input columns plus ``prediction``)."""
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         rows, used = predict_file(settings, model, input_path, output, version)
     except USER_ERRORS as exc:
@@ -223,13 +227,14 @@ def predict_command(
 
 
 def models_command(
+    ctx: typer.Context,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Only this model type.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List registered versions with their holdout metrics and the champion."""
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         types = [model] if model else list(MODEL_TYPES)
         registry = Registry(settings)
