@@ -37,9 +37,11 @@ def bikecount_monitor_and_retrain() -> None:
     def assess_drift_and_champion() -> dict[str, Any]:
         """Drift and the champion's score on recent data, and the decision with its reason."""
         from bikecount.pipeline.retrain import assess
+        from bikecount.registry import Registry
 
         force = bool(get_current_context()["params"].get("force"))
-        result = assess(Settings(), force=force)
+        settings = Settings()
+        result = assess(settings, Registry(settings), force=force)
         logger.info("retrain %s: %s", "due" if result.retrain_due else "not due", result.reason)
         return result.as_dict()
 
@@ -55,10 +57,13 @@ def bikecount_monitor_and_retrain() -> None:
         """Audit row and MLflow run for every outcome; fail the run if retraining failed."""
         from bikecount.pipeline import PipelineError
         from bikecount.pipeline.retrain import RetrainResult, record
+        from bikecount.registry import Registry
 
         trained = get_current_context()["ti"].xcom_pull(task_ids="retrain_if_due")
         failure = None if trained else "the retrain_if_due task failed (see its log)"
-        result = record(Settings(), RetrainResult.from_dict(trained or assessed), failure=failure)
+        settings = Settings()
+        outcome = RetrainResult.from_dict(trained or assessed)
+        result = record(settings, Registry(settings), outcome, failure=failure)
         if failure:
             raise PipelineError(f"audit row {result.audit_id}: {result.reason}")
         return result.as_dict()

@@ -144,7 +144,7 @@ async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Runs left RUNNING by an earlier process of this API, killed mid-training.
         orphans = threading.Thread(
             target=keep_failing_orphans,
-            args=(state.settings, stopping),
+            args=(state.settings, state.registry, stopping),
             name="orphaned-runs",
             daemon=True,
         )

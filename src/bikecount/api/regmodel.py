@@ -50,9 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
     jobs = TrainingJobs(
         settings,
+        registry,
         on_success=lambda result: cache.invalidate(result.model_type),
-        record=partial(record_outcome, settings),
-        find=partial(find_job, settings),
+        record=partial(record_outcome, settings, registry),
+        find=partial(find_job, settings, registry),
     )
     app = FastAPI(
         title="bikecount RegModel API",

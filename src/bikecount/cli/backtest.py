@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bikecount.backtest import BACKTEST, BacktestResult, log_backtest, run_backtest
 from bikecount.cli.console import console, err_console, fail, print_json
-from bikecount.cli.context import settings_of
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.modeling import USER_ERRORS, JsonOption, ModelOption
 from bikecount.data.io import read_records, write_records
 from bikecount.models.catalog import parse_assignments
@@ -65,7 +65,7 @@ def backtest_command(
             parsed.frame, model, first, last, retrain_every, param, settings, as_json
         )
         if log_to_mlflow:
-            result.run_id = log_backtest(result, settings, str(data))
+            result.run_id = log_backtest(result, settings, registry_of(ctx), str(data))
     except USER_ERRORS as exc:
         fail(str(exc))
     if output is not None:

@@ -1,5 +1,5 @@
-"""What one call of ``bikecount`` shares between its root callback and its command: the settings,
-read once."""
+"""What one call of ``bikecount`` shares between its root callback and its command: the settings
+and the registry, each made once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from bikecount.cli.console import fail
 from bikecount.config import Settings
-from bikecount.registry import bound_mlflow_requests
+from bikecount.registry import Registry, bound_mlflow_requests
 
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
 
@@ -23,6 +23,7 @@ class Invocation:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
+        self._registry: Registry | None = None
 
     @property
     def settings(self) -> Settings:
@@ -30,10 +31,21 @@ class Invocation:
             self._settings = read_settings()
         return self._settings
 
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(self.settings)
+        return self._registry
+
 
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings of this call of the command line, read at the first ask."""
     return ctx.ensure_object(Invocation).settings
+
+
+def registry_of(ctx: typer.Context) -> Registry:
+    """The registry of this call's settings (its MLflow client is made at its first use)."""
+    return ctx.ensure_object(Invocation).registry
 
 
 def read_settings() -> Settings:

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, err_console, fail, print_json
-from bikecount.cli.context import settings_of
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
 from bikecount.evaluate import finite_metrics
@@ -22,7 +22,6 @@ from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
 from bikecount.registry import (
     ModelNotFoundError,
-    Registry,
     RegistryUnavailableError,
     quiet_mlflow,
     shown_uri,
@@ -106,11 +105,12 @@ def train_command(
             holdout_from=holdout_from.date() if holdout_from else None,
             refit=refit,
         )
+        registry = registry_of(ctx)
         if as_json:
-            result = train(request, settings)
+            result = train(request, settings, registry)
         else:
             with console.status("training...") as status:
-                result = train(request, settings, on_stage=lambda s: status.update(s))
+                result = train(request, settings, registry, on_stage=lambda s: status.update(s))
     except USER_ERRORS as exc:
         fail(str(exc))
     except TrainingStoppedError as exc:
@@ -194,9 +194,8 @@ def evaluate_command(
     as_json: JsonOption = False,
 ) -> None:
     """Score the champion (or a given version) on any labelled file."""
-    settings = settings_of(ctx)
     try:
-        report = evaluate_file(settings, model, data, version)
+        report = evaluate_file(registry_of(ctx), model, data, version)
     except USER_ERRORS as exc:
         fail(str(exc))
     report["metrics"] = finite_metrics(report["metrics"], digits=4)
@@ -218,9 +217,8 @@ def predict_command(
     version: Annotated[int | None, typer.Option(help="Version (default: champion).")] = None,
 ) -> None:
     """Write predictions for a raw record file (input columns plus ``prediction``)."""
-    settings = settings_of(ctx)
     try:
-        rows, used = predict_file(settings, model, input_path, output, version)
+        rows, used = predict_file(registry_of(ctx), model, input_path, output, version)
     except USER_ERRORS as exc:
         fail(str(exc))
     console.print(f"wrote {rows:,} predictions of {model} v{used} to {output}")
@@ -237,7 +235,7 @@ def models_command(
     settings = settings_of(ctx)
     try:
         types = [model] if model else list(MODEL_TYPES)
-        registry = Registry(settings)
+        registry = registry_of(ctx)
         versions = [v for t in types for v in registry.list_versions(t)]
     except USER_ERRORS as exc:
         fail(str(exc))

@@ -10,7 +10,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, fail, print_json
-from bikecount.cli.context import settings_of
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
 from bikecount.monitoring.drift import (
@@ -21,7 +21,7 @@ from bikecount.monitoring.drift import (
 )
 from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError
-from bikecount.registry import Registry, RegistryUnavailableError, quiet_mlflow, shown_uri
+from bikecount.registry import RegistryUnavailableError, quiet_mlflow, shown_uri
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
@@ -60,12 +60,13 @@ def monitor_command(
             fail(f"data file not found: {path}", hint=PREPARE_HINT)
     try:
         get_spec(model)
-        Registry(settings).check_reachable()  # within seconds, not MLflow's retries
+        registry = registry_of(ctx)
+        registry.check_reachable()  # within seconds, not MLflow's retries
         if as_json:
-            result = run_monitoring(settings, reference, current, model)
+            result = run_monitoring(settings, registry, reference, current, model)
         else:
             with console.status("comparing current data with the reference..."):
-                result = run_monitoring(settings, reference, current, model)
+                result = run_monitoring(settings, registry, reference, current, model)
     except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
         fail(str(exc))
     except MlflowException as exc:

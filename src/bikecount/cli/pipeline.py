@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, fail, print_json
-from bikecount.cli.context import settings_of
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
 from bikecount.pipeline import PipelineError
@@ -179,7 +179,9 @@ def monitor_retrain_command(
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
         with quiet:
-            result = monitor_and_retrain(settings, api_url, force, model, recent_days=recent_days)
+            result = monitor_and_retrain(
+                settings, registry_of(ctx), api_url, force, model, recent_days=recent_days
+            )
     except USER_ERRORS as exc:
         fail(str(exc))
     except MlflowException as exc:

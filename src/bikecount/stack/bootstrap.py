@@ -162,7 +162,10 @@ def _train_first(
     try:
         with hooks.chatter():
             result = train(
-                request, settings, on_stage=lambda stage: hooks.on_stage(model_type, stage)
+                request,
+                settings,
+                Registry(settings),
+                on_stage=lambda stage: hooks.on_stage(model_type, stage),
             )
     except Exception as exc:  # one broken type must not keep the whole stack down
         logger.debug("first %s model failed", model_type, exc_info=True)
