@@ -42,6 +42,7 @@ from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import predict_day, score_day
 from bikecount.pipeline.retrain import monitor_and_retrain
 from bikecount.records import TIMESTAMP, parse_timestamps
+from bikecount.registry import Registry, bound_mlflow_requests
 from bikecount.stack.processes import ProcessManager, handling_stop_signals
 from bikecount.train import TrainRequest, train
 
@@ -87,7 +88,13 @@ def timed(bucket: list[float], step, *args, **kwargs):  # noqa: ANN001, ANN201
     return result
 
 
-def replay(settings: Settings, api_url: str, days: list[date], args: argparse.Namespace) -> None:
+def replay(
+    settings: Settings,
+    registry: Registry,
+    api_url: str,
+    days: list[date],
+    args: argparse.Namespace,
+) -> None:
     timings, drop = Timings(), settings.data_dir.parent / "drop"
     errors: list[tuple[date, int, float, float]] = []
     print("day        | forecast version | RMSE  | MAE   | decision")
@@ -99,7 +106,7 @@ def replay(settings: Settings, api_url: str, days: list[date], args: argparse.Na
         forecast = timed(timings.predict, predict_day, settings, day + timedelta(days=1), api_url)
         decision = ""
         if (index + 1) % args.every == 0:
-            result = timed(timings.monitor, monitor_and_retrain, settings, api_url)
+            result = timed(timings.monitor, monitor_and_retrain, settings, registry, api_url)
             r2 = (result.champion_metrics or {}).get("r2")
             counts = "drifted" if result.counts_drifted else "stable"
             decision = (
@@ -154,17 +161,19 @@ def run(args: argparse.Namespace, root: Path) -> None:
     days = days[: args.days] if args.days else days
     print(f"data: {source}; replaying {len(days)} days from {days[0]} to {days[-1]}", flush=True)
     mlflow_spec, api_spec, settings = plan_services(settings)
+    bound_mlflow_requests(settings)  # before the process manager's threads start
+    registry = Registry(settings)
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
         started = time.perf_counter()
-        champion = train(TrainRequest(model_type="gbm"), settings)
+        champion = train(TrainRequest(model_type="gbm"), settings, registry)
         print(
             f"  gbm champion v{champion.version} trained in {time.perf_counter() - started:.0f} s "
             f"(holdout R² {champion.metrics['r2']:.3f})",
             flush=True,
         )
         start_service(manager, api_spec)
-        replay(settings, api_spec.url, days, args)
+        replay(settings, registry, api_spec.url, days, args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -43,6 +43,7 @@ from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.models import MODEL_TYPES
 from bikecount.records import COUNT, SNAKE_TO_EXPORT
+from bikecount.registry import Registry, bound_mlflow_requests
 from bikecount.stack import check_ports
 from bikecount.stack.processes import ProcessManager, RunningService, handling_stop_signals
 from bikecount.stack.services import ServiceSpec, StackOptions, build_services
@@ -174,10 +175,11 @@ def train_models(settings: Settings, model_types: Sequence[str]) -> dict[str, st
         For each type that failed to train, why (it is then left out of the measurements).
     """
     failures = {}
+    registry = Registry(settings)
     for model_type in model_types:
         started = time.perf_counter()
         try:
-            result = train(TrainRequest(model_type=model_type), settings)
+            result = train(TrainRequest(model_type=model_type), settings, registry)
         except Exception as exc:  # one broken model type must not stop the others' figures
             failures[model_type] = f"{type(exc).__name__}: {exc}"
             print(f"  {model_type} failed to train: {failures[model_type]}", flush=True)
@@ -340,6 +342,7 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
     written = write_datasets(generate_records(config), settings)
     print("  " + ", ".join(f"{name}: {len(frame):,} rows" for name, (_, frame) in written.items()))
     mlflow_spec, api_spec, settings = plan_services(settings)
+    bound_mlflow_requests(settings)  # before the process manager's threads start
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
         print(f"training {', '.join(args.models)} (default settings)", flush=True)

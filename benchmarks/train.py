@@ -36,7 +36,7 @@ from bikecount.evaluate import score_model
 from bikecount.inference import evaluate_file
 from bikecount.models import MODEL_TYPES, get_spec
 from bikecount.records import TIMESTAMP, parse_records, parse_timestamps
-from bikecount.registry import Registry
+from bikecount.registry import Registry, bound_mlflow_requests
 from bikecount.train import TrainRequest, train
 
 
@@ -59,9 +59,12 @@ def run_one(model_type: str, train_path: Path, eval_path: Path, root: Path, out)
         artifacts_dir=root / "artifacts",
         mlflow_tracking_uri=None,
     )
-    result = train(TrainRequest(model_type=model_type, data_source=str(train_path)), settings)
-    report = evaluate_file(settings, model_type, eval_path, result.version)
-    model = Registry(settings).load_version(model_type, result.version)
+    bound_mlflow_requests(settings)
+    registry = Registry(settings)
+    request = TrainRequest(model_type=model_type, data_source=str(train_path))
+    result = train(request, settings, registry)
+    report = evaluate_file(registry, model_type, eval_path, result.version)
+    model = registry.load_version(model_type, result.version)
     figures = {
         "model": model_type,
         "train_s": result.duration_seconds,

@@ -13,12 +13,11 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from bikecount.config import Settings
-from bikecount.pipeline.schedule import context_day, dag_arguments
+from bikecount.pipeline.schedule import context_day, dag_arguments, task_settings
 
 logger = logging.getLogger(__name__)
-# Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
-SETTINGS = Settings()
+# Heavy imports (pandas, MLflow, Evidently) and the settings wait for the tasks: DAG files are
+# parsed often.
 
 
 @dag(
@@ -35,7 +34,7 @@ SETTINGS = Settings()
         ),
     },
     doc_md=__doc__,
-    **dag_arguments(SETTINGS),
+    **dag_arguments(),
 )
 def bikecount_daily_ingest() -> None:
     @task
@@ -45,7 +44,7 @@ def bikecount_daily_ingest() -> None:
 
         context = get_current_context()
         force = bool(context["params"].get("force", False))
-        return ingest_day(Settings(), context_day(context), force=force).as_dict()
+        return ingest_day(task_settings(), context_day(context), force=force).as_dict()
 
     @task
     def report(result: dict[str, Any]) -> None:
@@ -65,7 +64,7 @@ def bikecount_daily_ingest() -> None:
             logger.info("rejected %d × %s", count, reason)
         if ingested.note:
             logger.warning("%s", ingested.note)
-        check_rejections(ingested, Settings().pipeline_max_rejected_share)
+        check_rejections(ingested, task_settings().pipeline_max_rejected_share)
 
     report(ingest())
 

@@ -14,12 +14,11 @@ from typing import Any
 
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
-from bikecount.config import Settings
-from bikecount.pipeline.schedule import context_day, dag_arguments
+from bikecount.pipeline.schedule import context_day, dag_arguments, task_settings
 
 logger = logging.getLogger(__name__)
-# Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
-SETTINGS = Settings()
+# Heavy imports (pandas, MLflow, Evidently) and the settings wait for the tasks: DAG files are
+# parsed often.
 
 
 @dag(
@@ -31,7 +30,7 @@ SETTINGS = Settings()
         )
     },
     doc_md=__doc__,
-    **dag_arguments(SETTINGS),
+    **dag_arguments(),
 )
 def bikecount_daily_predict() -> None:
     # Waits on the store, not on the ingest DAG: a day ingested by hand counts as well.
@@ -41,7 +40,7 @@ def bikecount_daily_predict() -> None:
         from bikecount.pipeline.store import ingested_days, open_store
 
         day = context_day(get_current_context())
-        done = day in ingested_days(open_store(Settings().pipeline_db_url), day, day)
+        done = day in ingested_days(open_store(task_settings().pipeline_db_url), day, day)
         logger.info("day %s %s", day, "ingested" if done else "not ingested yet")
         return PokeReturnValue(is_done=done, xcom_value=day.isoformat())
 
@@ -50,7 +49,7 @@ def bikecount_daily_predict() -> None:
         """Score the stored forecast of the ingested day against its counts."""
         from bikecount.pipeline.predict import score_day
 
-        result = score_day(Settings(), date.fromisoformat(day))
+        result = score_day(task_settings(), date.fromisoformat(day))
         logger.info("%s: %s", day, result.reason or result.errors)
         return {
             "day": result.day,
@@ -63,7 +62,7 @@ def bikecount_daily_predict() -> None:
         """Forecast the next day through the API and store it with the model version."""
         from bikecount.pipeline.predict import predict_day
 
-        result = predict_day(Settings(), date.fromisoformat(day) + timedelta(days=1))
+        result = predict_day(task_settings(), date.fromisoformat(day) + timedelta(days=1))
         return {
             "day": result.day,
             "rows": result.rows,

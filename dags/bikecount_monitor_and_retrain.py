@@ -16,12 +16,11 @@ from typing import Any
 
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from bikecount.config import Settings
-from bikecount.pipeline.schedule import dag_arguments
+from bikecount.pipeline.schedule import dag_arguments, task_settings
 
 logger = logging.getLogger(__name__)
-# Heavy imports (pandas, MLflow, Evidently) wait for the tasks: DAG files are parsed often.
-SETTINGS = Settings()
+# Heavy imports (pandas, MLflow, Evidently) and the settings wait for the tasks: DAG files are
+# parsed often.
 
 
 @dag(
@@ -30,16 +29,18 @@ SETTINGS = Settings()
     max_active_runs=1,
     params={"force": Param(False, type="boolean", description="Retrain whatever drift says")},
     doc_md=__doc__,
-    **dag_arguments(SETTINGS),
+    **dag_arguments(),
 )
 def bikecount_monitor_and_retrain() -> None:
     @task
     def assess_drift_and_champion() -> dict[str, Any]:
         """Drift and the champion's score on recent data, and the decision with its reason."""
         from bikecount.pipeline.retrain import assess
+        from bikecount.registry import Registry
 
         force = bool(get_current_context()["params"].get("force"))
-        result = assess(Settings(), force=force)
+        settings = task_settings()
+        result = assess(settings, Registry(settings), force=force)
         logger.info("retrain %s: %s", "due" if result.retrain_due else "not due", result.reason)
         return result.as_dict()
 
@@ -48,17 +49,20 @@ def bikecount_monitor_and_retrain() -> None:
         """Train through the API when due; the API decides the promotion."""
         from bikecount.pipeline.retrain import RetrainResult, retrain
 
-        return retrain(Settings(), RetrainResult.from_dict(assessed)).as_dict()
+        return retrain(task_settings(), RetrainResult.from_dict(assessed)).as_dict()
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def record_decision(assessed: dict[str, Any]) -> dict[str, Any]:
         """Audit row and MLflow run for every outcome; fail the run if retraining failed."""
         from bikecount.pipeline import PipelineError
         from bikecount.pipeline.retrain import RetrainResult, record
+        from bikecount.registry import Registry
 
         trained = get_current_context()["ti"].xcom_pull(task_ids="retrain_if_due")
         failure = None if trained else "the retrain_if_due task failed (see its log)"
-        result = record(Settings(), RetrainResult.from_dict(trained or assessed), failure=failure)
+        settings = task_settings()
+        outcome = RetrainResult.from_dict(trained or assessed)
+        result = record(settings, Registry(settings), outcome, failure=failure)
         if failure:
             raise PipelineError(f"audit row {result.audit_id}: {result.reason}")
         return result.as_dict()

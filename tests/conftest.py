@@ -49,6 +49,11 @@ def no_developer_configuration() -> Iterator[None]:
     nor the servers they start: each test says what it runs with."""
     mine = ("BIKECOUNT_", "MLFLOW_")
     saved = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith(mine)}
+    # The test process bounds MLflow's client at its start, as bikecount's processes do.
+    from bikecount.config import Settings
+    from bikecount.registry import bound_mlflow_requests
+
+    bound_mlflow_requests(Settings(_env_file=None))
     yield
     os.environ.update(saved)
 

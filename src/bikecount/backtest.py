@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from bikecount.fitting import fit_for_deployment
 from bikecount.forecast import GRID_COLUMNS, GapSettings, forecast_day
 from bikecount.models import get_spec, parse_params
 from bikecount.records import PARIS_TZ
+
+if TYPE_CHECKING:
+    from bikecount.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +196,9 @@ def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> dict[st
     }
 
 
-def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> str:
+def log_backtest(
+    result: BacktestResult, settings: Settings, registry: Registry, data_path: str
+) -> str:
     """Log a backtest to MLflow (experiment ``<prefix>-backtest``); return the run id.
 
     Parameters say what was run, metrics are the overall ones plus one step per day (step 0 is
@@ -201,9 +206,6 @@ def log_backtest(result: BacktestResult, settings: Settings, data_path: str) -> 
     """
     import mlflow
 
-    from bikecount.registry import Registry
-
-    registry = Registry(settings)
     registry.use_for_runs()
     experiment_id = registry.ensure_experiment(settings.mlflow_name(BACKTEST))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"backtest-{result.model_type}"):

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
 from bikecount.evaluate import per_counter_rmse, score_model
 from bikecount.models import get_spec
@@ -74,16 +73,15 @@ def predict_records(model: Any, task: str, records: pd.DataFrame) -> Predictions
 
 
 def load_model(
-    settings: Settings, model_type: str, version: int | None = None, metric: str | None = None
+    registry: Registry, model_type: str, version: int | None = None, metric: str | None = None
 ) -> tuple[Any, int]:
     """Load a registered version (the champion by default) and return it with its number."""
-    registry = Registry(settings)
     chosen = registry.choose_version(model_type, version, metric)
     return registry.load_version(model_type, chosen), chosen
 
 
 def predict_file(
-    settings: Settings, model_type: str, source: Path, destination: Path, version: int | None
+    registry: Registry, model_type: str, source: Path, destination: Path, version: int | None
 ) -> tuple[int, int]:
     """Write the input records with a ``prediction`` column (and ``label`` for the classifier).
 
@@ -92,7 +90,7 @@ def predict_file(
     Returns:
         (number of rows, version used)
     """
-    model, used = load_model(settings, model_type, version)
+    model, used = load_model(registry, model_type, version)
     raw = read_records(source)
     records = require_valid(raw)
     result = predict_records(model, get_spec(model_type).task, records)
@@ -105,10 +103,10 @@ def predict_file(
 
 
 def evaluate_file(
-    settings: Settings, model_type: str, source: Path, version: int | None = None
+    registry: Registry, model_type: str, source: Path, version: int | None = None
 ) -> dict[str, Any]:
     """Score a registered version on a labelled file: the holdout metrics and per-counter RMSE."""
-    model, used = load_model(settings, model_type, version)
+    model, used = load_model(registry, model_type, version)
     parsed = parse_records(read_records(source), require_count=True)
     if parsed.frame.empty:
         raise ValueError(f"{source}: no valid labelled records")

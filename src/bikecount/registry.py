@@ -93,12 +93,32 @@ def is_remote(tracking_uri: str) -> bool:
 def bound_mlflow_requests(settings: Settings) -> None:
     """Bound every request of MLflow's client: its defaults (7 retries with a doubling backoff,
     120 s timeouts) keep a call to a dead server waiting for minutes. MLflow reads these
-    environment variables at each request; ones already set (``MLFLOW_HTTP_REQUEST_*``) win."""
+    environment variables at each request; ones already set (``MLFLOW_HTTP_REQUEST_*``) win.
+
+    Call it once at a process's start (the CLI, an API's ``create_app``, a DAG task), before any
+    thread: a thread that reads the whole environment (a subprocess's copy, the proxy lookup of
+    every HTTP request) while another writes it fails with "dictionary changed size during
+    iteration".
+    """
     os.environ.setdefault(
         "MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_seconds)
     )
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_request_retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def point_mlflow_at(tracking_uri: str, registry_uri: str) -> None:
+    """Set MLflow's global tracking and registry URIs, each only if it names another store.
+
+    MLflow copies them into ``os.environ`` (for its child processes), the registry URI at every
+    call. Pointed once at a process's start (``Registry.use_for_runs`` in an API's lifespan), the
+    calls from request and training threads then write nothing: see
+    :func:`bound_mlflow_requests` for the race a write from a thread starts.
+    """
+    if mlflow.get_tracking_uri() != tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_registry_uri() != registry_uri:
+        mlflow.set_registry_uri(registry_uri)
 
 
 def shown_uri(tracking_uri: str) -> str:
@@ -132,7 +152,6 @@ class Registry:
         self.settings = settings
         self.tracking_uri = settings.tracking_uri
         self._client = client
-        bound_mlflow_requests(settings)
 
     @property
     def client(self) -> MlflowClient:
@@ -209,8 +228,7 @@ class Registry:
         and backtests log go through that API. Returns the URI.
         """
         self._prepare_local_store()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        point_mlflow_at(self.tracking_uri, self.tracking_uri)
         return self.tracking_uri
 
     def ensure_experiment(self, name: str, env: Env | None = None) -> str:
@@ -370,8 +388,7 @@ class Registry:
         # MLflow 3 resolves a version's logged-model source with its *global* URIs, whatever
         # is passed: point them at this registry for the download, then put them back.
         previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        point_mlflow_at(self.tracking_uri, self.tracking_uri)
         try:
             with tempfile.TemporaryDirectory(prefix="bikecount-model-") as folder:
                 with self._asking(f"download {uri}"):
@@ -383,8 +400,7 @@ class Registry:
                     )
                 return mlflow.sklearn.load_model(local)
         finally:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])
+            point_mlflow_at(*previous)
 
 
 def champion_trained_until(registry: Registry, model_type: str) -> pd.Timestamp | None:

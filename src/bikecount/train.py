@@ -88,6 +88,7 @@ class TrainResult:
 def train(
     request: TrainRequest,
     settings: Settings,
+    registry: Registry,
     on_stage: StageCallback | None = None,
     stop: StopToken | None = None,
 ) -> TrainResult:
@@ -107,7 +108,6 @@ def train(
     stage = on_stage or (lambda message: logger.info(message))
     started = time.perf_counter()
     spec, params, path = validate_train_request(request, settings)
-    registry = Registry(settings)
     registry.check_reachable()  # within seconds, not MLflow's minutes of retries
 
     stage(f"reading {path}")

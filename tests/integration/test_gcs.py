@@ -15,6 +15,7 @@ import helpers
 from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
 from bikecount.inference import load_model
+from bikecount.registry import Registry
 from bikecount.train import TrainRequest, train
 
 pytestmark = pytest.mark.integration
@@ -69,9 +70,11 @@ def bucket_objects() -> list[str]:
 def test_prod_training_writes_the_model_to_the_bucket_and_serves_it_back(
     prod_settings: Settings,
 ) -> None:
+    registry = Registry(prod_settings)
     result = train(
         TrainRequest(model_type="gbm", data_source="reference", env="prod", test_mode=True),
         prod_settings,
+        registry,
     )
 
     objects = bucket_objects()
@@ -79,7 +82,7 @@ def test_prod_training_writes_the_model_to_the_bucket_and_serves_it_back(
     assert any(name.endswith("/MLmodel") for name in objects), objects
     assert not (prod_settings.artifacts_dir).exists()  # nothing written to local artifacts
 
-    model, version = load_model(prod_settings, "gbm")
+    model, version = load_model(registry, "gbm")
     records = pd.read_csv(prod_settings.dataset_path("current"), sep=";", dtype=str).head(20)
     predictions = model.predict(records)
     assert version == result.version

@@ -17,6 +17,7 @@ from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
 from bikecount.records import SNAKE_TO_EXPORT
+from bikecount.registry import Registry
 from bikecount.train import TrainRequest, train
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,7 @@ def local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 def test_cli_monitor_json_logs_a_run(local_store: Settings) -> None:
     request = TrainRequest(model_type="gbm", data_source="reference", env="dev", test_mode=True)
-    trained = train(request, local_store)
+    trained = train(request, local_store, Registry(local_store))
     result = CliRunner().invoke(app, ["monitor", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -49,6 +49,7 @@ from bikecount.pipeline.store import (
     read_table,
 )
 from bikecount.records import to_raw_records
+from bikecount.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -162,7 +163,7 @@ def test_drift_and_a_weak_champion_retrain_without_force(stack: Stack) -> None:
     ingest(stack.settings, DAY, stack.root / "drop")
     # A bar no champion clears: the decision then rests on drift, found in November vs autumn.
     settings = stack.settings.model_copy(update={"retrain_r2_threshold": 0.999})
-    result = monitor_and_retrain(settings, stack.api_url, test_mode=True)
+    result = monitor_and_retrain(settings, Registry(settings), stack.api_url, test_mode=True)
     assert result.drift_detected and result.retrained and not result.forced
     assert result.reason.startswith("drift detected and R² too low")
     row = read_table(open_store(settings.pipeline_db_url), audit).iloc[-1]
@@ -171,7 +172,10 @@ def test_drift_and_a_weak_champion_retrain_without_force(stack: Stack) -> None:
 
 def test_forced_retraining_is_audited_and_logged(stack: Stack, tracking: Tracking) -> None:
     ingest(stack.settings, DAY, stack.root / "drop")
-    result = monitor_and_retrain(stack.settings, stack.api_url, force=True, test_mode=True)
+    registry = Registry(stack.settings)
+    result = monitor_and_retrain(
+        stack.settings, registry, stack.api_url, force=True, test_mode=True
+    )
     assert result.retrained and result.new_version is not None
     assert result.new_version > (result.champion_version or 0)
     assert result.reason.startswith("forced") and "retrained" in result.reason

@@ -100,7 +100,7 @@ def train_model(
     settings: Settings, model_type: str = "rf", *, test_mode: bool = False, **hyperparams: object
 ) -> TrainResult:
     request = TrainRequest(model_type=model_type, test_mode=test_mode, hyperparams=hyperparams)
-    return train(request, settings)
+    return train(request, settings, Registry(settings))
 
 
 # --- a first run ---------------------------------------------------------------------------
@@ -225,8 +225,9 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
     bad_rows = read_records(settings.dataset_path("test_sample")).head(30)
     bad_rows[COORDINATES] = "0,0"
     no_valid_rows = write_records(bad_rows, tmp_path / "no_valid_rows.csv")
+    unusable = TrainRequest(model_type="rf", data_source=str(no_valid_rows))
     with pytest.raises(ValueError, match="no valid records"):
-        train(TrainRequest(model_type="rf", data_source=str(no_valid_rows)), settings)
+        train(unusable, settings, Registry(settings))
     experiment = client.get_experiment_by_name(settings.experiment_name()).experiment_id
     runs_before = len(client.search_runs([experiment]))
     with pytest.raises(HyperparameterError, match="n_jobs"):  # refused before any run
@@ -244,7 +245,7 @@ def test_champion_is_kept_against_worse_test_mode_and_failed_runs(
 
     request = TrainRequest(model_type="rf", hyperparams={"n_estimators": 2})
     with pytest.raises(TrainingTimeoutError, match="time limit of 60 s .* while refitting"):
-        train(request, settings, on_stage=late_refit, stop=stop)
+        train(request, settings, Registry(settings), on_stage=late_refit, stop=stop)
     failed = client.search_runs(
         [experiment], order_by=["attributes.start_time DESC"], max_results=1
     )[0]
@@ -273,9 +274,10 @@ def test_the_registered_model_is_refitted_on_every_row(
     source = str(write_records(raw, settings.data_dir / "tripled_recently.csv"))
     forget_registered_model(client, settings, "rf")
 
-    refitted = train(TrainRequest("rf", source, hyperparams=GOOD_FOREST), settings)
+    registry = Registry(settings)
+    refitted = train(TrainRequest("rf", source, hyperparams=GOOD_FOREST), settings, registry)
     evaluation_only = train(
-        TrainRequest("rf", source, hyperparams=GOOD_FOREST, refit=False), settings
+        TrainRequest("rf", source, hyperparams=GOOD_FOREST, refit=False), settings, registry
     )
 
     assert refitted.refit and not evaluation_only.refit
@@ -291,10 +293,10 @@ def test_the_registered_model_is_refitted_on_every_row(
     last_days = raw[recent]
     truth = last_days["Comptage horaire"].astype(float).to_numpy()
     refit_error = np.abs(
-        Registry(settings).load_version("rf", refitted.version).predict(last_days) - truth
+        registry.load_version("rf", refitted.version).predict(last_days) - truth
     ).mean()
     evaluation_error = np.abs(
-        Registry(settings).load_version("rf", evaluation_only.version).predict(last_days) - truth
+        registry.load_version("rf", evaluation_only.version).predict(last_days) - truth
     ).mean()
     assert refit_error < 0.5 * evaluation_error
 
@@ -332,12 +334,13 @@ def test_the_champion_is_judged_only_on_rows_after_its_trained_until(
 ) -> None:
     to_may_20 = write_until(settings, "to_may_20.csv", "2021-05-21")
     everything = write_until(settings, "to_june.csv", "2021-06-01")
+    registry = Registry(settings)
 
     # A champion that knows up to 20 May, a challenger trained to 31 May with a 14-day holdout
     # (from 18 May): only 21-31 May are rows the champion never saw.
     forget_registered_model(client, settings, "rf")
-    champion = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings)
-    challenger = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
+    champion = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings, registry)
+    challenger = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings, registry)
     assert champion.trained_until.startswith("2021-05-20T23:00")
     assert f"after champion v{champion.version}'s trained_until" in challenger.champion_reason
     unseen_rows = 11 * 24 * DATA_CONFIG.n_counters
@@ -346,15 +349,15 @@ def test_the_champion_is_judged_only_on_rows_after_its_trained_until(
     # A champion that saw the challenger's whole holdout, evaluated on another: no fair
     # comparison, the champion stays.
     forget_registered_model(client, settings, "rf")
-    knows_more = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
-    older = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings)
+    knows_more = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings, registry)
+    older = train(TrainRequest("rf", to_may_20, hyperparams=GOOD_FOREST), settings, registry)
     assert not older.champion
     assert "no fair comparison" in older.champion_reason
     assert champion_of(client, settings, "rf") == knows_more.version
 
     # A champion trained before the challenger's holdout is scored on all of it.
     forget_registered_model(client, settings, "rf")
-    first = train(TrainRequest("rf", "reference", hyperparams=BAD_FOREST), settings)
-    later = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings)
+    first = train(TrainRequest("rf", "reference", hyperparams=BAD_FOREST), settings, registry)
+    later = train(TrainRequest("rf", everything, hyperparams=GOOD_FOREST), settings, registry)
     assert later.champion, later.champion_reason
     assert f"which champion v{first.version} never saw" in later.champion_reason

@@ -19,6 +19,7 @@ from bikecount.monitoring.drift import (
     write_report,
 )
 from bikecount.records import parse_records
+from bikecount.registry import Registry
 
 
 @pytest.fixture(scope="module")
@@ -148,5 +149,5 @@ def test_empty_side_is_a_clear_error(frame: pd.DataFrame, settings: Settings) ->
 
 
 def test_champion_is_skipped_without_counts(frame: pd.DataFrame, settings: Settings) -> None:
-    score = score_champion(settings, "gbm", frame.assign(count=float("nan")))
+    score = score_champion(Registry(settings), "gbm", frame.assign(count=float("nan")))
     assert score.metrics_current is None and "no counts" in (score.reason or "")

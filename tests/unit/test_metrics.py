@@ -17,6 +17,7 @@ from bikecount.api.model_cache import ModelCache
 from bikecount.api.regmodel import create_app
 from bikecount.config import Settings
 from bikecount.monitoring import metrics
+from bikecount.registry import Registry
 from bikecount.train import TrainRequest
 
 EXPECTED = {
@@ -140,7 +141,9 @@ def test_record_champion_sets_version_and_metrics() -> None:
 
 @pytest.mark.parametrize("fails", [False, True])
 def test_training_jobs_count_runs_and_durations(fails: bool) -> None:
-    def run(request: TrainRequest, settings: Settings, **callbacks: object) -> object:
+    def run(
+        request: TrainRequest, settings: Settings, registry: Registry, **callbacks: object
+    ) -> object:
         if fails:
             raise RuntimeError("boom")
         return object()
@@ -148,7 +151,8 @@ def test_training_jobs_count_runs_and_durations(fails: bool) -> None:
     status = "failed" if fails else "succeeded"
     started = value("bikecount_training_runs_total", model_type="rf", status="started")
     ended = value("bikecount_training_runs_total", model_type="rf", status=status)
-    jobs = TrainingJobs(Settings(_env_file=None), run=run)  # type: ignore[arg-type]
+    settings = Settings(_env_file=None)
+    jobs = TrainingJobs(settings, Registry(settings), run=run)  # type: ignore[arg-type]
     request = TrainRequest(model_type="rf", data_source="reference", env="dev", hyperparams={})
     assert jobs.submit(request).done.wait(10)
     assert value("bikecount_training_runs_total", model_type="rf", status="started") == started + 1

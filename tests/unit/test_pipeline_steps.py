@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from bikecount.cli import app
@@ -27,7 +28,7 @@ from bikecount.pipeline.ingest import (
     ingest_day,
 )
 from bikecount.pipeline.retrain import RetrainResult, decide
-from bikecount.pipeline.schedule import run_day, task_defaults
+from bikecount.pipeline.schedule import TaskRetries, dag_arguments, run_day, task_defaults
 from bikecount.pipeline.store import ingest_log, open_store, read_counts, read_table
 from bikecount.records import COUNT
 
@@ -48,6 +49,18 @@ def test_task_defaults_follow_the_settings() -> None:
         Settings(_env_file=None, pipeline_retries=4, pipeline_retry_delay_seconds=30)
     )
     assert defaults["retries"] == 4 and defaults["retry_delay"].total_seconds() == 30
+
+
+def test_a_dag_file_reads_its_retries_with_the_rules_of_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BIKECOUNT_PIPELINE_RETRIES", "5")
+    monkeypatch.setenv("BIKECOUNT_ENV", "prod")  # settings a task would refuse: not read here
+    defaults = dag_arguments(TaskRetries(_env_file=None))["default_args"]
+    assert defaults["retries"] == 5 and defaults["retry_delay"].total_seconds() == 300
+    monkeypatch.setenv("BIKECOUNT_PIPELINE_RETRIES", "-1")
+    with pytest.raises(ValidationError, match="pipeline_retries"):
+        TaskRetries(_env_file=None)
 
 
 def test_the_open_data_query_spans_the_local_day_with_its_offsets() -> None:

@@ -16,6 +16,7 @@ from bikecount.data.io import DataFileError, write_records
 from bikecount.models import HyperparameterError
 from bikecount.monitoring.drift import MonitoringDataError, monitoring_input, run_monitoring
 from bikecount.records import parse_records
+from bikecount.registry import Registry
 from bikecount.train import EnvUnavailableError, TrainRequest, validate_train_request
 
 
@@ -64,7 +65,8 @@ def test_the_api_names_the_field_of_trains_own_checks(
     settings: Settings, body: dict[str, object], field: str
 ) -> None:
     with pytest.raises(InvalidFieldError) as caught:
-        build_train_request(TrainRequestBody.model_validate({"model_type": "rf", **body}), settings)
+        body_model = TrainRequestBody.model_validate({"model_type": "rf", **body})
+        build_train_request(body_model, settings, Registry(settings))
     assert caught.value.field == field
 
 
@@ -76,5 +78,5 @@ def test_monitoring_names_the_side_that_cannot_be_read(settings: Settings) -> No
     _, sources = monitoring_input("reference", reference)
     assert sources["reference"] == str(reference) and sources["reference_fingerprint"]
     with pytest.raises(MonitoringDataError) as caught:
-        run_monitoring(settings, reference, settings.dataset_path("current"))
+        run_monitoring(settings, Registry(settings), reference, settings.dataset_path("current"))
     assert caught.value.side == "current" and "no such file" in str(caught.value)

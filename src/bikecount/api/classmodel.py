@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from bikecount import __version__
-from bikecount.api.deps import ApiState, attach_state, serving_lifespan
+from bikecount.api.deps import ApiState, attach_state, configure_mlflow_client, serving_lifespan
 from bikecount.api.errors import install_error_handling
 from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.model_cache import ModelCache
@@ -24,6 +24,7 @@ MODEL_TYPES = (legacy.MODEL_TYPE,)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ClassModel API; settings come from ``BIKECOUNT_*`` variables when not given."""
     settings = settings or Settings()
+    configure_mlflow_client(settings)
     app = FastAPI(
         title="bikecount ClassModel API (legacy)",
         version=__version__,

@@ -26,7 +26,7 @@ from bikecount.api.jobs import TrainingJobs
 from bikecount.api.model_cache import ModelCache
 from bikecount.config import Settings
 from bikecount.isolated_fit import warm_up
-from bikecount.registry import Registry, quiet_mlflow
+from bikecount.registry import Registry, bound_mlflow_requests, quiet_mlflow
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,14 @@ def configure_logging() -> None:
     quiet_mlflow()
     # One line per MLflow health probe would drown the server log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Download progress bars are for terminals, not for a server's log.
+
+
+def configure_mlflow_client(settings: Settings) -> None:
+    """MLflow's client as a server process needs it: requests bounded, no download progress
+    bars (they are for terminals, not for a server's log). MLflow reads both from the
+    environment, which only an app's creation writes: a server's threads never start before
+    it (see :func:`~bikecount.registry.bound_mlflow_requests`)."""
+    bound_mlflow_requests(settings)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
@@ -137,7 +144,7 @@ async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Runs left RUNNING by an earlier process of this API, killed mid-training.
         orphans = threading.Thread(
             target=keep_failing_orphans,
-            args=(state.settings, stopping),
+            args=(state.settings, state.registry, stopping),
             name="orphaned-runs",
             daemon=True,
         )

@@ -67,11 +67,6 @@ def job_tags(job_id: str, settings: Settings) -> dict[str, str]:
     return {JOB_ID_TAG: job_id, INSTANCE_TAG: settings.api_instance, PROCESS_TAG: this_process()}
 
 
-def client_for(settings: Settings) -> MlflowClient:
-    """The registry's explicit client (bounded requests, nothing global)."""
-    return Registry(settings).client
-
-
 def _experiment_ids(client: MlflowClient, settings: Settings) -> list[str]:
     experiments = (client.get_experiment_by_name(settings.experiment_name(env)) for env in ENVS)
     return [experiment.experiment_id for experiment in experiments if experiment is not None]
@@ -82,10 +77,10 @@ def _runs(client: MlflowClient, settings: Settings, query: str) -> list[Run]:
     return client.search_runs(ids, filter_string=query) if ids else []
 
 
-def record_outcome(settings: Settings, job: JobPublic) -> None:
+def record_outcome(settings: Settings, registry: Registry, job: JobPublic) -> None:
     """Write a finished job's result or error onto its run(s), for after a restart."""
     try:
-        client = client_for(settings)
+        client = registry.client
         for run in _runs(client, settings, f"tags.{JOB_ID_TAG} = '{job.job_id}'"):
             if job.result is not None:
                 client.set_tag(run.info.run_id, RESULT_TAG, job.result.model_dump_json())
@@ -99,11 +94,11 @@ def _short(error: JobError) -> JobError:
     return error.model_copy(update={"message": error.message[:2000]})
 
 
-def find_job(settings: Settings, job_id: str) -> JobPublic | None:
+def find_job(settings: Settings, registry: Registry, job_id: str) -> JobPublic | None:
     """A job that is no longer in memory, from the run it started (None: no such run)."""
     if not JOB_ID.match(job_id):  # also keeps the id out of the filter syntax
         return None
-    runs = _runs(client_for(settings), settings, f"tags.{JOB_ID_TAG} = '{job_id}'")
+    runs = _runs(registry.client, settings, f"tags.{JOB_ID_TAG} = '{job_id}'")
     if not runs:
         return None
     return job_from_run(job_id, runs[0])
@@ -132,13 +127,13 @@ def job_from_run(job_id: str, run: Run) -> JobPublic:
     )
 
 
-def fail_orphaned_runs(settings: Settings) -> list[str]:
+def fail_orphaned_runs(settings: Settings, registry: Registry) -> list[str]:
     """Mark FAILED the RUNNING runs of this API instance whose API process is gone.
 
     Returns:
         The ids of the runs marked.
     """
-    client = client_for(settings)
+    client = registry.client
     query = f"tags.{INSTANCE_TAG} = '{settings.api_instance}' and attributes.status = 'RUNNING'"
     marked = []
     for run in _runs(client, settings, query):
@@ -158,12 +153,12 @@ def fail_orphaned_runs(settings: Settings) -> list[str]:
     return marked
 
 
-def keep_failing_orphans(settings: Settings, stop: threading.Event) -> None:
+def keep_failing_orphans(settings: Settings, registry: Registry, stop: threading.Event) -> None:
     """:func:`fail_orphaned_runs` once MLflow answers (it may start after the API): retried
     every ``RETRY_SECONDS`` until done or ``stop`` is set. Meant for a background thread."""
     while not stop.is_set():
         try:
-            fail_orphaned_runs(settings)
+            fail_orphaned_runs(settings, registry)
             return
         except (MlflowException, OSError) as exc:
             logger.info("orphaned runs not checked yet (MLflow: %s); retrying", exc)

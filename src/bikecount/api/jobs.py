@@ -58,7 +58,9 @@ Trainer = Callable[..., TrainResult]
 TRAINING_NICENESS = 10
 
 
-def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequest:
+def build_train_request(
+    body: TrainRequestBody, settings: Settings, registry: Registry
+) -> TrainRequest:
     """Make the library's request of a body and check it before anything starts: the API's own
     rule (paths stay inside the data folder), then ``train()``'s checks
     (:func:`~bikecount.train.validate_train_request`), each error on the field at fault.
@@ -91,7 +93,7 @@ def build_train_request(body: TrainRequestBody, settings: Settings) -> TrainRequ
     except (DataFileError, OSError, RuntimeError) as exc:  # OSError: e.g. a name too long
         raise InvalidFieldError("data_source", str(exc)) from None
     # Before the slot is taken: without MLflow a training cannot log nor register anything.
-    Registry(settings).check_reachable()
+    registry.check_reachable()
     return request
 
 
@@ -154,7 +156,7 @@ class TrainingJobs:
     """Runs trainings one at a time in a worker thread, and remembers the last few.
 
     Args:
-        settings: passed to ``train()``.
+        settings, registry: passed to ``train()``.
         run: the training function (``bikecount.train.train``; tests pass a stand-in).
         on_success: called with each result, e.g. to make the API re-read its champion.
         record: called with each finished job, to keep it beyond this process (its MLflow run).
@@ -164,6 +166,7 @@ class TrainingJobs:
     def __init__(
         self,
         settings: Settings,
+        registry: Registry,
         *,
         run: Trainer = train,
         on_success: Callable[[TrainResult], None] | None = None,
@@ -171,6 +174,7 @@ class TrainingJobs:
         find: Finder | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry
         self._run = run
         self._on_success = on_success
         self._record = record
@@ -267,7 +271,11 @@ class TrainingJobs:
         record_training_started(job.request.model_type)
         try:
             job.result = self._run(
-                job.request, self.settings, on_stage=self._stage_setter(job), stop=job.stop
+                job.request,
+                self.settings,
+                self.registry,
+                on_stage=self._stage_setter(job),
+                stop=job.stop,
             )
             self._notify(job)
             job.status = "succeeded"

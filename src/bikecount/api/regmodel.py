@@ -10,7 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from bikecount import __version__
-from bikecount.api.deps import ApiState, attach_state, serving_lifespan
+from bikecount.api.deps import ApiState, attach_state, configure_mlflow_client, serving_lifespan
 from bikecount.api.errors import install_error_handling
 from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.job_runs import find_job, record_outcome
@@ -45,13 +45,15 @@ TAGS = [
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the RegModel API; settings come from ``BIKECOUNT_*`` variables when not given."""
     settings = settings or Settings()
+    configure_mlflow_client(settings)
     registry = Registry(settings)
     cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
     jobs = TrainingJobs(
         settings,
+        registry,
         on_success=lambda result: cache.invalidate(result.model_type),
-        record=partial(record_outcome, settings),
-        find=partial(find_job, settings),
+        record=partial(record_outcome, settings, registry),
+        find=partial(find_job, settings, registry),
     )
     app = FastAPI(
         title="bikecount RegModel API",

@@ -8,6 +8,7 @@ import typer
 
 from bikecount.cli.alerts import app as alerts_app
 from bikecount.cli.backtest import backtest_command
+from bikecount.cli.context import Invocation
 from bikecount.cli.data import app as data_app
 from bikecount.cli.modeling import (
     evaluate_command,
@@ -39,6 +40,7 @@ app.command("monitor")(monitor_command)
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
 ) -> None:
     """bikecount: Paris bike counter predictions, from data to served models."""
@@ -46,3 +48,6 @@ def main(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # One per call: CliRunner and tests call the app many times in one process, each with
+    # its own environment.
+    ctx.obj = Invocation()

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from bikecount.cli.console import console, err_console, fail
-from bikecount.config import Settings
+from bikecount.cli.context import settings_of
 from bikecount.monitoring.alerting import receiver_kinds, write_alertmanager_config
 
 app = typer.Typer(help="Alerts: where Prometheus' alerts are delivered (Alertmanager).")
@@ -22,6 +21,7 @@ NO_RECEIVER_HINT = (
 
 @app.command("config")
 def config_command(
+    ctx: typer.Context,
     output: Annotated[Path, typer.Option(help="Where to write alertmanager.yml.")] = Path(
         "alertmanager.yml"
     ),
@@ -34,10 +34,7 @@ def config_command(
     ] = False,
 ) -> None:
     """Write Alertmanager's configuration from the settings: one receiver, the URLs set."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        fail(f"invalid settings: {exc}")
+    settings = settings_of(ctx)
     try:
         path = write_alertmanager_config(settings, output, private=not shared)
     except OSError as exc:

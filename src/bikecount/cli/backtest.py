@@ -12,8 +12,8 @@ from rich.table import Table
 
 from bikecount.backtest import BACKTEST, BacktestResult, log_backtest, run_backtest
 from bikecount.cli.console import console, err_console, fail, print_json
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.modeling import USER_ERRORS, JsonOption, ModelOption
-from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import parse_records
@@ -21,6 +21,7 @@ from bikecount.registry import quiet_mlflow
 
 
 def backtest_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")],
     start: Annotated[
         datetime, typer.Option(formats=["%Y-%m-%d"], help="First local day to forecast.")
@@ -53,7 +54,7 @@ def backtest_command(
     the counts known before D. Prints RMSE, MAE, R² and RMSE of log1p, overall and per day.
     """
     quiet_mlflow()
-    settings = Settings()
+    settings = settings_of(ctx)
     first, last = start.date(), end.date()
     try:
         raw = read_records(data)
@@ -64,7 +65,7 @@ def backtest_command(
             parsed.frame, model, first, last, retrain_every, param, settings, as_json
         )
         if log_to_mlflow:
-            result.run_id = log_backtest(result, settings, str(data))
+            result.run_id = log_backtest(result, settings, registry_of(ctx), str(data))
     except USER_ERRORS as exc:
         fail(str(exc))
     if output is not None:

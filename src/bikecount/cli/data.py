@@ -20,7 +20,7 @@ from rich.status import Status
 from rich.table import Table
 
 from bikecount.cli.console import console, fail
-from bikecount.config import Settings
+from bikecount.cli.context import settings_of
 from bikecount.data.fetch import FetchError, download_export
 from bikecount.data.io import DataFileError, read_records, write_records
 from bikecount.data.prepare import (
@@ -45,6 +45,7 @@ app = typer.Typer(help="Get data: generate it, download the Paris export, split 
 
 @app.command()
 def synth(
+    ctx: typer.Context,
     end: Annotated[
         datetime | None,
         typer.Option(
@@ -84,7 +85,7 @@ def synth(
     """
     if start is not None and end is not None:
         fail("give --start or --end, not both")
-    settings = Settings()
+    settings = settings_of(ctx)
     output = output or settings.data_dir / RAW_NAMES[0]
     config = SynthConfig(
         start=None if start is None else f"{start:%Y-%m-%d}",
@@ -107,6 +108,7 @@ def synth(
 
 @app.command()
 def fetch(
+    ctx: typer.Context,
     url: Annotated[
         str | None,
         typer.Option(
@@ -125,7 +127,7 @@ def fetch(
     ] = 30.0,
 ) -> None:
     """Download the Paris Open Data bike counter export (';'-separated CSV)."""
-    settings = Settings()
+    settings = settings_of(ctx)
     url = url or settings.open_data_url
     output = output or settings.data_dir / RAW_NAMES[1]
     columns = (
@@ -152,6 +154,7 @@ def fetch(
 
 @app.command()
 def split(
+    ctx: typer.Context,
     input_path: Annotated[
         Path | None,
         typer.Option(
@@ -190,7 +193,7 @@ def split(
     """Split raw records in time into reference, current and test-sample data sets."""
     if cutoff is not None and fraction is not None:
         fail("give --cutoff or --fraction, not both")
-    settings = Settings()
+    settings = settings_of(ctx)
     source = input_path or default_raw_path(settings)
     valid = _read_valid(source)
     try:
@@ -247,13 +250,13 @@ def _period(frame: pd.DataFrame) -> str:
 
 
 @app.command()
-def prepare() -> None:
+def prepare(ctx: typer.Context) -> None:
     """Make sure reference, current and test_sample exist: split data/raw.*, or generate it first.
 
     Existing data sets are kept (a missing test sample is drawn from reference); delete them
     to make new ones.
     """
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         with console.status("preparing data sets...") as status:
             paths = prepare_datasets(settings, on_stage=lambda message: _stage(status, message))

@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, err_console, fail, print_json
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
 from bikecount.evaluate import finite_metrics
@@ -21,7 +22,6 @@ from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
 from bikecount.registry import (
     ModelNotFoundError,
-    Registry,
     RegistryUnavailableError,
     quiet_mlflow,
     shown_uri,
@@ -51,6 +51,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object,
 
 
 def train_command(
+    ctx: typer.Context,
     model: ModelOption = "gbm",
     data: Annotated[
         str,
@@ -93,7 +94,7 @@ def train_command(
     (exit code 130).
     """
     quiet_mlflow()
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         request = TrainRequest(
             model_type=model,
@@ -104,11 +105,12 @@ def train_command(
             holdout_from=holdout_from.date() if holdout_from else None,
             refit=refit,
         )
+        registry = registry_of(ctx)
         if as_json:
-            result = train(request, settings)
+            result = train(request, settings, registry)
         else:
             with console.status("training...") as status:
-                result = train(request, settings, on_stage=lambda s: status.update(s))
+                result = train(request, settings, registry, on_stage=lambda s: status.update(s))
     except USER_ERRORS as exc:
         fail(str(exc))
     except TrainingStoppedError as exc:
@@ -183,6 +185,7 @@ def _metrics_table(metrics: dict[str, float]) -> Table:
 
 
 def evaluate_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")],
     model: ModelOption = "gbm",
     version: Annotated[
@@ -191,9 +194,8 @@ def evaluate_command(
     as_json: JsonOption = False,
 ) -> None:
     """Score the champion (or a given version) on any labelled file."""
-    settings = Settings()
     try:
-        report = evaluate_file(settings, model, data, version)
+        report = evaluate_file(registry_of(ctx), model, data, version)
     except USER_ERRORS as exc:
         fail(str(exc))
     report["metrics"] = finite_metrics(report["metrics"], digits=4)
@@ -208,31 +210,32 @@ def evaluate_command(
 
 
 def predict_command(
+    ctx: typer.Context,
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Raw record file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions.")],
     model: ModelOption = "gbm",
     version: Annotated[int | None, typer.Option(help="Version (default: champion).")] = None,
 ) -> None:
     """Write predictions for a raw record file (input columns plus ``prediction``)."""
-    settings = Settings()
     try:
-        rows, used = predict_file(settings, model, input_path, output, version)
+        rows, used = predict_file(registry_of(ctx), model, input_path, output, version)
     except USER_ERRORS as exc:
         fail(str(exc))
     console.print(f"wrote {rows:,} predictions of {model} v{used} to {output}")
 
 
 def models_command(
+    ctx: typer.Context,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Only this model type.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List registered versions with their holdout metrics and the champion."""
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         types = [model] if model else list(MODEL_TYPES)
-        registry = Registry(settings)
+        registry = registry_of(ctx)
         versions = [v for t in types for v in registry.list_versions(t)]
     except USER_ERRORS as exc:
         fail(str(exc))

@@ -10,7 +10,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, fail, print_json
-from bikecount.config import Settings
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
 from bikecount.monitoring.drift import (
@@ -21,12 +21,13 @@ from bikecount.monitoring.drift import (
 )
 from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError
-from bikecount.registry import Registry, RegistryUnavailableError, quiet_mlflow, shown_uri
+from bikecount.registry import RegistryUnavailableError, quiet_mlflow, shown_uri
 
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
 
 def monitor_command(
+    ctx: typer.Context,
     reference: Annotated[
         Path | None, typer.Option(help="Reference records (default: the reference data set).")
     ] = None,
@@ -51,7 +52,7 @@ def monitor_command(
     rules.
     """
     quiet_mlflow()
-    settings = Settings()
+    settings = settings_of(ctx)
     reference = reference or settings.dataset_path("reference")
     current = current or settings.dataset_path("current")
     for path in (reference, current):
@@ -59,12 +60,13 @@ def monitor_command(
             fail(f"data file not found: {path}", hint=PREPARE_HINT)
     try:
         get_spec(model)
-        Registry(settings).check_reachable()  # within seconds, not MLflow's retries
+        registry = registry_of(ctx)
+        registry.check_reachable()  # within seconds, not MLflow's retries
         if as_json:
-            result = run_monitoring(settings, reference, current, model)
+            result = run_monitoring(settings, registry, reference, current, model)
         else:
             with console.status("comparing current data with the reference..."):
-                result = run_monitoring(settings, reference, current, model)
+                result = run_monitoring(settings, registry, reference, current, model)
     except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
         fail(str(exc))
     except MlflowException as exc:
@@ -76,11 +78,12 @@ def monitor_command(
     if as_json:
         print_json(result.as_dict())
         return
-    print_summary(result)
+    print_summary(result, settings.retrain_decay_ratio)
 
 
-def print_summary(result: MonitoringResult) -> None:
-    """The verdict, the drifted columns, per-column scores, the champion, report and run."""
+def print_summary(result: MonitoringResult, decay_limit: float) -> None:
+    """The verdict, the drifted columns, per-column scores, the champion (decayed at
+    ``decay_limit`` times its holdout's error share), report and run."""
     drift = result.drift
     verdict = "[bold red]drift detected[/]" if drift.drift_detected else "[green]no drift[/]"
     counts = (drift.target_drift or {}).get("drifted")
@@ -93,7 +96,7 @@ def print_summary(result: MonitoringResult) -> None:
     if drift.drifted_columns:
         console.print(f"drifted columns: {', '.join(drift.drifted_columns)}")
     console.print(scores_table(drift.column_scores))
-    print_champion(result.champion)
+    print_champion(result.champion, decay_limit)
     console.print(f"report: {drift.report_path}")
     console.print(f"MLflow run: {result.run_id} (experiment {result.experiment})")
 
@@ -114,7 +117,7 @@ def scores_table(scores: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-def print_champion(champion: ChampionScore) -> None:
+def print_champion(champion: ChampionScore, decay_limit: float) -> None:
     if champion.metrics_current is None:
         console.print(f"champion {champion.model_type}: not scored ({champion.reason})")
         return
@@ -129,11 +132,10 @@ def print_champion(champion: ChampionScore) -> None:
     console.print(table)
     ratio = decay_ratio(champion)
     if ratio is not None:
-        limit = Settings().retrain_decay_ratio
-        words = "[bold red]decayed[/]" if ratio >= limit else "[green]holds[/]"
+        words = "[bold red]decayed[/]" if ratio >= decay_limit else "[green]holds[/]"
         console.print(
             f"champion {words}: error share 1-R² on current data {ratio:.2f}× its holdout's "
-            f"(decay at {limit:.2f}×)"
+            f"(decay at {decay_limit:.2f}×)"
         )
 
 

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from bikecount.cli.console import console, fail, print_json
-from bikecount.config import Settings
+from bikecount.cli.context import registry_of, settings_of
 from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
 from bikecount.pipeline import PipelineError
@@ -46,6 +46,7 @@ def _day(value: datetime) -> date:
 
 @app.command("ingest")
 def ingest_command(
+    ctx: typer.Context,
     day: DateOption,
     source: Annotated[
         str | None,
@@ -70,7 +71,7 @@ def ingest_command(
     """
     from bikecount.pipeline.ingest import ingest_day
 
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         result = ingest_day(settings, _day(day), source, force=force)
     except USER_ERRORS as exc:
@@ -95,6 +96,7 @@ def ingest_command(
 
 @app.command("predict")
 def predict_command(
+    ctx: typer.Context,
     day: DateOption,
     api_url: ApiUrlOption = None,
     model: ModelOption = None,
@@ -107,7 +109,7 @@ def predict_command(
     """Predict every known counter's hours of the day through the API and store them."""
     from bikecount.pipeline.predict import predict_day
 
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         result = predict_day(settings, _day(day), api_url, model, batch_size)
     except USER_ERRORS as exc:
@@ -125,6 +127,7 @@ def predict_command(
 
 @app.command("score")
 def score_command(
+    ctx: typer.Context,
     day: DateOption,
     model: ModelOption = None,
     as_json: JsonOption = False,
@@ -132,7 +135,7 @@ def score_command(
     """Score the day's stored predictions against its stored counts (RMSE, MAE per version)."""
     from bikecount.pipeline.predict import score_day
 
-    settings = Settings()
+    settings = settings_of(ctx)
     try:
         result = score_day(settings, _day(day), model)
     except USER_ERRORS as exc:
@@ -155,6 +158,7 @@ def _print_errors(errors: dict[int, dict[str, float]]) -> None:
 
 @app.command("monitor-retrain")
 def monitor_retrain_command(
+    ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Retrain whatever drift says.")] = False,
     api_url: ApiUrlOption = None,
     model: ModelOption = None,
@@ -170,12 +174,14 @@ def monitor_retrain_command(
     from bikecount.pipeline.retrain import monitor_and_retrain
 
     quiet_mlflow()
-    settings = Settings()
+    settings = settings_of(ctx)
     # MLflow writes "View run ..." links to stdout; with --json, stdout holds the JSON only.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
         with quiet:
-            result = monitor_and_retrain(settings, api_url, force, model, recent_days=recent_days)
+            result = monitor_and_retrain(
+                settings, registry_of(ctx), api_url, force, model, recent_days=recent_days
+            )
     except USER_ERRORS as exc:
         fail(str(exc))
     except MlflowException as exc:

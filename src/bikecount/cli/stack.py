@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -24,6 +23,7 @@ from rich.text import Text
 
 from bikecount.api.schemas import EXAMPLE_RECORD
 from bikecount.cli.console import console, err_console, fail
+from bikecount.cli.context import settings_of
 from bikecount.cli.log_filter import LogFilter
 from bikecount.config import Settings
 from bikecount.data.io import read_records
@@ -275,6 +275,7 @@ def example_commands(api: str, legacy: ServiceSpec | None, record: dict[str, str
 
 
 def up_command(
+    ctx: typer.Context,
     legacy: Annotated[
         bool, typer.Option("--legacy", help="Also start the legacy ClassModel API.")
     ] = False,
@@ -355,10 +356,7 @@ def up_command(
     Ctrl-C (or SIGTERM) stops everything.
     """
     quiet_mlflow()
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        fail(f"invalid settings: {exc}")
+    settings = settings_of(ctx)
     # Where things listen is settings (BIKECOUNT_*); an option given here wins for this run.
     listen = {
         "host": host,

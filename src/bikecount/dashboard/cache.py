@@ -1,5 +1,6 @@
-"""The pages' data access, cached: one engine and one MLflow client per process, and each
-query's answer reused for ``cache_seconds`` (so moving between pages does not query again)."""
+"""The pages' data access, cached: one Settings, one engine and one MLflow client per process,
+and each query's answer reused for ``cache_seconds`` (so moving between pages does not query
+again)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,20 @@ from bikecount.registry import Registry
 
 
 @st.cache_resource
+def get_settings() -> Settings:
+    """The settings, read once per process.
+
+    MLflow's client is bounded by the environment the dashboard is started with
+    (``DASHBOARD_MLFLOW_ENV``, in ``bikecount up`` and compose): pages are drawn in Streamlit's
+    script threads, where a write of the environment would race with other threads.
+    """
+    return Settings()
+
+
+@st.cache_resource
 def get_config() -> DashboardConfig:
-    """The dashboard's configuration, read once per process from the settings."""
-    return DashboardConfig.from_settings(Settings())
+    """The dashboard's configuration, taken from the settings."""
+    return DashboardConfig.from_settings(get_settings())
 
 
 @st.cache_resource
@@ -33,7 +45,7 @@ def get_engine(db_url: str) -> Engine:
 
 @st.cache_resource
 def get_registry(tracking_uri: str) -> Registry:
-    return Registry(Settings().model_copy(update={"mlflow_tracking_uri": tracking_uri}))
+    return Registry(get_settings().model_copy(update={"mlflow_tracking_uri": tracking_uri}))
 
 
 @dataclass(frozen=True)

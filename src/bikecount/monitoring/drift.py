@@ -222,7 +222,7 @@ def has_decayed(champion: ChampionScore, max_ratio: float) -> bool:
     return ratio is not None and ratio >= max_ratio
 
 
-def score_champion(settings: Settings, model_type: str, current: pd.DataFrame) -> ChampionScore:
+def score_champion(registry: Registry, model_type: str, current: pd.DataFrame) -> ChampionScore:
     """Score the champion of ``model_type`` on the labelled rows of ``current`` (canonical).
 
     No champion, no labelled rows or an unreachable registry skip the scoring (with a reason):
@@ -231,7 +231,6 @@ def score_champion(settings: Settings, model_type: str, current: pd.DataFrame) -
     labelled = current[current[TARGET].notna()] if TARGET in current.columns else current[:0]
     if labelled.empty:
         return ChampionScore(model_type, reason="the current data has no counts to score on")
-    registry = Registry(settings)
     try:
         version = registry.choose_version(model_type)
         model = registry.load_version(model_type, version)
@@ -316,6 +315,7 @@ def monitoring_input(side: str, data: MonitoringData) -> tuple[pd.DataFrame, dic
 
 def run_monitoring(
     settings: Settings,
+    registry: Registry,
     reference: MonitoringData,
     current: MonitoringData,
     model_type: str = "gbm",
@@ -333,11 +333,12 @@ def run_monitoring(
     for side, frame in (("reference", reference_frame), ("current", current_frame)):
         if frame.empty:
             raise MonitoringDataError(side, f"the {side} data has no valid records to compare")
-    return monitor_frames(settings, reference_frame, current_frame, model_type, sources)
+    return monitor_frames(settings, registry, reference_frame, current_frame, model_type, sources)
 
 
 def monitor_frames(
     settings: Settings,
+    registry: Registry,
     reference: pd.DataFrame,
     current: pd.DataFrame,
     model_type: str,
@@ -351,8 +352,8 @@ def monitor_frames(
     summary.report_path = write_report(
         summary.snapshot, settings.reports_dir / f"drift_{stamp}.html"
     )
-    champion = score_champion(settings, model_type, current)
-    run_id = log_monitoring_run(settings, summary, champion, sources)
+    champion = score_champion(registry, model_type, current)
+    run_id = log_monitoring_run(settings, registry, summary, champion, sources)
     elapsed = round(time.perf_counter() - started, 2)
     logger.info(
         "monitoring run %s: drift share %.2f in %.1f s", run_id, summary.drift_share, elapsed
@@ -362,10 +363,13 @@ def monitor_frames(
 
 
 def log_monitoring_run(
-    settings: Settings, summary: DriftSummary, champion: ChampionScore, sources: dict[str, str]
+    settings: Settings,
+    registry: Registry,
+    summary: DriftSummary,
+    champion: ChampionScore,
+    sources: dict[str, str],
 ) -> str:
     """Log the summary as metrics and the HTML report as an artifact; return the run id."""
-    registry = Registry(settings)
     registry.use_for_runs()
     experiment_id = monitoring_experiment(registry)
     metrics: dict[str, float] = {

@@ -159,7 +159,11 @@ def reference_records(settings: Settings) -> pd.DataFrame:
 
 
 def champion_window(
-    settings: Settings, model_type: str, reference: pd.DataFrame, history: pd.DataFrame
+    settings: Settings,
+    registry: Registry,
+    model_type: str,
+    reference: pd.DataFrame,
+    history: pd.DataFrame,
 ) -> tuple[pd.DataFrame, str]:
     """What the champion was trained on: reference + stored records up to its trained_until.
 
@@ -167,7 +171,7 @@ def champion_window(
     left behind long ago. Without a champion (or an unreachable registry) it is the reference.
     """
     try:
-        until = champion_trained_until(Registry(settings), model_type)
+        until = champion_trained_until(registry, model_type)
     except RegistryUnavailableError as exc:
         logger.warning("champion's training window unknown, drift against reference: %s", exc)
         until = None
@@ -199,6 +203,7 @@ def write_training_file(settings: Settings, reference: pd.DataFrame, history: pd
 
 def monitor_and_retrain(
     settings: Settings,
+    registry: Registry,
     api_url: str | None = None,
     force: bool = False,
     model_type: str | None = None,
@@ -209,7 +214,8 @@ def monitor_and_retrain(
     """Assess drift and the champion on recent stored counts, retrain if due, record it all.
 
     Args:
-        settings: store URL, data folder, tracking URI, thresholds and ``pipeline_*`` defaults.
+        settings: store URL, data folder, thresholds and ``pipeline_*`` defaults.
+        registry: where the champion is read and the decision logged (MLflow).
         api_url: the RegModel API that trains (``POST /train``, waiting for the result).
         force: retrain whatever drift and scores say.
         model_type: the model family watched and retrained.
@@ -220,17 +226,18 @@ def monitor_and_retrain(
         PipelineError: no stored counts, no reference data, or the API failed the training (the
             audit row of the run records the failure).
     """
-    result = assess(settings, model_type, force, recent_days)
+    result = assess(settings, registry, model_type, force, recent_days)
     try:
         retrain(settings, result, api_url, test_mode)
     except PipelineError as exc:
-        record(settings, result, failure=str(exc))
+        record(settings, registry, result, failure=str(exc))
         raise
-    return record(settings, result)
+    return record(settings, registry, result)
 
 
 def assess(
     settings: Settings,
+    registry: Registry,
     model_type: str | None = None,
     force: bool = False,
     recent_days: int | None = None,
@@ -244,9 +251,9 @@ def assess(
     recent_days = recent_days or settings.pipeline_recent_days
     reference, recent = reference_records(settings), recent_counts(settings, recent_days)
     history = stored_history(settings)
-    window, described = champion_window(settings, model_type, reference, history)
+    window, described = champion_window(settings, registry, model_type, reference, history)
     sources = {"reference": described, "current": "pipeline store"}
-    monitoring = monitor_frames(settings, window, recent, model_type, sources)
+    monitoring = monitor_frames(settings, registry, window, recent, model_type, sources)
     decision = decide(
         monitoring, settings.retrain_r2_threshold, force, settings.retrain_decay_ratio
     )
@@ -305,7 +312,9 @@ def retrain(
     return result
 
 
-def record(settings: Settings, result: RetrainResult, failure: str | None = None) -> RetrainResult:
+def record(
+    settings: Settings, registry: Registry, result: RetrainResult, failure: str | None = None
+) -> RetrainResult:
     """Log the run to MLflow, then write its audit row (written even if MLflow fails).
 
     ``failure`` says why a due retraining did not happen; it joins the reason.
@@ -313,7 +322,7 @@ def record(settings: Settings, result: RetrainResult, failure: str | None = None
     if failure:
         result.reason += f"; retraining failed: {failure}"
     try:
-        result.run_id = log_decision(settings, result)
+        result.run_id = log_decision(settings, registry, result)
     except Exception as exc:  # noqa: BLE001 - the audit row matters more than the MLflow copy
         logger.warning("monitor-and-retrain not logged to MLflow: %s", exc)
     row = {
@@ -329,9 +338,8 @@ def record(settings: Settings, result: RetrainResult, failure: str | None = None
     return result
 
 
-def log_decision(settings: Settings, result: RetrainResult) -> str:
+def log_decision(settings: Settings, registry: Registry, result: RetrainResult) -> str:
     """One MLflow run per decision in the monitoring experiment; return its id."""
-    registry = Registry(settings)
     registry.use_for_runs()
     experiment_id = monitoring_experiment(registry)
     metrics = {

@@ -1,7 +1,10 @@
-"""What a scheduled run works on, and how its tasks retry: shared by the DAGs, without Airflow.
+"""What a scheduled run works on, how its tasks retry and read their settings: shared by the
+DAGs, without Airflow.
 
 A daily run due at midnight (Paris) works on the day that has just ended; a run given a day
 (``{"day": "2021-06-01"}`` as its configuration, or a backfill) works on that day instead.
+Parsing a DAG file reads only the retries (:class:`TaskRetries`); each task reads the settings
+when it runs (:func:`task_settings`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from pydantic_settings import BaseSettings
 
 from bikecount.config import Settings
 from bikecount.records import PARIS_TZ
@@ -44,21 +49,54 @@ def context_day(context: Mapping[str, Any]) -> date:
 START_DATE = datetime(2018, 1, 1, tzinfo=ZoneInfo(PARIS_TZ))
 
 
-def dag_arguments(settings: Settings) -> dict[str, Any]:
+def _field_of_settings(name: str) -> Any:
+    # Typed Any: a field of Settings, given as the default of another model's field, is that
+    # field (pydantic reads it as Field(...)), which mypy cannot know.
+    return Settings.model_fields[name]
+
+
+class TaskRetries(BaseSettings):
+    """The settings Airflow needs when it parses a DAG file: its tasks' retries.
+
+    Read alone so that parsing, which Airflow repeats often, builds no :class:`Settings` (the
+    tasks build theirs when they run). The fields are Settings' own: the same variables,
+    defaults and limits.
+    """
+
+    model_config = Settings.model_config
+
+    pipeline_retries: int = _field_of_settings("pipeline_retries")
+    pipeline_retry_delay_seconds: float = _field_of_settings("pipeline_retry_delay_seconds")
+
+
+def dag_arguments(retries: TaskRetries | None = None) -> dict[str, Any]:
     """What every bikecount DAG shares: the start in Paris time (schedules follow its time
-    zone), no catching up, the task retries, the tag."""
+    zone), no catching up, the task retries (default: read from the environment), the tag."""
     return {
         "start_date": START_DATE,
         "catchup": False,
-        "default_args": task_defaults(settings),
+        "default_args": task_defaults(retries or TaskRetries()),
         "tags": ["bikecount"],
     }
 
 
-def task_defaults(settings: Settings) -> dict[str, Any]:
+def task_defaults(settings: Settings | TaskRetries) -> dict[str, Any]:
     """Airflow ``default_args``: retries for the API restarting or Open Data being late."""
     return {
         "owner": "bikecount",
         "retries": settings.pipeline_retries,
         "retry_delay": timedelta(seconds=settings.pipeline_retry_delay_seconds),
     }
+
+
+def task_settings() -> Settings:
+    """The settings of a task, read as it starts, with MLflow's client bounded by them.
+
+    A task runs in a process of its own: its start is the one place to write the environment
+    (see :func:`~bikecount.registry.bound_mlflow_requests`).
+    """
+    from bikecount.registry import bound_mlflow_requests  # MLflow: not when DAGs are parsed
+
+    settings = Settings()
+    bound_mlflow_requests(settings)
+    return settings

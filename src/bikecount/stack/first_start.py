@@ -121,8 +121,9 @@ def bootstrap(
             raise BootstrapError(f"could not prepare the data sets: {exc}") from exc
         report.data_prepared = True
     on_server = server_settings(settings, tracking_uri)
+    registry = Registry(on_server)
     try:
-        missing = types_without_champion(Registry(on_server), model_types)
+        missing = types_without_champion(registry, model_types)
     except RegistryUnavailableError as exc:  # MLflow answered /health but not the registry
         raise BootstrapError(f"could not list the models registered in MLflow: {exc}") from exc
     report.reused = [t for t in model_types if t not in missing]
@@ -133,12 +134,16 @@ def bootstrap(
     hooks.on_message(f"no model registered for {', '.join(missing)}: training first models")
     hooks.on_training(missing)
     for model_type in missing:
-        _train_first(model_type, on_server, hooks, report)
+        _train_first(model_type, on_server, registry, hooks, report)
     return report
 
 
 def _train_first(
-    model_type: str, settings: Settings, hooks: BootstrapHooks, report: BootstrapReport
+    model_type: str,
+    settings: Settings,
+    registry: Registry,
+    hooks: BootstrapHooks,
+    report: BootstrapReport,
 ) -> None:
     # Fast settings on the test sample: seconds per model, good enough to answer /predict.
     request = TrainRequest(
@@ -147,7 +152,10 @@ def _train_first(
     try:
         with hooks.chatter():
             result = train(
-                request, settings, on_stage=lambda stage: hooks.on_stage(model_type, stage)
+                request,
+                settings,
+                registry,
+                on_stage=lambda stage: hooks.on_stage(model_type, stage),
             )
     except Exception as exc:  # one broken type must not keep the whole stack down
         logger.debug("first %s model failed", model_type, exc_info=True)

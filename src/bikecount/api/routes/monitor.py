@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bikecount.api.deps import SettingsDep, WriteAccess
+from bikecount.api.deps import RegistryDep, SettingsDep, WriteAccess
 from bikecount.api.errors import InvalidFieldError, TooManyRecordsError
 from bikecount.api.jobs import path_inside_data_dir
 from bikecount.api.records_body import records_frame
@@ -26,7 +26,6 @@ from bikecount.monitoring.drift import (
 )
 from bikecount.monitoring.reports import prune_reports
 from bikecount.records import require_valid
-from bikecount.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +118,9 @@ MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     dependencies=[WriteAccess],
     responses=MONITOR_RESPONSES,
 )
-def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPublic:
+def run_monitor(
+    body: MonitorRequestBody, settings: SettingsDep, registry: RegistryDep
+) -> MonitorPublic:
     """Compare current data with the reference (Evidently), score the champion on it, log the
     run to MLflow (experiment ``bikecount-monitoring``) and return the summary. Records are read
     as ``/predict`` reads them (either spelling, each record on its own); the newest
@@ -139,13 +140,13 @@ def run_monitor(body: MonitorRequestBody, settings: SettingsDep) -> MonitorPubli
         current = require_valid(records_frame(body.records))
     # Then whether MLflow answers: the run is logged there, and a dead server must not hold
     # this request for minutes (503 naming it).
-    Registry(settings).check_reachable()
+    registry.check_reachable()
     if body.records is None:
         current = data_file("current", body.current or "current", settings)
     reference = data_file("reference", body.reference, settings)
     try:
         # A damaged or foreign file is a MonitoringDataError naming its side.
-        result = run_monitoring(settings, reference, current, body.model_type)
+        result = run_monitoring(settings, registry, reference, current, body.model_type)
     except MonitoringDataError as exc:
         field = "records" if body.records is not None and exc.side == "current" else exc.side
         raise InvalidFieldError(field, str(exc)) from None

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from bikecount.api.deps import JobsDep, SettingsDep, WriteAccess
+from bikecount.api.deps import JobsDep, RegistryDep, SettingsDep, WriteAccess
 from bikecount.api.errors import ApiError, InvalidFieldError
 from bikecount.api.jobs import TrainingJob, build_train_request
 from bikecount.api.schemas import ErrorPublic, JobAccepted, JobPublic, TrainPublic, TrainRequestBody
@@ -38,7 +38,11 @@ TRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=TrainPublic | JobAccepted,
 )
 def train_model(
-    body: TrainRequestBody, settings: SettingsDep, jobs: JobsDep, response: Response
+    body: TrainRequestBody,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    jobs: JobsDep,
+    response: Response,
 ) -> TrainPublic | JobAccepted:
     """Fit, score on a temporal holdout, log to MLflow, register; crown it if it earns it.
 
@@ -46,7 +50,7 @@ def train_model(
     ``wait: true`` (the default) the answer comes when it is done; a training runs in a worker
     thread either way, so predictions are served meanwhile.
     """
-    job = jobs.submit(build_train_request(body, settings))
+    job = jobs.submit(build_train_request(body, settings, registry))
     if not body.wait:
         response.status_code = status.HTTP_202_ACCEPTED
         return JobAccepted(job_id=job.id, status="queued", status_url=f"/train/{job.id}")
