@@ -21,7 +21,8 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import NotFittedError
 
 from bikecount.features import FEATURE_COLUMNS
-from bikecount.models.neural import NNParams, TorchRegressor, build_nn, build_nn_model
+from bikecount.models.neural import TorchRegressor, build_nn, build_nn_model
+from bikecount.models.nn_network import NNParams
 
 PARIS_TZ = "Europe/Paris"
 # name: (mean count at the busiest hour, lat, lon)
