@@ -212,6 +212,12 @@ def test_predict_before_fit_is_an_error(later) -> None:
         TorchRegressor().predict(later)
 
 
+def test_the_estimator_defaults_are_the_hyperparameters_defaults() -> None:
+    defaults = TorchRegressor().get_params()
+    assert defaults.pop("random_state") == 42
+    assert defaults == NNParams().model_dump()
+
+
 def test_build_nn_passes_every_hyperparameter_and_the_seed() -> None:
     params = NNParams(embedding_dim=8, dropout=0.2)
     network = build_nn(params, seed=3)

@@ -49,6 +49,9 @@ from bikecount.models.targets import log_count_regressor
 
 logger = logging.getLogger(__name__)
 
+# The hyperparameters' defaults, stated once in NNParams.
+_DEFAULTS = NNParams()
+
 
 class TorchRegressor(RegressorMixin, BaseEstimator):
     """A PyTorch regressor on the bikecount feature frame, with temporal early stopping.
@@ -65,18 +68,18 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        embedding_dim: int = 16,
-        hidden_sizes: tuple[int, ...] = (128, 64),
-        season_hidden_sizes: tuple[int, ...] = (32, 16),
-        dropout: float = 0.1,
-        learning_rate: float = 5e-3,
-        weight_decay: float = 1e-5,
-        batch_size: int = 512,
-        max_epochs: int = 40,
-        patience: int = 5,
-        validation_fraction: float = 0.1,
-        refit: bool = True,
-        epochs: int | None = None,
+        embedding_dim: int = _DEFAULTS.embedding_dim,
+        hidden_sizes: tuple[int, ...] = _DEFAULTS.hidden_sizes,
+        season_hidden_sizes: tuple[int, ...] = _DEFAULTS.season_hidden_sizes,
+        dropout: float = _DEFAULTS.dropout,
+        learning_rate: float = _DEFAULTS.learning_rate,
+        weight_decay: float = _DEFAULTS.weight_decay,
+        batch_size: int = _DEFAULTS.batch_size,
+        max_epochs: int = _DEFAULTS.max_epochs,
+        patience: int = _DEFAULTS.patience,
+        validation_fraction: float = _DEFAULTS.validation_fraction,
+        refit: bool = _DEFAULTS.refit,
+        epochs: int | None = _DEFAULTS.epochs,
         random_state: int = 42,
     ) -> None:
         self.embedding_dim = embedding_dim
