@@ -46,14 +46,15 @@ GRID_COLUMNS = ["counter", "timestamp", "lat", "lon"]
 
 @dataclass(frozen=True)
 class GapSettings:
-    """How the recent gap between counts and model is measured (from :class:`Settings`)."""
+    """How the recent gap between counts and model is measured: the ``forecast_*`` and
+    ``outage_hours`` of :class:`Settings`, where their defaults and meanings are stated."""
 
-    history_days: int = 14
-    half_life_hours: float = 48.0
-    shrink_hours: float = 24.0
-    hour_shrink_hours: float = 2.0
-    max_factor: float = 3.0
-    outage_hours: int = 24
+    history_days: int
+    half_life_hours: float
+    shrink_hours: float
+    hour_shrink_hours: float
+    max_factor: float
+    outage_hours: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GapSettings:
