@@ -48,6 +48,8 @@ class HoldoutSplit:
 # times as long (so most of the data is fitted on) and they hold at least ``MIN_HOLDOUT_ROWS``.
 MIN_TRAIN_SPANS = 3
 MIN_HOLDOUT_ROWS = 100
+# Otherwise (short or sparse data) the holdout is this share of the period, at its end.
+SHORT_DATA_HOLDOUT_SHARE = 0.2
 
 
 def split_holdout(frame: pd.DataFrame, days: int, *, start: date | None = None) -> HoldoutSplit:
@@ -55,9 +57,10 @@ def split_holdout(frame: pd.DataFrame, days: int, *, start: date | None = None) 
 
     The rule: the last ``days`` days are the holdout whenever the data spans at least
     ``MIN_TRAIN_SPANS + 1`` times ``days`` and those days hold at least ``MIN_HOLDOUT_ROWS``
-    records. Short or sparse data (such as the 1,000-row test sample) holds out the last 20% of
-    its time span instead. With ``start`` (a local day), the holdout is exactly the records from
-    that day on: the retraining pipeline compares the models on the recent days.
+    records. Short or sparse data (such as the 1,000-row test sample) holds out the last
+    ``SHORT_DATA_HOLDOUT_SHARE`` of its time span instead. With ``start`` (a local day), the
+    holdout is exactly the records from that day on: the retraining pipeline compares the models
+    on the recent days.
 
     Raises:
         ValueError: fewer than two distinct timestamps, so no temporal holdout is possible; or
@@ -79,7 +82,8 @@ def split_holdout(frame: pd.DataFrame, days: int, *, start: date | None = None) 
     long_enough = end - start_time >= pd.Timedelta(days=days * (MIN_TRAIN_SPANS + 1))
     held = int((times > cutoff).sum())
     if not long_enough or held < MIN_HOLDOUT_ROWS:
-        cutoff, rule = start_time + (end - start_time) * 0.8, "last 20% of the period"
+        cutoff = start_time + (end - start_time) * (1 - SHORT_DATA_HOLDOUT_SHARE)
+        rule = f"last {SHORT_DATA_HOLDOUT_SHARE:.0%} of the period"
         logger.info("%d days cannot be held out (%d rows); using %s", days, held, rule)
     later = times > cutoff
     return HoldoutSplit(frame[~later], frame[later], cutoff, rule)
