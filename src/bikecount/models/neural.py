@@ -41,6 +41,7 @@ from bikecount.models.nn_network import (
     N_THREADS,
     Network,
     NNParams,
+    Run,
     predict_scaled,
     torch_threads,
     train_network,
@@ -153,11 +154,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.best_validation_loss_ = run.best_loss * to_target_units
         self.history_ = [(a * to_target_units, b * to_target_units) for a, b in run.losses]
         if params.refit:
-            self.scaling_ = Scaling.learn(frame, target)
-            codes, numeric = self.scaling_.inputs(frame)
-            everything = (codes, numeric, self.scaling_.target(target))
-            n_codes = self.scaling_.n_codes
-            module, _ = train_network(n_codes, params, seed, everything, None, run.best_epoch)
+            module, _ = self._train_on_every_row(params, frame, target, run.best_epoch)
         return module
 
     def _fit_fixed_epochs(
@@ -165,17 +162,22 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     ) -> Network:
         """Every row, exactly ``params.epochs`` epochs: the refit of a registered model."""
         assert params.epochs is not None
-        self.scaling_ = Scaling.learn(frame, target)
-        codes, numeric = self.scaling_.inputs(frame)
-        everything = (codes, numeric, self.scaling_.target(target))
-        module, run = train_network(
-            self.scaling_.n_codes, params, self.random_state, everything, None, params.epochs
-        )
+        module, run = self._train_on_every_row(params, frame, target, params.epochs)
         to_target_units = self.scaling_.target_scale**2
         self.n_epochs_ = self.best_epoch_ = params.epochs
         self.best_validation_loss_ = math.nan
         self.history_ = [(a * to_target_units, b) for a, b in run.losses]
         return module
+
+    def _train_on_every_row(
+        self, params: NNParams, frame: pd.DataFrame, target: np.ndarray, n_epochs: int
+    ) -> tuple[Network, Run]:
+        """Encoding learned on every row, then ``n_epochs`` epochs on them, no early stopping."""
+        self.scaling_ = Scaling.learn(frame, target)
+        codes, numeric = self.scaling_.inputs(frame)
+        everything = (codes, numeric, self.scaling_.target(target))
+        n_codes, seed = self.scaling_.n_codes, self.random_state
+        return train_network(n_codes, params, seed, everything, None, n_epochs)
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Predictions in target units, one per row, as a 1-D float array."""
