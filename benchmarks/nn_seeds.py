@@ -25,7 +25,8 @@ from sklearn.metrics import mean_squared_error, r2_score
 
 from bikecount.cleaning import drop_outages
 from bikecount.data.io import read_records
-from bikecount.models.neural import NNParams, build_nn_model
+from bikecount.models.neural import build_nn_model
+from bikecount.models.nn_network import NNParams
 from bikecount.records import parse_records
 
 DATA_FILES = ("reference.csv.gz", "current.csv.gz")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bikecount.cleaning import outage_mask
-from bikecount.data.synthetic import COUNTER_TABLE, COUNTER_TABLE_ATTRIBUTION
+from bikecount.data.paris_counters import COUNTER_TABLE, COUNTER_TABLE_ATTRIBUTION
 from bikecount.records import parse_records
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

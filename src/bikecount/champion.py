@@ -26,6 +26,7 @@ from bikecount.evaluate import (
     is_better,
     score_model,
 )
+from bikecount.records import TIMESTAMP_COLUMN
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def compare_with_champion(
     metric, _ = SELECTION_METRIC[challenger.task]
     version, until = champion.version, champion.trained_until
     holdout, cutoff = challenger.split.holdout, challenger.split.cutoff.isoformat()
-    unseen = holdout if until is None else holdout[holdout["timestamp"] > until]
+    unseen = holdout if until is None else holdout[holdout[TIMESTAMP_COLUMN] > until]
     if len(unseen) >= MIN_HOLDOUT_ROWS:
         new = score_model(challenger.evaluation, challenger.task, unseen)[metric]
         old = score_model(load_version(version), challenger.task, unseen)[metric]

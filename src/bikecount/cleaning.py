@@ -11,6 +11,8 @@ import logging
 
 import pandas as pd
 
+from bikecount.records import COUNT_COLUMN, COUNTER_COLUMN, RECORD_KEY
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,10 +23,10 @@ def outage_mask(frame: pd.DataFrame, min_hours: int = 24) -> pd.Series:
         frame: canonical records with ``counter``, ``timestamp`` and ``count``.
         min_hours: shortest run of zeros taken as an outage; quiet nights are far shorter.
     """
-    ordered = frame.sort_values(["counter", "timestamp"], kind="stable")
-    zero = ordered["count"].eq(0)
+    ordered = frame.sort_values(list(RECORD_KEY), kind="stable")
+    zero = ordered[COUNT_COLUMN].eq(0)
     # A new run starts where zero-ness or the counter changes.
-    starts = zero.ne(zero.shift()) | ordered["counter"].ne(ordered["counter"].shift())
+    starts = zero.ne(zero.shift()) | ordered[COUNTER_COLUMN].ne(ordered[COUNTER_COLUMN].shift())
     run_id = starts.cumsum()
     run_length = run_id.map(run_id.value_counts())
     mask = zero & (run_length >= min_hours)

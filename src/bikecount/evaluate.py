@@ -22,6 +22,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from bikecount.records import COUNT_COLUMN, COUNTER_COLUMN, TIMESTAMP_COLUMN
+
 logger = logging.getLogger(__name__)
 
 # The metric that decides champion/challenger, and whether higher is better.
@@ -46,6 +48,8 @@ class HoldoutSplit:
 # times as long (so most of the data is fitted on) and they hold at least ``MIN_HOLDOUT_ROWS``.
 MIN_TRAIN_SPANS = 3
 MIN_HOLDOUT_ROWS = 100
+# Otherwise (short or sparse data) the holdout is this share of the period, at its end.
+SHORT_DATA_HOLDOUT_SHARE = 0.2
 
 
 def split_holdout(frame: pd.DataFrame, days: int, *, start: date | None = None) -> HoldoutSplit:
@@ -53,32 +57,35 @@ def split_holdout(frame: pd.DataFrame, days: int, *, start: date | None = None) 
 
     The rule: the last ``days`` days are the holdout whenever the data spans at least
     ``MIN_TRAIN_SPANS + 1`` times ``days`` and those days hold at least ``MIN_HOLDOUT_ROWS``
-    records. Short or sparse data (such as the 1,000-row test sample) holds out the last 20% of
-    its time span instead. With ``start`` (a local day), the holdout is exactly the records from
-    that day on: the retraining pipeline compares the models on the recent days.
+    records. Short or sparse data (such as the 1,000-row test sample) holds out the last
+    ``SHORT_DATA_HOLDOUT_SHARE`` of its time span instead. With ``start`` (a local day), the
+    holdout is exactly the records from that day on: the retraining pipeline compares the models
+    on the recent days.
 
     Raises:
         ValueError: fewer than two distinct timestamps, so no temporal holdout is possible; or
             no record on one side of ``start``.
     """
-    frame = frame.sort_values("timestamp", kind="stable")
+    frame = frame.sort_values(TIMESTAMP_COLUMN, kind="stable")
+    times = frame[TIMESTAMP_COLUMN]
     if start is not None:
-        cutoff = pd.Timestamp(start).tz_localize(frame["timestamp"].dt.tz)
-        later = frame["timestamp"] >= cutoff
+        cutoff = pd.Timestamp(start).tz_localize(times.dt.tz)
+        later = times >= cutoff
         if later.all() or not later.any():
             side = "before" if later.all() else "from"
             raise ValueError(f"holdout from {start}: the data has no record {side} that day")
         return HoldoutSplit(frame[~later], frame[later], cutoff, f"from {start}")
-    start_time, end = frame["timestamp"].min(), frame["timestamp"].max()
+    start_time, end = times.min(), times.max()
     if start_time == end:
         raise ValueError("the data covers a single hour: a temporal holdout needs more")
     cutoff, rule = end - pd.Timedelta(days=days), f"last {days} days"
     long_enough = end - start_time >= pd.Timedelta(days=days * (MIN_TRAIN_SPANS + 1))
-    held = int((frame["timestamp"] > cutoff).sum())
+    held = int((times > cutoff).sum())
     if not long_enough or held < MIN_HOLDOUT_ROWS:
-        cutoff, rule = start_time + (end - start_time) * 0.8, "last 20% of the period"
+        cutoff = start_time + (end - start_time) * (1 - SHORT_DATA_HOLDOUT_SHARE)
+        rule = f"last {SHORT_DATA_HOLDOUT_SHARE:.0%} of the period"
         logger.info("%d days cannot be held out (%d rows); using %s", days, held, rule)
-    later = frame["timestamp"] > cutoff
+    later = times > cutoff
     return HoldoutSplit(frame[~later], frame[later], cutoff, rule)
 
 
@@ -109,7 +116,7 @@ def classification_metrics(
 
 def score_model(model: Any, task: str, records: pd.DataFrame) -> dict[str, float]:
     """Score a fitted model on canonical records that carry their counts."""
-    counts = records["count"].to_numpy(dtype=float)
+    counts = records[COUNT_COLUMN].to_numpy(dtype=float)
     if task == "classification":
         truth = model.labels_for(records, counts)
         return classification_metrics(
@@ -120,8 +127,8 @@ def score_model(model: Any, task: str, records: pd.DataFrame) -> dict[str, float
 
 def per_counter_rmse(records: pd.DataFrame, predictions: np.ndarray) -> dict[str, float]:
     """RMSE of each counter's predictions, worst first."""
-    errors = (records["count"].to_numpy(dtype=float) - np.asarray(predictions, float)) ** 2
-    rmse = pd.Series(errors).groupby(records["counter"].to_numpy()).mean() ** 0.5
+    errors = (records[COUNT_COLUMN].to_numpy(dtype=float) - np.asarray(predictions, float)) ** 2
+    rmse = pd.Series(errors).groupby(records[COUNTER_COLUMN].to_numpy()).mean() ** 0.5
     return {str(k): round(float(v), 3) for k, v in rmse.sort_values(ascending=False).items()}
 
 

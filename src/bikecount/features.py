@@ -20,11 +20,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 from vacances_scolaires_france import SchoolHolidayDates
 
-from bikecount.records import require_valid
+from bikecount.records import (
+    CANONICAL_INPUTS,
+    COUNTER_COLUMN,
+    LAT_COLUMN,
+    LON_COLUMN,
+    TIMESTAMP_COLUMN,
+    require_valid,
+)
 
 logger = logging.getLogger(__name__)
-
-CANONICAL_COLUMNS = ("counter", "timestamp", "lat", "lon")
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "counter_code",
@@ -46,7 +51,7 @@ SCHOOL_ZONE = "C"
 
 
 def is_canonical(frame: pd.DataFrame) -> bool:
-    return all(col in frame.columns for col in CANONICAL_COLUMNS)
+    return all(col in frame.columns for col in CANONICAL_INPUTS)
 
 
 class RecordParser(TransformerMixin, BaseEstimator):
@@ -61,10 +66,10 @@ class RecordParser(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         frame = X if is_canonical(X) else require_valid(X)
-        return frame[list(CANONICAL_COLUMNS)]
+        return frame[list(CANONICAL_INPUTS)]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.asarray(CANONICAL_COLUMNS, dtype=object)
+        return np.asarray(CANONICAL_INPUTS, dtype=object)
 
 
 def french_holidays(years: np.ndarray) -> frozenset:
@@ -144,10 +149,10 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CounterCalendarFeatures:
         target = pd.Series(np.zeros(len(X)) if y is None else np.asarray(y, dtype=float))
-        level = target.groupby(X["counter"].to_numpy()).mean().sort_values(kind="stable")
+        level = target.groupby(X[COUNTER_COLUMN].to_numpy()).mean().sort_values(kind="stable")
         self.counters_ = level.index.to_numpy(dtype=object)
         self.counter_level_ = level.to_numpy(dtype=float)
-        places = X.groupby("counter")[["lat", "lon"]].median().loc[self.counters_]
+        places = X.groupby(COUNTER_COLUMN)[[LAT_COLUMN, LON_COLUMN]].median().loc[self.counters_]
         self.counter_places_ = places.to_numpy(dtype=float)
         self.profile_ = self.fit_profiles(X, target.to_numpy())
         self.n_features_in_ = X.shape[1]
@@ -159,8 +164,9 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
         A tree then only has to learn what moves a counter off its rhythm (season, holidays),
         not the rhythm of every counter. Cells without data take the counter's level.
         """
-        codes = pd.Index(self.counters_).get_indexer(X["counter"].to_numpy())
-        cells = (codes * len(DAY_TYPES) + day_types(X["timestamp"])) * 24 + hours(X["timestamp"])
+        codes = pd.Index(self.counters_).get_indexer(X[COUNTER_COLUMN].to_numpy())
+        times = X[TIMESTAMP_COLUMN]
+        cells = (codes * len(DAY_TYPES) + day_types(times)) * 24 + hours(times)
         size = len(self.counters_) * len(DAY_TYPES) * 24
         sums = np.bincount(cells, weights=target, minlength=size)
         counts = np.bincount(cells, minlength=size)
@@ -172,37 +178,37 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "counters_")
         codes = self.encode_counters(X)
+        times = X[TIMESTAMP_COLUMN]
         features = pd.DataFrame(
             {
                 "counter_code": codes,
                 "counter_level": self.counter_level_[codes],
-                "profile_level": self.profile_[
-                    codes, day_types(X["timestamp"]), hours(X["timestamp"])
-                ],
-                "lat": X["lat"].to_numpy(dtype=float),
-                "lon": X["lon"].to_numpy(dtype=float),
+                "profile_level": self.profile_[codes, day_types(times), hours(times)],
+                "lat": X[LAT_COLUMN].to_numpy(dtype=float),
+                "lon": X[LON_COLUMN].to_numpy(dtype=float),
             },
             index=X.index,
         )
         # Assigned by position: an index with repeated labels must not multiply rows.
-        for name, values in calendar_features(X["timestamp"]).items():
+        for name, values in calendar_features(times).items():
             features[name] = values.to_numpy()
         return features[list(FEATURE_COLUMNS)]
 
     def encode_counters(self, X: pd.DataFrame) -> np.ndarray:
         """Counter codes; an unseen counter takes the code of the nearest known counter."""
         index = pd.Index(self.counters_)
-        codes = index.get_indexer(X["counter"].to_numpy())
+        codes = index.get_indexer(X[COUNTER_COLUMN].to_numpy())
         unseen = codes < 0
         if unseen.any():
-            names = sorted(set(X["counter"].to_numpy()[unseen]))
+            names = sorted(set(X[COUNTER_COLUMN].to_numpy()[unseen]))
             logger.warning(
                 "%d unseen counter(s) predicted as their nearest known counter: %s",
                 len(names),
                 ", ".join(names[:5]),
             )
             codes[unseen] = self.nearest_counter(
-                X["lat"].to_numpy(dtype=float)[unseen], X["lon"].to_numpy(dtype=float)[unseen]
+                X[LAT_COLUMN].to_numpy(dtype=float)[unseen],
+                X[LON_COLUMN].to_numpy(dtype=float)[unseen],
             )
         return codes
 

@@ -23,6 +23,7 @@ from bikecount.config import Settings
 from bikecount.evaluate import HoldoutSplit, score_model, split_holdout
 from bikecount.isolated_fit import fit_isolated
 from bikecount.models import build_model, get_spec, stops_early
+from bikecount.records import COUNT_COLUMN, TIMESTAMP_COLUMN
 from bikecount.stopping import StopToken
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def fit_and_evaluate(
         refit_params = deployment_params(model_type, params, evaluation)
         model = fit_records(model_type, refit_params, frame, settings, stop, "refitting")
         fitted, changes = frame, _changed_params(params, refit_params)
-    trained_until = fitted["timestamp"].max().isoformat()
+    trained_until = fitted[TIMESTAMP_COLUMN].max().isoformat()
     return FitResult(model, evaluation, split, metrics, changes, len(fitted), trained_until)
 
 
@@ -128,10 +129,13 @@ def fit_records(
     the stop's message); without, in this process.
     """
     model = build_model(model_type, params, settings.seed)
-    fitted_on = drop_outages(records.sort_values("timestamp", kind="stable"), settings.outage_hours)
+    fitted_on = drop_outages(
+        records.sort_values(TIMESTAMP_COLUMN, kind="stable"), settings.outage_hours
+    )
+    counts = fitted_on[COUNT_COLUMN].to_numpy()
     if stop is not None:
-        return fit_isolated(model, fitted_on, fitted_on["count"].to_numpy(), stop, stage)
-    model.fit(fitted_on, fitted_on["count"].to_numpy())
+        return fit_isolated(model, fitted_on, counts, stop, stage)
+    model.fit(fitted_on, counts)
     return model
 
 

@@ -35,25 +35,28 @@ import pandas as pd
 
 from bikecount.cleaning import outage_mask
 from bikecount.config import Settings
+from bikecount.records import CANONICAL_INPUTS, COUNT_COLUMN, COUNTER_COLUMN, TIMESTAMP_COLUMN
 
 logger = logging.getLogger(__name__)
 
 # Canonical records (counter, timestamp, lat, lon) -> predicted counts, in order.
 Predictor = Callable[[pd.DataFrame], np.ndarray]
 
-GRID_COLUMNS = ["counter", "timestamp", "lat", "lon"]
+# A grid to forecast: canonical records without their counts.
+GRID_COLUMNS = list(CANONICAL_INPUTS)
 
 
 @dataclass(frozen=True)
 class GapSettings:
-    """How the recent gap between counts and model is measured (from :class:`Settings`)."""
+    """How the recent gap between counts and model is measured: the ``forecast_*`` and
+    ``outage_hours`` of :class:`Settings`, where their defaults and meanings are stated."""
 
-    history_days: int = 14
-    half_life_hours: float = 48.0
-    shrink_hours: float = 24.0
-    hour_shrink_hours: float = 2.0
-    max_factor: float = 3.0
-    outage_hours: int = 24
+    history_days: int
+    half_life_hours: float
+    shrink_hours: float
+    hour_shrink_hours: float
+    max_factor: float
+    outage_hours: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GapSettings:
@@ -70,8 +73,9 @@ class GapSettings:
 def usable_history(history: pd.DataFrame, before: pd.Timestamp, gap: GapSettings) -> pd.DataFrame:
     """The counted hours of the ``history_days`` days before ``before``, outages left out."""
     start = before - pd.Timedelta(days=gap.history_days)
-    window = history[(history["timestamp"] >= start) & (history["timestamp"] < before)]
-    window = window[window["count"].notna()]
+    times = history[TIMESTAMP_COLUMN]
+    window = history[(times >= start) & (times < before)]
+    window = window[window[COUNT_COLUMN].notna()]
     if window.empty:
         return window
     return window[~outage_mask(window, gap.outage_hours).to_numpy()]
@@ -94,12 +98,12 @@ def recent_gaps(
     """
     if history.empty:
         return pd.Series(dtype=float), pd.Series(dtype=float)
-    residual = np.log1p(history["count"].to_numpy(float)) - np.log1p(
+    residual = np.log1p(history[COUNT_COLUMN].to_numpy(float)) - np.log1p(
         np.clip(np.asarray(expected, float), 0, None)
     )
-    age_hours = (before - history["timestamp"]).dt.total_seconds().to_numpy() / 3600.0
+    age_hours = (before - history[TIMESTAMP_COLUMN]).dt.total_seconds().to_numpy() / 3600.0
     weight = 0.5 ** (age_hours / gap.half_life_hours)
-    counters = history["counter"].to_numpy()
+    counters = history[COUNTER_COLUMN].to_numpy()
     frame = pd.DataFrame({"counter": counters, "wr": weight * residual, "w": weight})
     sums = frame.groupby("counter")[["wr", "w"]].sum()
     # Shrunk towards no gap by ``shrink_hours`` hours' worth of weight (an hour just before the
@@ -109,7 +113,7 @@ def recent_gaps(
     frame = pd.DataFrame(
         {
             "counter": counters,
-            "hour": history["timestamp"].dt.hour.to_numpy(),
+            "hour": history[TIMESTAMP_COLUMN].dt.hour.to_numpy(),
             "wr": weight * left,
             "w": weight,
         }
@@ -140,16 +144,16 @@ def forecast_day(
     gap = settings if isinstance(settings, GapSettings) else GapSettings.from_settings(settings)
     if grid.empty:
         return np.empty(0)
-    before = grid["timestamp"].min().normalize()
+    before = grid[TIMESTAMP_COLUMN].min().normalize()
     known = usable_history(history, before, gap)
     parts = [grid[GRID_COLUMNS]] + ([known[GRID_COLUMNS]] if len(known) else [])
     rows = pd.concat(parts, ignore_index=True)
     predicted = np.clip(np.asarray(predict(rows), float), 0, None)
     base, expected = predicted[: len(grid)], predicted[len(grid) :]
     counter_gap, hour_gap = recent_gaps(known, expected, before, gap)
-    shift = grid["counter"].map(counter_gap).fillna(0.0).to_numpy(float)
+    shift = grid[COUNTER_COLUMN].map(counter_gap).fillna(0.0).to_numpy(float)
     if len(hour_gap):
-        cells = pd.MultiIndex.from_arrays([grid["counter"], grid["timestamp"].dt.hour])
+        cells = pd.MultiIndex.from_arrays([grid[COUNTER_COLUMN], grid[TIMESTAMP_COLUMN].dt.hour])
         shift = shift + hour_gap.reindex(cells).fillna(0.0).to_numpy(float)
     cap = np.log(gap.max_factor)
     shift = np.clip(shift, -cap, cap)

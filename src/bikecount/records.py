@@ -47,6 +47,18 @@ COUNT = "Comptage horaire"
 # The columns a record needs to be predicted; training also needs COUNT.
 REQUIRED_COLUMNS: tuple[str, ...] = (COUNTER, TIMESTAMP, COORDINATES)
 
+# The canonical frame that parse_records returns, one row per counter and local hour.
+COUNTER_COLUMN = "counter"
+TIMESTAMP_COLUMN = "timestamp"  # tz-aware, Europe/Paris
+LAT_COLUMN = "lat"
+LON_COLUMN = "lon"
+COUNT_COLUMN = "count"  # float, NaN where the record has none
+# What a model predicts from (a forecast's grid has only these), then all the frame's columns.
+CANONICAL_INPUTS: tuple[str, ...] = (COUNTER_COLUMN, TIMESTAMP_COLUMN, LAT_COLUMN, LON_COLUMN)
+CANONICAL_COLUMNS: tuple[str, ...] = (*CANONICAL_INPUTS, COUNT_COLUMN)
+# What identifies a record: one count per counter and hour.
+RECORD_KEY: tuple[str, ...] = (COUNTER_COLUMN, TIMESTAMP_COLUMN)
+
 # API clients send snake_case names of the labels.
 SNAKE_TO_EXPORT: dict[str, str] = {
     "identifiant_du_compteur": "Identifiant du compteur",
@@ -326,11 +338,11 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
     keep = ~records.index.isin(sorted(bad_rows))
     frame = pd.DataFrame(
         {
-            "counter": counter.astype(object),
-            "timestamp": timestamp,
-            "lat": lat,
-            "lon": lon,
-            "count": count.astype(float),
+            COUNTER_COLUMN: counter.astype(object),
+            TIMESTAMP_COLUMN: timestamp,
+            LAT_COLUMN: lat,
+            LON_COLUMN: lon,
+            COUNT_COLUMN: count.astype(float),
         }
     )[keep]
     issues.sort(key=lambda issue: issue.row)
@@ -349,10 +361,11 @@ def to_raw_records(frame: pd.DataFrame) -> pd.DataFrame:
     """Canonical records back to the export's required columns (a model's input example)."""
     return pd.DataFrame(
         {
-            COUNTER: frame["counter"].astype(str).to_numpy(),
-            TIMESTAMP: [ts.isoformat() for ts in frame["timestamp"]],
+            COUNTER: frame[COUNTER_COLUMN].astype(str).to_numpy(),
+            TIMESTAMP: [ts.isoformat() for ts in frame[TIMESTAMP_COLUMN]],
             COORDINATES: [
-                f"{lat:.6f},{lon:.6f}" for lat, lon in zip(frame["lat"], frame["lon"], strict=True)
+                f"{lat:.6f},{lon:.6f}"
+                for lat, lon in zip(frame[LAT_COLUMN], frame[LON_COLUMN], strict=True)
             ],
         }
     )

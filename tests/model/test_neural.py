@@ -21,7 +21,8 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import NotFittedError
 
 from bikecount.features import FEATURE_COLUMNS
-from bikecount.models.neural import NNParams, TorchRegressor, build_nn, build_nn_model
+from bikecount.models.neural import TorchRegressor, build_nn, build_nn_model
+from bikecount.models.nn_network import NNParams
 
 PARIS_TZ = "Europe/Paris"
 # name: (mean count at the busiest hour, lat, lon)
@@ -209,6 +210,12 @@ def test_a_bare_feature_array_is_read_in_feature_column_order(model, later) -> N
 def test_predict_before_fit_is_an_error(later) -> None:
     with pytest.raises(NotFittedError):
         TorchRegressor().predict(later)
+
+
+def test_the_estimator_defaults_are_the_hyperparameters_defaults() -> None:
+    defaults = TorchRegressor().get_params()
+    assert defaults.pop("random_state") == 42
+    assert defaults == NNParams().model_dump()
 
 
 def test_build_nn_passes_every_hyperparameter_and_the_seed() -> None:

@@ -19,6 +19,7 @@ from mlflow.server.security_utils import is_allowed_host_header
 from packaging.requirements import Requirement
 
 from bikecount.config import Settings
+from bikecount.stack.commands import MLFLOW_ENV
 from bikecount.stack.compose import (
     COMPOSE_PACKAGE_DIR,
     COMPOSE_PORTS,
@@ -30,7 +31,6 @@ from bikecount.stack.services import (
     CLASSMODEL,
     DASHBOARD,
     MLFLOW,
-    MLFLOW_ENV,
     REGMODEL,
     StackOptions,
     build_services,

@@ -11,7 +11,14 @@ from bikecount.forecast import GapSettings, forecast_day
 PARIS_TZ = "Europe/Paris"
 DAY = pd.Timestamp("2021-06-15", tz=PARIS_TZ)
 PLACES = {"a": (48.85, 2.35), "b": (48.86, 2.36)}
-GAP = GapSettings(history_days=7, half_life_hours=48, shrink_hours=24, max_factor=3.0)
+GAP = GapSettings(
+    history_days=7,
+    half_life_hours=48,
+    shrink_hours=24,
+    hour_shrink_hours=2.0,
+    max_factor=3.0,
+    outage_hours=24,
+)
 
 
 def hours(start: pd.Timestamp, days: int, counter: str, count: float | None) -> pd.DataFrame:

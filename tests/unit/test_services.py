@@ -12,6 +12,7 @@ from mlflow.server.security_utils import is_allowed_host_header
 
 from bikecount.config import Settings
 from bikecount.stack import PortInUseError, check_ports, port_is_free
+from bikecount.stack.addresses import allowed_hosts, client_host
 from bikecount.stack.services import (
     CLASSMODEL,
     CLASSMODEL_APP,
@@ -21,9 +22,7 @@ from bikecount.stack.services import (
     REGMODEL_APP,
     ServiceSpec,
     StackOptions,
-    allowed_hosts,
     build_services,
-    client_host,
     package_dir,
 )
 

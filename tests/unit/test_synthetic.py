@@ -16,13 +16,8 @@ from typer.testing import CliRunner
 
 from bikecount.cli import app
 from bikecount.data.io import read_records
-from bikecount.data.synthetic import (
-    COUNTER_TABLE,
-    FRENCH_MONTHS,
-    SynthConfig,
-    generate_records,
-    load_paris_counters,
-)
+from bikecount.data.paris_counters import COUNTER_TABLE, load_paris_counters
+from bikecount.data.synthetic import FRENCH_MONTHS, SynthConfig, generate_records
 from bikecount.records import EXPORT_COLUMNS, parse_records
 
 SMALL = SynthConfig(start="2021-03-01", months=2, n_counters=8, seed=7)

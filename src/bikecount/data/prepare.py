@@ -10,7 +10,7 @@ import pandas as pd
 
 from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.io import read_records, write_records
-from bikecount.data.split import sample_rows, split_by_time
+from bikecount.data.split import REFERENCE_FRACTION, sample_rows, split_by_time
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.records import parse_records
 
@@ -30,7 +30,7 @@ def write_datasets(
     settings: Settings,
     *,
     cutoff: str | None = None,
-    fraction: float = 0.7,
+    fraction: float = REFERENCE_FRACTION,
     sample_size: int | None = None,
     seed: int | None = None,
 ) -> dict[str, tuple[Path, pd.DataFrame]]:

@@ -16,10 +16,12 @@ from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps, spellings
 logger = logging.getLogger(__name__)
 
 _TIMESTAMP_SPELLINGS = spellings(TIMESTAMP)
+# Share of the time span that goes to the reference data when no cutoff is given.
+REFERENCE_FRACTION = 0.7
 
 
 def split_by_time(
-    raw: pd.DataFrame, *, cutoff: str | None = None, fraction: float = 0.7
+    raw: pd.DataFrame, *, cutoff: str | None = None, fraction: float = REFERENCE_FRACTION
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw records in time: the earlier part is the reference, the later part is current.
 

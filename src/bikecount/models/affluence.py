@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bikecount.features import RecordParser
 from bikecount.models.trees import ForestParams, with_features
+from bikecount.records import COUNTER_COLUMN
 
 Label = Literal["faible", "forte"]
 LABELS: tuple[Label, Label] = ("faible", "forte")
@@ -34,7 +35,7 @@ class AffluenceClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> AffluenceClassifier:
         records = RecordParser().fit_transform(X)
         counts = np.asarray(y, dtype=float)
-        self.thresholds_ = pd.Series(counts).groupby(records["counter"].to_numpy()).mean()
+        self.thresholds_ = pd.Series(counts).groupby(records[COUNTER_COLUMN].to_numpy()).mean()
         self.default_threshold_ = float(counts.mean())
         labels = self.labels_for(records, counts)
         self.classifier_ = clone(self.classifier).fit(records, labels)
@@ -48,7 +49,7 @@ class AffluenceClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "thresholds_")
         records = RecordParser().fit_transform(X)
-        bar = records["counter"].map(self.thresholds_).fillna(self.default_threshold_)
+        bar = records[COUNTER_COLUMN].map(self.thresholds_).fillna(self.default_threshold_)
         return (np.asarray(counts, dtype=float) > bar.to_numpy()).astype(int)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

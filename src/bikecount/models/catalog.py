@@ -40,7 +40,8 @@ class ModelSpec:
 def _specs() -> dict[str, ModelSpec]:
     # Imported here so that listing model types does not import PyTorch.
     from bikecount.models.affluence import build_affluence
-    from bikecount.models.neural import NNParams, build_nn_model
+    from bikecount.models.neural import build_nn_model
+    from bikecount.models.nn_network import NNParams
     from bikecount.models.trees import BoostingParams, ForestParams, build_boosting, build_forest
 
     return {

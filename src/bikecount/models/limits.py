@@ -210,7 +210,7 @@ def _boosting(values: dict[str, Any], rows: int) -> tuple[float, float, dict[str
 
 def _network(values: dict[str, Any], rows: int) -> tuple[float, float, dict[str, Any]]:
     # Imported here: the network's input widths live with it, and PyTorch comes with them.
-    from bikecount.models.neural import COUNTER_INPUTS, SEASON_INPUTS
+    from bikecount.models.nn_inputs import COUNTER_INPUTS, SEASON_INPUTS
 
     dim = values["embedding_dim"]
     dense = _dense_weights(3 * dim + len(COUNTER_INPUTS), values["hidden_sizes"])

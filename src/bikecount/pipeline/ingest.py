@@ -31,6 +31,7 @@ from bikecount.pipeline import PipelineError
 from bikecount.pipeline.store import log_ingest, open_store, read_counts, replace_day_counts
 from bikecount.records import (
     PARIS_TZ,
+    RECORD_KEY,
     TIMESTAMP,
     parse_records,
     parse_timestamps,
@@ -130,7 +131,7 @@ def ingest(
     parsed = parse_records(day_rows, require_count=True)
     reasons = parsed.drop_reasons()
     frame = parsed.frame
-    duplicated = frame.duplicated(["counter", "timestamp"], keep="last")
+    duplicated = frame.duplicated(list(RECORD_KEY), keep="last")
     if duplicated.any():
         # Two values for one counter and hour: keep the later row, as a corrected export would.
         reasons[DUPLICATE_REASON] = int(duplicated.sum())

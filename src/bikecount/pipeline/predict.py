@@ -29,7 +29,14 @@ from bikecount.pipeline.store import (
     replace_daily_error,
     replace_predictions,
 )
-from bikecount.records import PARIS_TZ, to_raw_records
+from bikecount.records import (
+    CANONICAL_INPUTS,
+    COUNT_COLUMN,
+    PARIS_TZ,
+    RECORD_KEY,
+    TIMESTAMP_COLUMN,
+    to_raw_records,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +82,9 @@ def day_grid(counters: pd.DataFrame, day: date) -> pd.DataFrame:
     """Canonical records (counter, timestamp, lat, lon) for every counter and hour of the day."""
     hours = day_hours(day)
     grid = counters.loc[counters.index.repeat(len(hours))].reset_index(drop=True)
-    grid["timestamp"] = np.tile(hours, len(counters))
-    grid["timestamp"] = pd.to_datetime(grid["timestamp"], utc=True).dt.tz_convert(PARIS_TZ)
-    return grid[["counter", "timestamp", "lat", "lon"]]
+    stamps = pd.to_datetime(np.tile(hours, len(counters)), utc=True)
+    grid[TIMESTAMP_COLUMN] = stamps.tz_convert(PARIS_TZ)
+    return grid[list(CANONICAL_INPUTS)]
 
 
 def predict_day(
@@ -105,7 +112,7 @@ def predict_day(
     grid = day_grid(counters, day)
     first = day - timedelta(days=settings.forecast_history_days)
     history = read_counts(engine, first, day - timedelta(days=1))
-    history = history[history["count"].notna()]
+    history = history[history[COUNT_COLUMN].notna()]
     batch_size = batch_size or settings.pipeline_batch_size
     for _attempt in range(2):  # a champion crowned between two batches: ask again, once
         model = ApiModel(settings, api_url, model_type, batch_size)
@@ -164,15 +171,15 @@ def score_day(settings: Settings, day: date, model_type: str | None = None) -> S
     engine = open_store(settings.pipeline_db_url)
     predicted = read_predictions(engine, day, model_type)
     truth = read_counts(engine, day, day)
-    truth = truth[truth["count"].notna()]
+    truth = truth[truth[COUNT_COLUMN].notna()]
     result = ScoreResult(day.isoformat(), model_type)
     if predicted.empty or truth.empty:
         result.reason = "no stored predictions" if predicted.empty else "no counts stored yet"
         logger.info("%s not scored: %s", day, result.reason)
         return result
-    joined = predicted.merge(truth[["counter", "timestamp", "count"]], on=["counter", "timestamp"])
+    joined = predicted.merge(truth[[*RECORD_KEY, COUNT_COLUMN]], on=list(RECORD_KEY))
     for version, rows in joined.groupby("model_version"):
-        diff = rows["prediction"].to_numpy(float) - rows["count"].to_numpy(float)
+        diff = rows["prediction"].to_numpy(float) - rows[COUNT_COLUMN].to_numpy(float)
         errors = {
             "rmse": float(np.sqrt(np.mean(diff**2))),
             "mae": float(np.mean(np.abs(diff))),

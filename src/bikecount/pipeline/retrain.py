@@ -80,7 +80,10 @@ class RetrainResult:
 
 
 def decide(
-    monitoring: MonitoringResult, threshold: float, force: bool, decay_ratio: float = 1.5
+    monitoring: MonitoringResult,
+    threshold: float,
+    force: bool,
+    decay_ratio: float = Settings.model_fields["retrain_decay_ratio"].default,
 ) -> RetrainDecision:
     """Retrain when forced, when the champion decayed, or on drift with a weak champion.
 

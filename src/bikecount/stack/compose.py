@@ -7,6 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bikecount.stack.addresses import allowed_hosts
+from bikecount.stack.commands import (
+    api_env,
+    dashboard_env,
+    mlflow_server_args,
+    python_module,
+    streamlit_args,
+    uvicorn_args,
+)
 from bikecount.stack.services import (
     CLASSMODEL,
     CLASSMODEL_APP,
@@ -15,13 +24,6 @@ from bikecount.stack.services import (
     MLFLOW,
     REGMODEL,
     REGMODEL_APP,
-    allowed_hosts,
-    api_env,
-    dashboard_env,
-    mlflow_server_args,
-    python_module,
-    streamlit_args,
-    uvicorn_args,
 )
 
 # Inside the containers (docker-compose.yaml): ports, mount points and names.

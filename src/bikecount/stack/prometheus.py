@@ -11,13 +11,12 @@ from pathlib import Path
 import yaml
 
 from bikecount.config import Settings
+from bikecount.stack.addresses import client_host, host_port
 from bikecount.stack.services import (
     ALERTMANAGER,
     CLASSMODEL,
     REGMODEL,
     ServiceSpec,
-    client_host,
-    host_port,
     package_dir,
     prometheus_dir,
 )

@@ -1,5 +1,7 @@
 """How each service of the stack is started: the one place that says it.
 
+Each service's command line and environment is built here from the programs' arguments
+(:mod:`bikecount.stack.commands`) and its addresses (:mod:`bikecount.stack.addresses`).
 ``bikecount up`` runs these command lines as local processes; ``docker-compose.yaml`` runs the same
 ones in containers (only paths, bind address and the MLflow host name differ: see
 :mod:`bikecount.stack.compose`), and ``tests/unit/test_compose.py`` checks that the two agree.
@@ -11,13 +13,23 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import bikecount
 from bikecount.config import Settings
 from bikecount.pipeline.store import absolute_database_url
+from bikecount.stack.addresses import allowed_hosts, client_host, host_port
+from bikecount.stack.commands import (
+    MLFLOW_ENV,
+    api_env,
+    dashboard_env,
+    mlflow_server_args,
+    python_module,
+    streamlit_args,
+    uvicorn_args,
+)
 
 MLFLOW = "mlflow"
 REGMODEL = "regmodel"
@@ -30,12 +42,6 @@ DASHBOARD = "dashboard"
 REGMODEL_APP = "bikecount.api.regmodel:create_app"
 CLASSMODEL_APP = "bikecount.api.classmodel:create_app"
 HEALTH_PATH = "/health"
-
-# Addresses that mean "every interface": clients must connect through loopback instead.
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-LOOPBACK_NAMES = ("localhost", "127.0.0.1")
-# Clients on a private network reach a server bound to every interface by its private IP.
-PRIVATE_NETWORK_HOSTS = ("10.*", "192.168.*", "172.1[6-9].*", "172.2[0-9].*", "172.3[01].*")
 
 PROMETHEUS_HEALTH_PATH = "/-/healthy"
 PROMETHEUS_INSTALL_HINT = (
@@ -55,12 +61,6 @@ AIRFLOW_INSTALL_HINT = "pip install -e '.[airflow]' (`make install` does)"
 # The dashboard: Streamlit's script (relative to the package) and its health endpoint.
 DASHBOARD_SCRIPT = Path("dashboard") / "app.py"
 DASHBOARD_HEALTH_PATH = "/_stcore/health"
-# The dashboard asks MLflow with a short timeout and no retry storm: a page must say "MLflow is
-# down" within seconds, not after MLflow's client has retried for minutes.
-DASHBOARD_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-
-# MLflow's job runner (four more processes, GenAI features) is of no use to bikecount.
-MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @dataclass(frozen=True)
@@ -91,117 +91,9 @@ class ServiceSpec:
         return f"{self.url}{self.health_path}"
 
 
-def host_port(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def client_host(bind_host: str) -> str:
-    """The address a local client connects to for a server bound to ``bind_host``."""
-    return "127.0.0.1" if bind_host in WILDCARD_HOSTS else bind_host
-
-
-def allowed_hosts(bind_host: str, extra_names: Sequence[str] = ()) -> list[str]:
-    """The Host headers the MLflow server accepts (MLflow 3 rejects any other, with 403).
-
-    Loopback names and ``extra_names`` are accepted on any port (a published port may differ
-    from the one inside a container); a specific bind address is accepted as itself, and a
-    wildcard bind also accepts private-network addresses, as MLflow's own default does.
-    """
-    names = [*LOOPBACK_NAMES, *extra_names]
-    if bind_host not in WILDCARD_HOSTS and bind_host not in names:
-        names.append(bind_host)
-    hosts = [pattern for name in names for pattern in (name, f"{name}:*")]
-    if bind_host in WILDCARD_HOSTS:
-        hosts.extend(PRIVATE_NETWORK_HOSTS)
-    return hosts
-
-
-def mlflow_server_args(
-    *,
-    host: str,
-    port: int,
-    backend_store_uri: str,
-    default_artifact_root: str,
-    artifacts_destination: str,
-    hosts_allowed: Sequence[str],
-) -> list[str]:
-    """Arguments of ``python -m mlflow``: the tracking server, one worker.
-
-    ``default_artifact_root`` is where experiments created through the server keep artifacts;
-    ``artifacts_destination`` is the folder behind the server's artifact proxy
-    (``mlflow-artifacts:/``).
-    """
-    return [
-        "server",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        backend_store_uri,
-        "--default-artifact-root",
-        default_artifact_root,
-        "--artifacts-destination",
-        artifacts_destination,
-        "--workers",
-        "1",
-        "--allowed-hosts",
-        ",".join(hosts_allowed),
-    ]
-
-
-def uvicorn_args(app: str, *, host: str, port: int, reload_dir: str | None = None) -> list[str]:
-    """Arguments of ``python -m uvicorn`` for an app factory; ``reload_dir`` turns on hot reload."""
-    args = ["--factory", app, "--host", host, "--port", str(port)]
-    if reload_dir is not None:
-        args += ["--reload", "--reload-dir", reload_dir]
-    return args
-
-
-def streamlit_args(script: str, *, host: str, port: int) -> list[str]:
-    """Arguments of ``python -m streamlit``: run ``script`` headless, no telemetry, no watcher."""
-    return [
-        "run",
-        script,
-        "--server.address",
-        host,
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--client.toolbarMode",
-        "viewer",
-    ]
-
-
-def api_env(tracking_uri: str) -> dict[str, str]:
-    """Environment of an API process: the tracking server to use.
-
-    Both names are set: ours wins over anything in ``.env``, MLflow's is the seed's spelling and
-    what MLflow itself reads.
-    """
-    # One OpenMP thread: requests already run in parallel, and gradient boosting entering a
-    # parallel region per tree made one-record predictions wait on busy cores. It must be set
-    # before the OpenMP runtime loads, hence in the environment.
-    return {
-        "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def package_dir() -> str:
     """The folder of the bikecount package (``src/bikecount`` in an editable install)."""
     return str(Path(bikecount.__file__).resolve().parent)
-
-
-def python_module(python: str, module: str, args: Sequence[str]) -> tuple[str, ...]:
-    return (python, "-m", module, *args)
 
 
 def mlflow_service(settings: Settings, host: str, port: int) -> ServiceSpec:
@@ -354,17 +246,6 @@ def airflow_service(
         env=env,
         health_path=AIRFLOW_HEALTH_PATH,
     )
-
-
-def dashboard_env(tracking_uri: str, api_url: str, db_url: str) -> dict[str, str]:
-    """Environment of the dashboard: the MLflow server, the RegModel API and the store it reads."""
-    return {
-        "BIKECOUNT_MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "BIKECOUNT_PIPELINE_API_URL": api_url,
-        "BIKECOUNT_PIPELINE_DB_URL": db_url,
-        **DASHBOARD_MLFLOW_ENV,
-    }
 
 
 def dashboard_service(
