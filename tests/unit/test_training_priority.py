@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import helpers
 from bikecount.api.jobs import TRAINING_NICENESS, TrainingJobs
 from bikecount.config import Settings
 from bikecount.isolated_fit import fit_isolated, lower_thread_priority, thread_niceness, warm_up
+from bikecount.registry import Registry
 from bikecount.stopping import StopToken, TrainingCancelledError
 from bikecount.train import TrainRequest
 
@@ -65,15 +67,18 @@ def test_a_fit_runs_at_the_priority_of_the_thread_that_asks_for_it() -> None:
     assert thread_niceness() == before  # only the thread that asked was lowered
 
 
-def test_the_apis_training_jobs_run_at_low_priority() -> None:
+def test_the_apis_training_jobs_run_at_low_priority(tmp_path: Path) -> None:
     seen: list[int] = []
 
-    def stand_in(request: TrainRequest, settings: Settings, **kwargs: object) -> None:
+    def stand_in(
+        request: TrainRequest, settings: Settings, registry: Registry, **kwargs: object
+    ) -> None:
         seen.append(thread_niceness())
         raise ValueError("a stand-in that trains nothing")
 
     before = thread_niceness()
-    jobs = TrainingJobs(Settings(_env_file=None), run=stand_in)  # type: ignore[arg-type]
+    settings = helpers.local_settings(tmp_path)
+    jobs = TrainingJobs(settings, Registry(settings), run=stand_in)  # type: ignore[arg-type]
     request = TrainRequest(model_type="rf", data_source="reference", env="dev", hyperparams={})
     job = jobs.submit(request)
     assert job.done.wait(10)
