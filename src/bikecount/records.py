@@ -297,23 +297,39 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
         raise MissingColumnsError(missing, list(raw.columns), total_rows=len(records))
 
     counter = records[COUNTER].astype("string").str.strip()
-    timestamp = parse_timestamps(records[TIMESTAMP])
     lat, lon = parse_coordinates(records[COORDINATES])
     count = (
         pd.to_numeric(records[COUNT], errors="coerce")
         if COUNT in records.columns
         else pd.Series(np.nan, index=records.index)
     )
+    frame = pd.DataFrame(
+        {
+            COUNTER_COLUMN: counter.astype(object),
+            TIMESTAMP_COLUMN: parse_timestamps(records[TIMESTAMP]),
+            LAT_COLUMN: lat,
+            LON_COLUMN: lon,
+            COUNT_COLUMN: count.astype(float),
+        }
+    )
+    issues = sorted(value_issues(records, frame, require_count), key=lambda issue: issue.row)
+    keep = ~records.index.isin(sorted({issue.row for issue in issues}))
+    return ParsedRecords(frame=frame[keep], issues=issues, total_rows=len(records))
 
-    issues: list[RecordIssue] = []
-    issues += _issues_where(
+
+def value_issues(
+    records: pd.DataFrame, parsed: pd.DataFrame, require_count: bool
+) -> list[RecordIssue]:
+    """Every value of ``records`` (export labels) whose ``parsed`` form breaks the contract."""
+    counter, lat, lon = parsed[COUNTER_COLUMN], parsed[LAT_COLUMN], parsed[LON_COLUMN]
+    issues = _issues_where(
         counter.isna() | (counter == "") | is_nested(records[COUNTER]),
         records[COUNTER],
         COUNTER,
         "a counter name",
     )
     issues += _issues_where(
-        timestamp.isna(),
+        parsed[TIMESTAMP_COLUMN].isna(),
         records[TIMESTAMP],
         TIMESTAMP,
         "an ISO 8601 date and time such as 2021-06-01T08:00:00+02:00",
@@ -326,6 +342,7 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
         '\'lat,lon\' or {"lon": .., "lat": ..} inside Paris (e.g. 48.8566,2.3522)',
     )
     if COUNT in records.columns:
+        count = parsed[COUNT_COLUMN]
         bad_count = count.notna() & ((count < 0) | np.isinf(count) | (count != np.floor(count)))
         bad_count |= is_nested(records[COUNT])
         if require_count:
@@ -333,20 +350,7 @@ def parse_records(raw: pd.DataFrame, *, require_count: bool = False) -> ParsedRe
         issues += _issues_where(
             bad_count, records[COUNT], COUNT, "a whole number of bikes, 0 or more"
         )
-
-    bad_rows = {issue.row for issue in issues}
-    keep = ~records.index.isin(sorted(bad_rows))
-    frame = pd.DataFrame(
-        {
-            COUNTER_COLUMN: counter.astype(object),
-            TIMESTAMP_COLUMN: timestamp,
-            LAT_COLUMN: lat,
-            LON_COLUMN: lon,
-            COUNT_COLUMN: count.astype(float),
-        }
-    )[keep]
-    issues.sort(key=lambda issue: issue.row)
-    return ParsedRecords(frame=frame, issues=issues, total_rows=len(records))
+    return issues
 
 
 def require_valid(raw: pd.DataFrame, *, require_count: bool = False) -> pd.DataFrame:
