@@ -42,7 +42,6 @@ PROBE_TIMEOUT_SECONDS = 2.0
 # MLflow's error codes for "no such model, version or alias" (a missing alias is reported as an
 # invalid parameter by the registry store).
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-PROBE_TIMEOUT_SECONDS = 2.0
 
 
 class ModelNotFoundError(LookupError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 
 from bikecount.cli.console import fail
 from bikecount.config import Settings
@@ -57,7 +56,7 @@ def read_settings() -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
-        fail(escape(f"invalid settings: {describe_invalid(exc)}"))
+        fail(f"invalid settings: {describe_invalid(exc)}")
     # The process's start: no thread runs yet to race with this write of the environment.
     bound_mlflow_requests(settings)
     return settings

@@ -98,8 +98,6 @@ DRIFT_RUNS = Counter(
     ["detected"],
 )
 
-TRAINING_STATUSES = ("started", "succeeded", "failed")
-
 
 def record_drift(share: float, detected: bool, columns: Mapping[str, bool] | None = None) -> None:
     """Record the outcome of one drift run.
