@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import threading
+from typing import get_args
 
 import psutil
 from mlflow.entities import Run, RunStatus
@@ -37,7 +38,7 @@ PROCESS_TAG = "api_process"
 RESULT_TAG = "job_result"
 ERROR_TAG = "job_error"
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")  # what TrainingJob ids look like (uuid4 hex)
-ENVS: tuple[Env, ...] = ("dev", "prod")
+ENVS: tuple[Env, ...] = get_args(Env)
 STATUS_OF_RUN = {
     "SCHEDULED": "queued",
     "RUNNING": "running",

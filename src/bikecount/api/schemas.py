@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
 
+from bikecount.config import Env
 from bikecount.evaluate import finite_metrics
 from bikecount.models.affluence import Label
 from bikecount.models.catalog import ModelType, get_spec
@@ -183,7 +184,7 @@ class TrainRequestBody(BaseModel):
         max_length=255,
         description="reference, current, test_sample, or a file path inside the data folder.",
     )
-    env: Literal["dev", "prod"] | None = Field(
+    env: Env | None = Field(
         default=None, description="Experiment and artifact store; default: the server's env."
     )
     hyperparams: dict[str, HyperValue] = Field(

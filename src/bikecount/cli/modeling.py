@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from mlflow.exceptions import MlflowException
@@ -46,7 +46,7 @@ STOPPED_EXIT_CODE = 130
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
 ]
-ENVS: dict[str, Env] = {"dev": "dev", "prod": "prod"}
+ENVS: dict[str, Env] = {env: env for env in get_args(Env)}
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
 
 
