@@ -545,9 +545,13 @@ def test_up_with_airflow_runs_the_dags_on_its_scheduler(
     assert set(stored["day"]) >= {day} and (stored["day"] == day).sum() == 8 * 24
     assert any(PIPELINE_DAY in query["where"][0] for query in opendata.requests if "where" in query)
     forecast = read_table(engine, predictions_table)
-    # Tomorrow for every stored counter (the first start's generated ones included).
+    # Tomorrow for every stored counter (the first start's generated ones included), by each
+    # version that forecast it: the DAG's, and the background's full model when it took over
+    # before the DAG ran (it forecasts the stored days again).
     tomorrow = forecast[forecast["day"] == day + pd.Timedelta(days=1)]
-    assert len(tomorrow) == len(known_counters(engine)) * 24 > 0
+    rows_by_version = tomorrow.groupby("model_version").size()
+    assert not rows_by_version.empty
+    assert (rows_by_version == len(known_counters(engine)) * 24).all(), rows_by_version
     text = output.read_text()
     assert f"Airflow UI       {airflow}" in text
     # Airflow's own output is in its log (the console shows only its warnings and errors).
