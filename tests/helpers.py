@@ -25,6 +25,9 @@ from bikecount.pipeline.predict import day_grid, score_day
 from bikecount.pipeline.store import open_store, read_counts, replace_predictions
 from bikecount.records import COORDINATES, COUNT, COUNTER, PARIS_TZ, TIMESTAMP, parse_records
 
+# The repository's root: the files beside the package that tests check (compose, deploy/, dags/).
+REPO = Path(__file__).resolve().parents[1]
+
 # 6 counters x 2 months, spanning the spring DST night (2021-03-28): a few seconds to build.
 SMALL_CONFIG = SynthConfig(start="2021-03-01", months=2, n_counters=6, seed=11)
 # 8 counters x 3 months with weekday public holidays (2020-11-11, 2020-12-25) for model tests.

@@ -8,11 +8,18 @@ own, whatever the other modules trained. Modules that stop or freeze MLflow star
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import STARTED, ServerProcess, Tracking, running, start_mlflow
+
+# The harness modules beside the tests (servers, opendata_server...): pytest's importlib mode
+# leaves sys.path alone, so this folder is put there for the tests' ``from servers import``.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import STARTED, ServerProcess, Tracking, running, start_mlflow  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -49,11 +49,12 @@ from bikecount.pipeline.store import (
     read_table,
 )
 from bikecount.records import COUNT, PARIS_TZ, TIMESTAMP, parse_timestamps
+from helpers import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RUNNER = Path(__file__).parents[1] / "airflow_runner.py"
-DAGS = Path(__file__).parents[2] / "dags"
+RUNNER = REPO / "tests" / "airflow_runner.py"
+DAGS = REPO / "dags"
 API_KEY = "airflow-key-51c9"
 N_COUNTERS = 8  # api_server.DATA_CONFIG
 SHIFT, SHIFT_START = 0.35, date(2020, 11, 10)

@@ -33,10 +33,10 @@ from servers import answers, wait_for
 from standin_images import StandIns
 
 import helpers
+from helpers import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(3600)]
 
-REPO = Path(__file__).resolve().parents[2]
 PROJECT = "bikecount-test"
 # What the images and the compose file are made of (the Dockerfile's build context among them).
 PROJECT_FILES = (

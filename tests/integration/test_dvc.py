@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from bikecount.data.io import read_records
+from helpers import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 SAMPLE_ROWS = 150
 
 

@@ -35,6 +35,7 @@ from servers import (
 
 import helpers
 from bikecount.data.io import read_records
+from helpers import REPO
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,7 +46,6 @@ pytestmark = [
     ),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 ALERTS_FILE = REPO / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))
 TRAIN = {"model_type": "rf", "data_source": "reference", "env": "dev", "test_mode": True}

@@ -35,8 +35,8 @@ from bikecount.stack.services import (
     StackOptions,
     build_services,
 )
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 API_SERVICES = {"regmodel-backend": REGMODEL, "classmodel-backend": CLASSMODEL}

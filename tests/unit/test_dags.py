@@ -10,15 +10,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_runner import MARKER
+from helpers import REPO
 
-DAGS = Path(__file__).parents[2] / "dags"
-RUNNER = Path(__file__).parents[1] / "airflow_runner.py"
+DAGS = REPO / "dags"
+RUNNER = REPO / "tests" / "airflow_runner.py"
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,18 @@ import sys
 import tomllib
 from collections.abc import Iterable
 from importlib.metadata import packages_distributions, requires
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[2]
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+from helpers import REPO
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 LOCAL_MODULES = {"bikecount"} | {
     path.stem
     for folder in ("tests", "benchmarks", "dags")
-    for path in (ROOT / folder).rglob("*.py")
+    for path in (REPO / folder).rglob("*.py")
 }
 # Runtime dependencies used without an import of their own, and why.
 USED_WITHOUT_IMPORT = {
@@ -55,7 +55,7 @@ def imported_modules(folders: Iterable[str]) -> set[str]:
     """The top-level third-party modules imported anywhere under ``folders``."""
     found: set[str] = set()
     for folder in folders:
-        for path in (ROOT / folder).rglob("*.py"):
+        for path in (REPO / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
                     found |= {alias.name.split(".")[0] for alias in node.names}

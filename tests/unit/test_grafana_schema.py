@@ -19,7 +19,8 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import prometheus
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import REPO
+
 DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))
 
 # Panel types and their typed options: a panel whose options the SDK cannot type is unknown.

@@ -17,8 +17,8 @@ import yaml
 from bikecount.config import Settings
 from bikecount.stack.prometheus import write_prometheus_config
 from bikecount.stack.services import StackOptions, build_services
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 GRAFANA_DIR = REPO / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 from bikecount.config import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import REPO
 
 
 def settings_doc() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "settings_doc", ROOT / "scripts" / "settings_doc.py"
+        "settings_doc", REPO / "scripts" / "settings_doc.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -28,7 +26,7 @@ def test_every_setting_has_a_description() -> None:
 
 def test_the_configuration_page_is_up_to_date() -> None:
     doc = settings_doc()
-    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert page == doc.render(), (
         "docs/configuration.md is out of date with bikecount.config.Settings: regenerate it "
         "with `make docs` (python scripts/settings_doc.py > docs/configuration.md)"
@@ -36,6 +34,6 @@ def test_the_configuration_page_is_up_to_date() -> None:
 
 
 def test_the_page_names_every_variable_once() -> None:
-    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     for name in Settings.model_fields:
         assert page.count(f"| `BIKECOUNT_{name.upper()}` |") == 1, name
