@@ -4,7 +4,7 @@ jobs of the real RegModel app, and the pipeline store filled through it; the app
 HTTP by uvicorn from a thread.
 
 The whole of it on a running MLflow server and API (a full model served without a restart) is
-``test_first_start.py``; the bootstrap itself is ``tests/unit/test_bootstrap.py``.
+``test_first_start.py`` here; the bootstrap itself is ``tests/unit/stack/test_first_start.py``.
 """
 
 from __future__ import annotations

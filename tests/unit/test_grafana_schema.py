@@ -2,7 +2,8 @@
 schema version it declares, with Grafana Foundation SDK (Grafana's models of its dashboards,
 generated from the schemas Grafana itself validates), for the Grafana release compose runs.
 
-The structural and PromQL checks are in test_prometheus_config.py and test_prometheus.py.
+The structural and PromQL checks are in tests/unit/stack/test_prometheus.py and
+tests/integration/test_prometheus.py.
 """
 
 from __future__ import annotations

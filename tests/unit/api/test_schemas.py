@@ -1,16 +1,13 @@
-"""The APIs' contract without a server: schemas, request checks, error mapping, the cache's rules.
+"""The APIs' contract without a server: schemas, request checks, error mapping.
 
-The cache and the error handlers are exercised with stand-ins (no MLflow, no model files) so that
-their rules (re-check interval, fallback when MLflow is down, one load per model under
-concurrency, no trace in a 500) are checked in milliseconds; the integration tests run the same
-paths for real.
+The error handlers are exercised on an app of the test's own (no MLflow, no model files), so that
+their rules (4xx for what the caller can fix, no trace in a 500) are checked in milliseconds; the
+integration tests run the same paths for real.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
 import typing
 import warnings
 from pathlib import Path
@@ -22,15 +19,12 @@ from pydantic import ValidationError
 
 from bikecount.api.errors import (
     InvalidFieldError,
-    ModelUnavailableError,
-    NoModelError,
     install_error_handling,
     json_safe,
     record_error_detail,
     redact,
 )
 from bikecount.api.jobs import path_inside_data_dir
-from bikecount.api.model_cache import ModelCache
 from bikecount.api.records_body import records_frame
 from bikecount.api.routes.monitor import MonitorRequestBody
 from bikecount.api.schemas import (
@@ -235,72 +229,3 @@ def test_unexpected_errors_are_a_500_without_the_trace() -> None:
     assert response.status_code == 500
     assert "internal error" in response.json()["detail"] and "secret" not in response.text
     assert client.get("/missing").status_code == 404
-
-
-class FakeRegistry:
-    """Stands in for MLflow: a champion per type that tests change, and a switch to go down."""
-
-    def __init__(self) -> None:
-        self.champions: dict[str, int] = {"rf": 1}
-        self.up = True
-        self.resolved = 0
-        self.loaded: list[tuple[str, int]] = []
-
-    def resolve(self, model_type: str, metric: str | None) -> int:
-        self.resolved += 1
-        if model_type not in self.champions:
-            raise ModelNotFoundError(f"bikecount-{model_type} has no champion yet")
-        return self.champions[model_type]
-
-    def load(self, model_type: str, version: int) -> object:
-        time.sleep(0.05)  # long enough for concurrent requests to overlap
-        self.loaded.append((model_type, version))
-        return f"{model_type}-v{version}"
-
-
-def make_cache(registry: FakeRegistry, check_seconds: float) -> ModelCache:
-    settings = Settings(_env_file=None, model_check_seconds=check_seconds)
-    return ModelCache(
-        settings, resolve=registry.resolve, load=registry.load, probe=lambda: registry.up
-    )
-
-
-def test_champion_is_rechecked_only_after_the_interval() -> None:
-    registry = FakeRegistry()
-    cache = make_cache(registry, check_seconds=3600)
-    assert cache.get("rf").model == "rf-v1"
-    registry.champions["rf"] = 2
-    assert cache.get("rf").version == 1 and registry.resolved == 1
-    cache.invalidate("rf")
-    assert cache.get("rf").version == 2
-    assert cache.champion_versions(["rf", "gbm"]) == {"rf": 2, "gbm": None}
-
-
-def test_cached_model_serves_while_mlflow_is_down() -> None:
-    registry = FakeRegistry()
-    cache = make_cache(registry, check_seconds=0)
-    cache.get("rf")
-    registry.up = False
-    assert cache.get("rf").model == "rf-v1"
-    assert cache.mlflow_reachable is False
-    with pytest.raises(ModelUnavailableError):
-        cache.get("gbm")
-    with pytest.raises(ModelUnavailableError):
-        cache.reload(["rf"])
-    assert cache.get("rf").version == 1, "a refused reload keeps the cache"
-
-
-def test_missing_champion_says_how_to_train_one() -> None:
-    with pytest.raises(NoModelError, match="POST /train"):
-        make_cache(FakeRegistry(), check_seconds=0).get("nn")
-
-
-def test_concurrent_requests_load_a_model_once() -> None:
-    registry = FakeRegistry()
-    cache = make_cache(registry, check_seconds=0)
-    threads = [threading.Thread(target=cache.get, args=("rf",)) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert registry.loaded == [("rf", 1)]

@@ -1,22 +1,18 @@
-"""The pipeline's pieces that need no server: run days, Open Data queries, ingest fallbacks,
-rejection checks and the retraining decision."""
+"""The pipeline's ingest without a server: fallbacks, days that would shrink, rejection checks,
+and the CLI's ingest command on them."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import write_records
-from bikecount.data.opendata import day_export_url
-from bikecount.monitoring.drift import ChampionScore, DriftSummary, MonitoringResult
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.ingest import (
     SHRINK_FORCED,
@@ -27,50 +23,10 @@ from bikecount.pipeline.ingest import (
     ingest,
     ingest_day,
 )
-from bikecount.pipeline.retrain import RetrainResult, decide
-from bikecount.pipeline.schedule import TaskRetries, dag_arguments, run_day, task_defaults
 from bikecount.pipeline.store import ingest_log, open_store, read_counts, read_table
 from bikecount.records import COUNT
 
 DAY = date(2021, 3, 10)
-
-
-def test_a_run_works_on_the_given_day_else_the_paris_day_before_it_was_due() -> None:
-    due = datetime(2021, 3, 10, 23, 0, tzinfo=UTC)  # midnight of 11 March in Paris
-    assert run_day(None, due, due) == date(2021, 3, 10)
-    assert run_day(None, None, due) == date(2021, 3, 10)  # runs without a logical date
-    assert run_day("2020-01-31", due, due) == date(2020, 1, 31)
-    with pytest.raises(ValueError, match="'31/01/2020': expected a date as YYYY-MM-DD"):
-        run_day("31/01/2020", due, due)
-
-
-def test_task_defaults_follow_the_settings() -> None:
-    defaults = task_defaults(
-        Settings(_env_file=None, pipeline_retries=4, pipeline_retry_delay_seconds=30)
-    )
-    assert defaults["retries"] == 4 and defaults["retry_delay"].total_seconds() == 30
-
-
-def test_a_dag_file_reads_its_retries_with_the_rules_of_the_settings(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("BIKECOUNT_PIPELINE_RETRIES", "5")
-    monkeypatch.setenv("BIKECOUNT_ENV", "prod")  # settings a task would refuse: not read here
-    defaults = dag_arguments(TaskRetries(_env_file=None))["default_args"]
-    assert defaults["retries"] == 5 and defaults["retry_delay"].total_seconds() == 300
-    monkeypatch.setenv("BIKECOUNT_PIPELINE_RETRIES", "-1")
-    with pytest.raises(ValidationError, match="pipeline_retries"):
-        TaskRetries(_env_file=None)
-
-
-def test_the_open_data_query_spans_the_local_day_with_its_offsets() -> None:
-    url = day_export_url("https://example.org/exports/csv?delimiter=%3B", date(2021, 3, 28))
-    query = parse_qs(urlsplit(url).query)
-    assert query["delimiter"] == [";"] and query["timezone"] == ["Europe/Paris"]
-    # The night the clocks go forward: the day starts at +01:00 and the next one at +02:00.
-    assert query["where"] == [
-        "date >= date'2021-03-28T00:00:00+01:00' AND date < date'2021-03-29T00:00:00+02:00'"
-    ]
 
 
 @pytest.fixture
@@ -169,74 +125,6 @@ def test_too_many_rejected_rows_fail_the_check() -> None:
     with pytest.raises(PipelineError, match=r"50 of 100 rows rejected \(50%, above 20%\)"):
         check_rejections(bad, 0.2)
     assert IngestResult("d", "s", 0, 0, 0).rejected_share == 0.0
-
-
-def monitoring(
-    share_drifted: bool, counts_drifted: bool, r2: float | None, error_ratio: float | None = None
-) -> MonitoringResult:
-    drift = DriftSummary(
-        drift_detected=share_drifted or counts_drifted,
-        drift_share=0.6 if share_drifted else 0.2,
-        drifted_columns=[],
-        column_scores={},
-        n_reference=100,
-        n_current=10,
-        share_threshold=0.5,
-        target_drift={"drifted": counts_drifted, "score": 0.01},
-    )
-    metrics = None if r2 is None else {"r2": r2}
-    holdout = None
-    if error_ratio is not None:
-        # The holdout missed 10% of the variance; the recent data ``error_ratio`` times as much.
-        metrics, holdout = {"r2": 1 - 0.1 * error_ratio}, {"r2": 0.9}
-    champion = ChampionScore(
-        "gbm", version=3, rows=10, metrics_current=metrics, metrics_holdout=holdout
-    )
-    return MonitoringResult(drift, champion, "run", {}, 0.0, "bikecount-monitoring")
-
-
-@pytest.mark.parametrize(
-    ("share", "counts", "r2", "force", "retrain", "starts"),
-    [
-        (False, False, 0.1, False, False, "no drift: drift share 0.20 (threshold 0.50), counts"),
-        (True, False, 0.1, False, True, "drift detected and R² too low"),
-        (False, True, 0.1, False, True, "drift detected and R² too low"),  # counts alone
-        (True, True, 0.9, False, False, "drift detected but champion holds"),
-        (True, False, None, False, True, "drift detected: "),  # no champion to defend
-        (False, False, 0.9, True, True, "forced; "),
-    ],
-)
-def test_the_decision_needs_drift_and_a_weak_champion_unless_forced(
-    share: bool, counts: bool, r2: float | None, force: bool, retrain: bool, starts: str
-) -> None:
-    decision = decide(monitoring(share, counts, r2), threshold=0.6, force=force)
-    assert decision.retrain is retrain
-    assert decision.reason.startswith(starts)
-
-
-@pytest.mark.parametrize(
-    ("share", "counts", "ratio", "retrain", "starts"),
-    [
-        (False, False, 5.0, True, "champion decayed: champion R² 0.500"),  # decay, no drift
-        (True, True, 2.5, True, "champion decayed: "),
-        (False, False, 1.5, False, "no drift: "),  # worse, but not clearly
-        (True, True, 1.5, False, "drift detected but champion holds"),
-    ],
-)
-def test_a_decayed_champion_is_retrained_whatever_the_drift(
-    share: bool, counts: bool, ratio: float, retrain: bool, starts: str
-) -> None:
-    decision = decide(monitoring(share, counts, None, ratio), 0.6, False, decay_ratio=2.0)
-    assert decision.retrain is retrain
-    assert decision.reason.startswith(starts)
-    assert f"recent error share 1-R² {ratio:.2f}× its holdout's (decay at 2.00×)" in decision.reason
-
-
-def test_a_retrain_result_survives_the_trip_through_xcom() -> None:
-    result = RetrainResult(
-        "gbm", False, True, True, 0.5, 3, {"r2": 0.1}, True, False, False, "why", data_path="x"
-    )
-    assert RetrainResult.from_dict(result.as_dict()) == result
 
 
 def test_the_cli_ingests_through_the_fallback_and_says_so(
