@@ -1,7 +1,8 @@
 """Shared fixtures: small generated data sets, built once per session.
 
 ``tests/`` has no ``__init__.py`` files, so this folder is put on ``sys.path`` for
-``import helpers`` (the test-data factories) to work from every test folder.
+``import helpers`` (the test-data factories) to work from every test folder, and so is
+``deploy/ci/`` (a Docker engine, the registry images' stand-ins) for the container tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "deploy" / "ci"))
 
 import helpers  # noqa: E402
 
