@@ -61,8 +61,8 @@ test-fast: install lint typecheck  ## The inner loop: lint, type-check, the test
 	$(BIN)/python -m pytest -m "not slow and not integration"
 
 lint: install  ## ruff: lint and format check
-	$(BIN)/ruff check src tests benchmarks dags scripts
-	$(BIN)/ruff format --check src tests benchmarks dags scripts
+	$(BIN)/ruff check src tests benchmarks dags scripts deploy/ci
+	$(BIN)/ruff format --check src tests benchmarks dags scripts deploy/ci
 
 typecheck: install  ## mypy on src/ (configured in pyproject.toml)
 	$(BIN)/mypy
@@ -74,8 +74,8 @@ bench: install  ## Training benchmark: fit time, memory, size and accuracy per m
 	$(BIN)/python benchmarks/train.py
 
 format: install
-	$(BIN)/ruff format src tests benchmarks dags scripts
-	$(BIN)/ruff check --fix src tests benchmarks dags scripts
+	$(BIN)/ruff format src tests benchmarks dags scripts deploy/ci
+	$(BIN)/ruff check --fix src tests benchmarks dags scripts deploy/ci
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

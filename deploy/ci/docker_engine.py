@@ -1,4 +1,4 @@
-"""A Docker engine for the container tests, and the compose command that drives it.
+"""A Docker engine for the container tests and CI scripts, and the compose command that drives it.
 
 When an engine already answers (``docker info``), it is used as it is. Otherwise ``dockerd``
 (Debian's ``docker.io``; ``make system-deps`` installs it) is started here, as root, in a

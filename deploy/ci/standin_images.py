@@ -1,8 +1,14 @@
 """Stand-ins for the registry images that deploy/Dockerfile and docker-compose.yaml name, built
-here from Debian packages: the test machines reach no container registry.
+here from Debian packages: the CI and test machines reach no container registry.
 
-Only the tests use them; the project's Dockerfile and compose file stay what a user with a
-registry runs. Each stand-in is tagged as the image it replaces (``python:3.11-slim-bookworm``,
+The container tests make them (``ensure_registry_images``), and so does this file run as a script
+before a ``docker compose build`` by hand::
+
+    python deploy/ci/standin_images.py                 # the images of the default profile
+    python deploy/ci/standin_images.py legacy data     # and of these profiles' services
+
+The project's Dockerfile and compose file stay what a user with a registry runs. Each stand-in
+is tagged as the image it replaces (``python:3.11-slim-bookworm``,
 ``ghcr.io/mlflow/mlflow:vX-full``, ``postgres:16``) and labelled with a hash of its recipe:
 
 - present, with our label and the same hash: reused (Docker's layer cache, a second run builds
@@ -18,6 +24,7 @@ configuration, with the local wheels it points at (the CPU torch build).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -26,13 +33,17 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
+from docker_engine import docker_engine
 
 logger = logging.getLogger(__name__)
 
 RECIPES = Path(__file__).parent / "standins"
+REPO = Path(__file__).resolve().parents[2]
 LABEL = "org.bikecount.stand-in"
 DEBIAN_TAG = "bikecount-standin/debian:bookworm"
 SUITE = "bookworm"
@@ -292,3 +303,45 @@ class StandIns:
             self.outcomes[DEBIAN_TAG] = "reused"
         self._digests[DEBIAN_TAG] = digest
         return digest
+
+
+def registry_images(repo: Path, profiles: Iterable[str] = ()) -> set[str]:
+    """The images deploy/Dockerfile starts from and the compose services pull (those of the default
+    profile and of ``profiles``; the services built from the Dockerfile pull nothing)."""
+    dockerfile = (repo / "deploy" / "Dockerfile").read_text()
+    images = set(re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE))
+    services = yaml.safe_load((repo / "docker-compose.yaml").read_text())["services"]
+    for service in services.values():
+        chosen = set(service.get("profiles", []))
+        if "build" not in service and (not chosen or chosen & set(profiles)):
+            images.add(service["image"])
+    return images
+
+
+def ensure_registry_images(repo: Path, profiles: Iterable[str] = ()) -> StandIns:
+    """Make every image of :func:`registry_images` available locally (reused, pulled or built);
+    what was done to each, with the build times, is on the returned :class:`StandIns`."""
+    standins = StandIns()
+    for image in sorted(registry_images(repo, profiles)):
+        standins.ensure(image)
+    return standins
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Make the registry images that deploy/Dockerfile and docker-compose.yaml "
+        "name (stand-ins built from Debian packages where no registry answers), on the running "
+        "Docker engine, else on a dockerd started for the while (as root)."
+    )
+    parser.add_argument("profiles", nargs="*", help="compose profiles whose images to make too")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with docker_engine(Path(tempfile.gettempdir()) / "bikecount-dockerd.log"):
+        standins = ensure_registry_images(REPO, arguments.profiles)
+    for tag, outcome in sorted(standins.outcomes.items()):
+        seconds = standins.timings.get(tag)
+        logger.info("%s: %s%s", tag, outcome, f" in {seconds:.0f} s" if seconds else "")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,11 +4,12 @@ up, and the seed's sequence through the published ports (health, MLflow UI, POST
 mode, POST /predict, the legacy /predict), hot reload of the API code, an Airflow DAG run that
 reaches the API, and ``down`` leaving no container.
 
-The engine is the one running, else ``dockerd`` started here (``docker_engine``). The registry
-images the files name are stand-ins built here from Debian packages (``standin_images``): the
-project's Dockerfile and compose file are used unchanged. They run in a copy of the repository's
-files in a folder of the test's, so that the containers write there and the hot-reload edit never
-touches the repository; ports are free ones, published on 127.0.0.1 only.
+The engine is the one running, else ``dockerd`` started here (``deploy/ci/docker_engine.py``).
+The registry images the files name are stand-ins built here from Debian packages
+(``deploy/ci/standin_images.py``): the project's Dockerfile and compose file are used unchanged.
+They run in a copy of the repository's files in a folder of the test's, so that the containers
+write there and the hot-reload edit never touches the repository; ports are free ones, published
+on 127.0.0.1 only.
 
 Figures (build times, image sizes, time to a healthy stack) are printed in pytest's summary.
 """
@@ -27,10 +28,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from docker_engine import compose_command, docker_engine
 from servers import answers, wait_for
-from standin_images import StandIns
+from standin_images import ensure_registry_images
 
 import helpers
 from helpers import REPO
@@ -100,17 +100,6 @@ class Stack:
         return self.compose("logs", "--no-color", "--tail", "40", *services, check=False)
 
 
-def registry_images() -> set[str]:
-    """The images the Dockerfile and the tested services take from a registry."""
-    images = set(re.findall(r"^FROM\s+(\S+)", (REPO / "deploy" / "Dockerfile").read_text(), re.M))
-    services = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
-    for service in services.values():
-        profiles = set(service.get("profiles", []))
-        if "build" not in service and (not profiles or profiles & set(PROFILES)):
-            images.add(service["image"])
-    return images
-
-
 def copy_project(root: Path) -> None:
     for name in PROJECT_FILES:
         source = REPO / name
@@ -156,10 +145,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) -> Itera
     with docker_engine(root / "dockerd.log"):
         stack = Stack(root, command, env, ports, figures)
         stack.compose("down", "--volumes", "--remove-orphans")  # a previous run's leftovers
-        standins = StandIns()
         started = time.monotonic()
-        for image in sorted(registry_images()):
-            standins.ensure(image)
+        standins = ensure_registry_images(REPO, PROFILES)
         figures.append(f"docker: registry stand-ins {standins.outcomes}")
         figures.append(
             f"docker: stand-ins made in {time.monotonic() - started:.0f} s "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,6 +14,7 @@ from typing import Any
 import mlflow
 import pytest
 import yaml
+from docker_engine import compose_command
 from mlflow.server.security_utils import is_allowed_host_header
 from packaging.requirements import Requirement
 
@@ -335,14 +335,6 @@ def test_build_context_keeps_secrets_out() -> None:
     assert rules[0] == "*"  # an allow-list: only what is re-included below is sent
     assert {"!pyproject.toml", "!src/"} <= set(rules)
     assert not any(rule.startswith("!") and ("gcp" in rule or ".env" in rule) for rule in rules)
-
-
-def compose_command() -> list[str] | None:
-    """``docker compose`` (v2), else the older ``docker-compose``, else None."""
-    if shutil.which("docker") is not None:
-        if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-            return ["docker", "compose"]
-    return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
 @pytest.mark.skipif(compose_command() is None, reason="no docker compose installed here")
