@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import psutil
+import pytest
 
 from bikecount.config import Settings
 from bikecount.data.synthetic import SynthConfig, generate_records
@@ -172,6 +175,30 @@ def local_settings(root: Path, **overrides: object) -> Settings:
     )
 
 
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    details: Callable[[], str] = lambda: "",
+    interval: float = 0.5,
+) -> float:
+    """Call ``condition`` until it is true; the seconds it took. How every test waits for
+    something to happen (a process to start or end, a server to answer, a scrape, a page).
+
+    An HTTP error counts as "not yet": a server that is starting refuses connections. After
+    ``timeout`` seconds the test fails, naming ``what`` and adding ``details()`` (a log's tail,
+    the last value seen). ``interval`` is only how often to look.
+    """
+    started = time.monotonic()
+    while True:
+        with suppress(httpx.HTTPError):
+            if condition():
+                return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"not {what} within {timeout:.0f} s\n{details()}")
+        time.sleep(interval)
+
+
 def closed_port_url() -> str:
     """A URL on a loopback port where nothing listens (the port was just free)."""
     return f"http://127.0.0.1:{free_port()}"
@@ -192,6 +219,17 @@ def free_ports(n: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def ignores_signal(process: psutil.Process, signum: int) -> bool:
+    """Whether ``process`` has set signal ``signum`` to be ignored (its SigIgn mask in /proc);
+    False once it has ended."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    [mask] = [line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")]
+    return bool(int(mask, 16) & (1 << (signum - 1)))
 
 
 def fit_processes() -> list[psutil.Process]:

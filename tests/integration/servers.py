@@ -18,9 +18,8 @@ import contextlib
 import socketserver
 import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -231,27 +230,6 @@ def in_thread(server: socketserver.BaseServer) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def wait_for(
-    condition: Callable[[], bool],
-    timeout: float,
-    what: str,
-    details: Callable[[], str] = lambda: "",
-    interval: float = 0.5,
-) -> float:
-    """Call ``condition`` until it is true (HTTP errors count as false); the seconds it took.
-
-    Fails the test after ``timeout`` seconds, naming ``what`` and adding ``details()`` (logs).
-    """
-    started = time.monotonic()
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if condition():
-                return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"not {what} within {timeout:.0f} s\n{details()}")
-        time.sleep(interval)
-
-
 def answers(url: str, timeout: float = 2.0) -> bool:
     """Whether ``GET url`` answers 200 (no proxy: every server here is on loopback)."""
     try:
@@ -280,5 +258,5 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> d
         job.update(client.get(f"/train/{job_id}").json())
         return job["status"] in ("succeeded", "failed")
 
-    wait_for(finished, timeout, f"finished training job {job_id}", lambda: str(job), 0.25)
+    helpers.wait_until(finished, timeout, f"finished training job {job_id}", lambda: str(job), 0.25)
     return job

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,12 +125,16 @@ def received(
                 assert client.post("/train", json=TRAIN).status_code == 200
                 drift = client.post("/monitor", json={"records": helpers.shifted_records(current)})
                 assert drift.status_code == 200 and drift.json()["drift_detected"], drift.text
-            deadline = time.monotonic() + DELIVERY_TIMEOUT
-            while not delivered(receiver):
-                if time.monotonic() > deadline:
-                    logs = {p.name: p.read_text()[-2000:] for p in (root / "logs").glob("*.log")}
-                    pytest.fail(f"{ALERT} not delivered: {receiver.received}\n{logs}")
-                time.sleep(1)
+            helpers.wait_until(
+                lambda: delivered(receiver),
+                DELIVERY_TIMEOUT,
+                f"{ALERT} delivered",
+                lambda: (
+                    f"{receiver.received}\n"
+                    + str({p.name: p.read_text()[-2000:] for p in (root / "logs").glob("*.log")})
+                ),
+                interval=1,
+            )
         yield receiver.received
 
 

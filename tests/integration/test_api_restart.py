@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -20,9 +19,11 @@ from servers import (
     Tracking,
     api_env,
     start_api,
-    wait_for,
     write_test_data,
 )
+
+import helpers
+from bikecount.api.job_runs import INSTANCE_TAG, PROCESS_TAG
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
             accepted = api.post("/train", json=LONG_GBM)
             assert accepted.status_code == 202, accepted.text
             job_id = accepted.json()["job_id"]
-            wait_for(
+            helpers.wait_until(
                 lambda: (api.get(f"/train/{job_id}").json()["stage"] or "").startswith("fitting"),
                 120,
                 "fitting",
@@ -70,8 +71,18 @@ def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
         assert run.data.tags["api_instance"] == "alpha" and run.info.status == "RUNNING"
 
         # Another instance on the same MLflow does not touch alpha's run, and knows its jobs.
+        # A run of beta's own whose process is gone (no pid is that high) tells when beta's check
+        # at start has run.
+        beta_orphan = client.create_run(
+            run.info.experiment_id, tags={INSTANCE_TAG: "beta", PROCESS_TAG: "4194305@0.000"}
+        ).info.run_id
         beta = start_instance(root, tracking, "beta")
-        time.sleep(3)  # its check of orphaned runs, at start
+        helpers.wait_until(
+            lambda: client.get_run(beta_orphan).info.status == "FAILED",
+            60,
+            "beta's check of orphaned runs done",
+            beta.log,
+        )
         assert client.get_run(run.info.run_id).info.status == "RUNNING"
         seen = httpx.get(f"{beta.url}/train/{finished['job_id']}", timeout=60).json()
         assert seen["status"] == "succeeded" and seen["result"] == finished
@@ -82,7 +93,7 @@ def test_a_run_left_running_by_a_killed_api_is_failed_at_its_next_start(
         assert client.get_run(run.info.run_id).info.status == "RUNNING", "left as it was"
 
         alpha = start_instance(root, tracking, "alpha")
-        wait_for(
+        helpers.wait_until(
             lambda: client.get_run(run.info.run_id).info.status == "FAILED",
             60,
             "marked FAILED",

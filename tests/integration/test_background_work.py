@@ -21,7 +21,6 @@ import pandas as pd
 import psutil
 import pytest
 import uvicorn
-from servers import wait_for
 
 import helpers
 from bikecount.api.jobs import TRAINING_NICENESS
@@ -114,7 +113,7 @@ def test_a_stopped_full_training_cancels_its_job_and_keeps_the_champion(
         try:
             # The API's job fits in a process of its own, below the priority of serving (set
             # by the fit's process as it starts).
-            wait_for(
+            helpers.wait_until(
                 lambda: TRAINING_NICENESS in seen_niceness(),
                 JOB_TIMEOUT_SECONDS,
                 "the job's fit at low priority",
@@ -156,7 +155,7 @@ def test_a_full_training_waits_while_the_apis_mlflow_is_down(
         worker.start()
         try:
             # 503 (MLflow down): the stack restarts MLflow, so the API is asked again.
-            wait_for(lambda: bool(messages), JOB_TIMEOUT_SECONDS, "the waiting message")
+            helpers.wait_until(lambda: bool(messages), JOB_TIMEOUT_SECONDS, "the waiting message")
             assert worker.is_alive()
         finally:
             stop.set()
@@ -240,7 +239,9 @@ def serving(settings: Settings) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="regmodel-api", daemon=True)
     thread.start()
     try:
-        wait_for(lambda: server.started or not thread.is_alive(), 60, "the API", interval=0.1)
+        helpers.wait_until(
+            lambda: server.started or not thread.is_alive(), 60, "the API", interval=0.1
+        )
         assert server.started, "the API did not start"
         yield f"http://127.0.0.1:{port}"
     finally:

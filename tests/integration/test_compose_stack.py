@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 from docker_engine import compose_command, docker_engine
-from servers import answers, wait_for
+from servers import answers
 from standin_images import ensure_registry_images
 
 import helpers
@@ -114,7 +114,7 @@ def copy_project(root: Path) -> None:
 
 def waited(check: Any, timeout: float, what: str, stack: Stack, *services: str) -> float:
     """Call ``check`` until it returns true; the seconds it took. Fails with the logs."""
-    return wait_for(check, timeout, what, lambda: stack.logs(*services), interval=2)
+    return helpers.wait_until(check, timeout, what, lambda: stack.logs(*services), interval=2)
 
 
 def healthy(url: str) -> bool:

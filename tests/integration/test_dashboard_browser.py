@@ -9,7 +9,6 @@ Screenshots of every page are saved under the test's temporary folder (the path 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -127,16 +126,24 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def wait_for(driver: webdriver.Chrome, ready: Callable[[], bool], what: str) -> None:
     """Poll until the app has finished running and ``ready()`` holds."""
-    deadline = time.monotonic() + PAGE_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
+
+    def done() -> bool:
         with_status = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
         try:
-            if not with_status and ready():
-                return
+            return not with_status and ready()
         except WebDriverException:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; page text:\n{page_text(driver)[:2000]}")
+            return False
+
+    helpers.wait_until(
+        done, PAGE_TIMEOUT_SECONDS, what, lambda: f"page text:\n{page_text(driver)[:2000]}"
+    )
+
+
+def charts_drawn(driver: webdriver.Chrome) -> bool:
+    """Whether every chart of the page has drawn its marks (Vega draws after the script ran)."""
+    charts = driver.find_elements(By.CSS_SELECTOR, ".vega-embed")
+    marks = "svg.marks .role-mark, canvas.marks"
+    return all(chart.find_elements(By.CSS_SELECTOR, marks) for chart in charts)
 
 
 def page_text(driver: webdriver.Chrome) -> str:
@@ -152,7 +159,7 @@ def open_page(
 ) -> None:
     driver.get(url)
     wait_for(driver, ready, what)
-    time.sleep(1.0)  # charts draw after the script has run
+    wait_for(driver, lambda: charts_drawn(driver), f"{what}: the charts drawn")
     driver.save_screenshot(str(shot))
 
 
@@ -240,7 +247,7 @@ def test_ask_the_model_answers_what_post_predict_answers(
     browser.find_element(By.CSS_SELECTOR, '[data-testid="stFormSubmitButton"] button').click()
     open_answer = has_text(browser, "answers")
     wait_for(browser, open_answer, "the model's answer")
-    time.sleep(1.0)
+    wait_for(browser, lambda: charts_drawn(browser), "the answer's charts drawn")
     browser.save_screenshot(str(screenshots / "ask-answer.png"))
     assert error_elements(browser) == []
     header, row = table_rows(browser)

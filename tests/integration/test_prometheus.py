@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,10 +119,19 @@ def values(prometheus: ServerProcess, expr: str) -> list[float]:
 
 def wait_for(prometheus: ServerProcess, expr: str, expected: float, timeout: float = 30) -> None:
     """Wait until ``expr`` has exactly one sample equal to ``expected`` (scrapes every 1 s)."""
-    deadline = time.monotonic() + timeout
-    while (seen := values(prometheus, expr)) != [pytest.approx(expected)]:
-        assert time.monotonic() < deadline, f"{expr}: {seen}, expected [{expected}]"
-        time.sleep(0.5)
+    seen: list[list[float]] = []
+
+    def scraped() -> bool:
+        seen.append(values(prometheus, expr))
+        return seen[-1] == [pytest.approx(expected)]
+
+    helpers.wait_until(scraped, timeout, f"{expr} at [{expected}]", lambda: f"seen {seen[-1]}")
+
+
+def last_scrape(prometheus: ServerProcess) -> float:
+    """When Prometheus last scraped the API (the timestamp of its ``up`` sample)."""
+    [seconds] = values(prometheus, 'timestamp(up{job="regmodel"})')
+    return seconds
 
 
 def send_traffic(client: httpx.Client, stack: Monitored) -> dict[str, Any]:
@@ -156,8 +164,10 @@ def send_traffic(client: httpx.Client, stack: Monitored) -> dict[str, Any]:
 def traffic(stack: Monitored) -> dict[str, Any]:
     with httpx.Client(base_url=stack.api.url, timeout=180) as client:
         sent = send_traffic(client, stack)
-    # rate() needs two samples of the last values: wait for one more scrape.
-    time.sleep(2.5)
+    # rate() needs two samples of the last values: a scrape has them (send_traffic saw its 503s),
+    # wait for one more.
+    scraped = last_scrape(stack.prometheus)
+    helpers.wait_until(lambda: last_scrape(stack.prometheus) > scraped, 30, "one more scrape")
     return sent
 
 

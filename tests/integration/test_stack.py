@@ -21,7 +21,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from opendata_server import serving
-from servers import answers, wait_for
+from servers import answers
 
 import helpers
 from bikecount.cli.stack import PREFIX_WIDTH
@@ -42,7 +42,8 @@ START_TIMEOUT = 240  # first start on two busy cores: MLflow, four first models,
 STOP_TIMEOUT = 20
 
 # A stand-in service: answers GET /health with 200, and starts a grandchild of its own (as
-# MLflow and uvicorn --reload do) to prove that stopping reaches the whole tree.
+# MLflow and uvicorn --reload do) to prove that stopping reaches the whole tree. The grandchild
+# sleeps only to stay alive until it is stopped.
 STAND_IN = """
 import http.server, signal, subprocess, sys
 ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if "--stubborn" in sys.argv else ""
@@ -89,6 +90,11 @@ def tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
+def with_grandchild(pid: int) -> bool:
+    """Whether the stand-in ``pid`` has started its grandchild."""
+    return len(tree(pid)) >= 2
+
+
 def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
     """Those still alive; zombies are dead (only their exit status is left to collect)."""
     left = []
@@ -110,7 +116,7 @@ def test_manager_streams_logs_and_stops_the_whole_tree(tmp_path: Path) -> None:
     with manager:
         service = manager.start(stand_in("alpha"))
         manager.wait_healthy(service, timeout=30)
-        time.sleep(0.5)  # let the grandchild start
+        helpers.wait_until(lambda: with_grandchild(service.process.pid), 30, "the grandchild up")
         family = tree(service.process.pid)
         assert len(family) >= 2
     assert not still_running(family)
@@ -122,7 +128,18 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: P
     manager = ProcessManager(tmp_path / "logs", grace_seconds=1.0)
     service = manager.start(stand_in("stubborn", "--stubborn"))
     manager.wait_healthy(service, timeout=30)
-    time.sleep(0.5)
+    # The whole tree ignores SIGTERM before it is stopped: only SIGKILL can end it.
+    helpers.wait_until(
+        lambda: (
+            with_grandchild(service.process.pid)
+            and all(
+                helpers.ignores_signal(process, signal.SIGTERM)
+                for process in tree(service.process.pid)
+            )
+        ),
+        30,
+        "the stubborn tree up and ignoring SIGTERM",
+    )
     family = tree(service.process.pid)
     started = time.monotonic()
     manager.stop_all()
@@ -149,6 +166,7 @@ def test_a_service_that_dies_reports_its_last_lines(tmp_path: Path) -> None:
 
 def test_a_silent_service_times_out(tmp_path: Path) -> None:
     port = helpers.free_port()
+    # A process that stays alive and never listens: its sleep is what is tested.
     spec = ServiceSpec(
         "mute", (sys.executable, "-c", "import time; time.sleep(60)"), "127.0.0.1", port, "-", "-"
     )
@@ -170,13 +188,17 @@ def test_a_crashed_service_is_restarted_while_the_others_keep_running(tmp_path: 
         alpha, beta = manager.start(stand_in("alpha")), manager.start(stand_in("beta"))
         for service in (alpha, beta):
             manager.wait_healthy(service, timeout=30)
-        time.sleep(0.5)  # let the grandchildren start
+            helpers.wait_until(
+                lambda s=service: with_grandchild(s.process.pid), 30, "its grandchild up"
+            )
         crashed, beta_pid = tree(alpha.process.pid), beta.process.pid
         supervisor = threading.Thread(target=manager.supervise, args=(0.1,), daemon=True)
         supervisor.start()
 
         os.kill(crashed[0].pid, signal.SIGKILL)  # the leader only: its child outlives it
-        wait_for(lambda: alpha.restarts == 1 and alpha.healthy, 30, "restarted and healthy")
+        helpers.wait_until(
+            lambda: alpha.restarts == 1 and alpha.healthy, 30, "restarted and healthy"
+        )
         assert answers(alpha.spec.health_url)
         assert not still_running(crashed), "what was left of the crashed service was stopped"
         assert beta.process.pid == beta_pid and beta.process.poll() is None
@@ -272,7 +294,7 @@ def wait_until_healthy(up: subprocess.Popen[bytes], urls: list[str], output: Pat
                 pytest.fail(f"bikecount up exited with {up.returncode}:\n{output.read_text()}")
             return answers(url)
 
-        wait_for(ready, START_TIMEOUT, f"answering at {url}", output.read_text)
+        helpers.wait_until(ready, START_TIMEOUT, f"answering at {url}", output.read_text)
 
 
 def stop(up: subprocess.Popen[bytes]) -> None:
@@ -407,14 +429,14 @@ def test_up_restarts_a_killed_service_and_keeps_the_others_serving(
         os.killpg(mlflow_server.pid, signal.SIGKILL)
         answered = [httpx.post(f"{api}/predict", json=body, timeout=60) for _ in range(5)]
         assert [r.status_code for r in answered] == [200] * 5, answered[-1].text
-        wait_for(lambda: answers(f"{mlflow_url}/health"), START_TIMEOUT, "MLflow back")
+        helpers.wait_until(lambda: answers(f"{mlflow_url}/health"), START_TIMEOUT, "MLflow back")
         assert up.poll() is None and api_server.is_running()
         assert service_leader(up, "mlflow").pid != mlflow_server.pid
 
         # The API dies: it is restarted, MLflow is left alone.
         mlflow_server = service_leader(up, "mlflow")
         os.killpg(api_server.pid, signal.SIGKILL)
-        wait_for(lambda: answers(f"{api}/health"), START_TIMEOUT, "the API back")
+        helpers.wait_until(lambda: answers(f"{api}/health"), START_TIMEOUT, "the API back")
         assert service_leader(up, "uvicorn").pid != api_server.pid
         assert service_leader(up, "mlflow").pid == mlflow_server.pid
         again = httpx.post(f"{api}/predict", json=body, timeout=120)
@@ -471,11 +493,13 @@ def airflow_call(
 
 
 def wait_for_dags(airflow: str, dag_ids: set[str], output: Path) -> None:
-    deadline = time.monotonic() + AIRFLOW_RUN_TIMEOUT
-    while {d["dag_id"] for d in airflow_call(airflow, "GET", "/dags")["dags"]} < dag_ids:
-        if time.monotonic() > deadline:
-            pytest.fail(f"DAGs not parsed in time\n{output.read_text()[-5000:]}")
-        time.sleep(1)
+    helpers.wait_until(
+        lambda: {d["dag_id"] for d in airflow_call(airflow, "GET", "/dags")["dags"]} >= dag_ids,
+        AIRFLOW_RUN_TIMEOUT,
+        f"DAGs {sorted(dag_ids)} parsed",
+        lambda: output.read_text()[-5000:],
+        interval=1,
+    )
 
 
 def run_dag_to_the_end(airflow: str, dag_id: str, conf: dict[str, object], home: Path) -> dict:
@@ -483,13 +507,19 @@ def run_dag_to_the_end(airflow: str, dag_id: str, conf: dict[str, object], home:
     run = airflow_call(
         airflow, "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}
     )
-    deadline = time.monotonic() + AIRFLOW_RUN_TIMEOUT
-    while run["state"] not in ("success", "failed"):
-        if time.monotonic() > deadline:
-            log = (home / "logs" / "airflow.log").read_text()[-5000:]
-            pytest.fail(f"{dag_id} still {run['state']} after {AIRFLOW_RUN_TIMEOUT} s\n{log}")
-        time.sleep(2)
-        run = airflow_call(airflow, "GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
+    path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+
+    def finished() -> bool:
+        run.update(airflow_call(airflow, "GET", path))
+        return run["state"] in ("success", "failed")
+
+    helpers.wait_until(
+        finished,
+        AIRFLOW_RUN_TIMEOUT,
+        f"{dag_id} finished",
+        lambda: f"still {run['state']}\n" + (home / "logs" / "airflow.log").read_text()[-5000:],
+        interval=2,
+    )
     return run
 
 

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from servers import (
     write_test_data,
 )
 
+import helpers
 from bikecount.data.io import read_records, write_records
 from bikecount.records import COUNTER
 
@@ -112,15 +112,25 @@ def fit_children(pid: int) -> list[psutil.Process]:
     return children
 
 
-def wait_until_fitting(client: httpx.Client, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/train/{job_id}").json()
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still alive; zombies are dead (only their exit status is left to collect)."""
+    left = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process)
+    return left
+
+
+def wait_until_fitting(client: httpx.Client, job_id: str, timeout: float = 120) -> None:
+    job: dict = {}
+
+    def fitting() -> bool:
+        job.update(client.get(f"/train/{job_id}").json())
         assert job["status"] in ("queued", "running"), job
-        if (job["stage"] or "").startswith("fitting"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not fitting after {timeout:.0f} s")
+        return (job["stage"] or "").startswith("fitting")
+
+    helpers.wait_until(fitting, timeout, f"job {job_id} fitting", lambda: str(job), interval=0.2)
 
 
 @pytest.mark.parametrize(
@@ -192,8 +202,8 @@ def test_delete_cancels_a_running_training_and_frees_the_slot(stack: Stack) -> N
         assert accepted.status_code == 202, accepted.text
         job_id = accepted.json()["job_id"]
         wait_until_fitting(api, job_id)
-        time.sleep(1)  # into the fit itself
-        assert fit_children(stack.api.process.pid), "the model fits in a child process"
+        # The model fits in a child process: cancelled once that process runs.
+        helpers.wait_until(lambda: fit_children(stack.api.process.pid), 60, "the fit's process")
         busy = api.post("/train", json={"model_type": "rf", "test_mode": True})
         assert busy.status_code == 409
 
@@ -251,12 +261,16 @@ def test_ctrl_c_of_bikecount_train_marks_the_run_killed(stack: Stack) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        deadline = time.monotonic() + 180
-        while not fit_children(train.pid):
+
+        def fitting() -> bool:
             assert train.poll() is None, train.communicate()
-            assert time.monotonic() < deadline, "the CLI never started fitting"
-            time.sleep(0.2)
-        time.sleep(1)
+            children = fit_children(train.pid)
+            # The fit's process ignores Ctrl-C (its parent stops it) once it has started.
+            return bool(children) and all(
+                helpers.ignores_signal(child, signal.SIGINT) for child in children
+            )
+
+        helpers.wait_until(fitting, 180, "the CLI fitting", interval=0.2)
         family = [psutil.Process(train.pid), *psutil.Process(train.pid).children(recursive=True)]
         os.killpg(train.pid, signal.SIGINT)
         out, err = train.communicate(timeout=60)
@@ -270,7 +284,10 @@ def test_ctrl_c_of_bikecount_train_marks_the_run_killed(stack: Stack) -> None:
     [run] = [run for run in stack.runs() if run.info.run_id not in before]
     assert run.info.status == "KILLED"
     assert run.data.tags["stopped_because"] == "interrupted (Ctrl-C)"
-    time.sleep(1)
-    left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, [p.cmdline() for p in left]
+    helpers.wait_until(
+        lambda: not still_running(family),
+        30,
+        "every process of the training ended",
+        lambda: str([p.cmdline() for p in still_running(family)]),
+    )
     assert stack.champion() == champion

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import types
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +22,6 @@ from bikecount.train import TrainRequest
 
 # How long a fit's process may take to show up, or to stop, on a busy machine.
 PROCESS_TIMEOUT_SECONDS = 60.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PROCESS_TIMEOUT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not {what} within {PROCESS_TIMEOUT_SECONDS:.0f} s")
-        time.sleep(0.05)
 
 
 def test_a_fit_runs_at_the_priority_of_the_thread_that_asks_for_it(
@@ -60,10 +50,20 @@ def test_a_fit_runs_at_the_priority_of_the_thread_that_asks_for_it(
     worker = threading.Thread(target=fit_at_low_priority)
     worker.start()
     try:
-        wait_until(lambda: len(helpers.fit_processes()) == 1, "a fit's process")
+        helpers.wait_until(
+            lambda: len(helpers.fit_processes()) == 1,
+            PROCESS_TIMEOUT_SECONDS,
+            "a fit's process",
+            interval=0.05,
+        )
         (child,) = helpers.fit_processes()
         # Set by the child as it starts, before it fits.
-        wait_until(lambda: child.nice() == TRAINING_NICENESS, "the fit at low priority")
+        helpers.wait_until(
+            lambda: child.nice() == TRAINING_NICENESS,
+            PROCESS_TIMEOUT_SECONDS,
+            "the fit at low priority",
+            interval=0.05,
+        )
     finally:
         stop.cancel("the test has seen the fit")
         worker.join(PROCESS_TIMEOUT_SECONDS)
