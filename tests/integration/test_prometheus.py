@@ -117,7 +117,9 @@ def values(prometheus: ServerProcess, expr: str) -> list[float]:
     return [float(sample["value"][1]) for sample in answer["data"]["result"]]
 
 
-def wait_for(prometheus: ServerProcess, expr: str, expected: float, timeout: float = 30) -> None:
+def wait_for_value(
+    prometheus: ServerProcess, expr: str, expected: float, timeout: float = 30
+) -> None:
     """Wait until ``expr`` has exactly one sample equal to ``expected`` (scrapes every 1 s)."""
     seen: list[list[float]] = []
 
@@ -156,7 +158,7 @@ def send_traffic(client: httpx.Client, stack: Monitored) -> dict[str, Any]:
             answer = client.post("/predict", json={"records": records[:1], "model_type": "nn"})
             assert answer.status_code == 503, answer.text
         sent += count
-        wait_for(stack.prometheus, UNAVAILABLE, sent)
+        wait_for_value(stack.prometheus, UNAVAILABLE, sent)
     return {"trained": trained.json(), "drift": drift.json()}
 
 

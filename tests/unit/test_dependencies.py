@@ -1,9 +1,9 @@
 """The dependencies pyproject declares match what the code imports.
 
 A package imported by ``src/`` must be a runtime dependency (else a plain ``pip install bikecount``
-breaks); one imported only by the tests, benchmarks or DAGs belongs in an extra; and a runtime
-dependency that nothing imports needs a stated reason (a program run as a command, a backend
-another library loads).
+breaks); one imported only by the tests, benchmarks, DAGs or CI scripts belongs in an extra; and a
+runtime dependency that nothing imports needs a stated reason (a program run as a command, a
+backend another library loads).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from packaging.utils import canonicalize_name
 from helpers import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+# Code beside the package: imported by the tests, or run as scripts (deploy/ci/).
+BESIDE_THE_PACKAGE = ("tests", "benchmarks", "dags", "deploy/ci")
 LOCAL_MODULES = {"bikecount"} | {
-    path.stem
-    for folder in ("tests", "benchmarks", "dags")
-    for path in (REPO / folder).rglob("*.py")
+    path.stem for folder in BESIDE_THE_PACKAGE for path in (REPO / folder).rglob("*.py")
 }
 # Runtime dependencies used without an import of their own, and why.
 USED_WITHOUT_IMPORT = {
@@ -87,8 +87,8 @@ def test_every_import_of_the_package_is_a_runtime_dependency() -> None:
     assert undeclared(["src"], declared()) == {}
 
 
-def test_every_import_of_tests_benchmarks_and_dags_is_declared() -> None:
-    assert undeclared(["tests", "benchmarks", "dags"], declared("dev", "airflow")) == {}
+def test_every_import_of_tests_benchmarks_dags_and_ci_scripts_is_declared() -> None:
+    assert undeclared(BESIDE_THE_PACKAGE, declared("dev", "airflow")) == {}
 
 
 def test_every_runtime_dependency_is_used_by_the_package() -> None:
