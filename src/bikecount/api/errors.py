@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import uuid
-from typing import Any
+from collections.abc import Sequence
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -36,6 +36,10 @@ BYTES_PER_RECORD = 2048
 BODY_SLACK_BYTES = 64 * 1024
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
+# One item of a 422 ``detail``, as FastAPI reports validation errors: ``type``, ``loc`` (where),
+# ``msg``, and the ``input`` at fault, which may be any value a request held.
+ErrorItem = dict[str, object]
+
 
 class ApiError(Exception):
     """An error with its HTTP status; ``detail`` is a message or a list of ``{loc, msg, type}``."""
@@ -44,7 +48,7 @@ class ApiError(Exception):
 
     def __init__(
         self,
-        detail: str | list[dict[str, Any]],
+        detail: str | list[ErrorItem],
         *,
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
@@ -114,8 +118,9 @@ def redact(text: str) -> str:
     return _USERINFO.sub("***@", text)
 
 
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity (Python's parser accepts them): echo them back as text."""
+def json_safe(value: object) -> object:
+    """JSON has no NaN or infinity (Python's parser accepts them): echo them back as text.
+    Other values pass unchanged (the JSON encoder turns them to JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
@@ -125,9 +130,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def record_issue_detail(issue: RecordIssue) -> dict[str, Any]:
+def record_issue_detail(issue: RecordIssue) -> ErrorItem:
     """One invalid value as a validation item naming its row, its column and what was expected."""
-    where: list[Any] = [issue.row, issue.column] if issue.row >= 0 else [issue.column]
+    where: list[int | str] = [issue.row, issue.column] if issue.row >= 0 else [issue.column]
     return {
         "type": "record_invalid",
         "loc": ["body", "records", *where],
@@ -138,7 +143,7 @@ def record_issue_detail(issue: RecordIssue) -> dict[str, Any]:
     }
 
 
-def record_error_detail(exc: RecordError) -> list[dict[str, Any]]:
+def record_error_detail(exc: RecordError) -> list[ErrorItem]:
     """Every invalid value (the first ``MAX_LISTED_ISSUES``), then how many more there are."""
     items = [record_issue_detail(issue) for issue in exc.issues[:MAX_LISTED_ISSUES]]
     hidden = len(exc.issues) - MAX_LISTED_ISSUES
@@ -175,7 +180,9 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     return 500, "internal error; see the server log"
 
 
-def _json_error(status_code: int, detail: Any, headers: dict[str, str] | None = None) -> Any:
+def _json_error(
+    status_code: int, detail: str | Sequence[object], headers: dict[str, str] | None = None
+) -> JSONResponse:
     content = jsonable_encoder({"detail": json_safe(detail)})
     return JSONResponse(content, status_code=status_code, headers=headers)
 

@@ -18,7 +18,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -64,7 +63,7 @@ class IngestResult:
     reasons: dict[str, int] = field(default_factory=dict)
     note: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @property

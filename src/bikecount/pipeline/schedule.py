@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from pydantic_settings import BaseSettings
@@ -69,7 +69,24 @@ class TaskRetries(BaseSettings):
     pipeline_retry_delay_seconds: float = _field_of_settings("pipeline_retry_delay_seconds")
 
 
-def dag_arguments(retries: TaskRetries | None = None) -> dict[str, Any]:
+class TaskDefaults(TypedDict):
+    """Airflow's ``default_args`` of every bikecount task."""
+
+    owner: str
+    retries: int
+    retry_delay: timedelta
+
+
+class DagArguments(TypedDict):
+    """The arguments every bikecount ``DAG`` shares."""
+
+    start_date: datetime
+    catchup: bool
+    default_args: TaskDefaults
+    tags: list[str]
+
+
+def dag_arguments(retries: TaskRetries | None = None) -> DagArguments:
     """What every bikecount DAG shares: the start in Paris time (schedules follow its time
     zone), no catching up, the task retries (default: read from the environment), the tag."""
     return {
@@ -80,7 +97,7 @@ def dag_arguments(retries: TaskRetries | None = None) -> dict[str, Any]:
     }
 
 
-def task_defaults(settings: Settings | TaskRetries) -> dict[str, Any]:
+def task_defaults(settings: Settings | TaskRetries) -> TaskDefaults:
     """Airflow ``default_args``: retries for the API restarting or Open Data being late."""
     return {
         "owner": "bikecount",

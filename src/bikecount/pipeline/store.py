@@ -8,9 +8,9 @@ and prediction replace as a whole, inside one transaction, so a re-run never dup
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
@@ -166,8 +166,9 @@ def replace_day_counts(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     return len(rows)
 
 
-def _num(value: Any) -> float | None:
-    return None if pd.isna(value) else float(value)
+def _num(value: float | None) -> float | None:
+    """A count for the store: None when missing (None or NaN)."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def log_ingest(
@@ -303,7 +304,7 @@ def replace_daily_error(
         )  # fmt: skip
 
 
-def write_audit(engine: Engine, row: dict[str, Any]) -> int:
+def write_audit(engine: Engine, row: Mapping[str, object]) -> int:
     """Append one audit row (a monitor-and-retrain decision); return its id."""
     values = {"run_at": now_utc(), **row}
     with engine.begin() as conn:

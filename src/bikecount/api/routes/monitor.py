@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -104,7 +103,7 @@ class MonitorPublic(BaseModel):
     duration_seconds: float
 
 
-MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+MONITOR_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},

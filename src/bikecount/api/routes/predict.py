@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from fastapi import APIRouter
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["predict"])
 
 TASK_METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
-PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+PREDICT_ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorPublic, "description": "No champion (or no version with that metric)."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "Invalid records: each row, column and reason."},
@@ -36,7 +36,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 def serve_predictions(
     cache: ModelCache,
     settings: Settings,
-    records: list[dict[str, Any]],
+    records: Sequence[Mapping[str, object]],
     model_type: str,
     metric: str | None = None,
 ) -> tuple[ServedModel, Predictions]:
