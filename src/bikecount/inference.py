@@ -114,6 +114,7 @@ def evaluate_file(
     if parsed.frame.empty:
         raise ValueError(f"{source}: no valid labelled records")
     task = get_spec(model_type).task
+    # A JSON report, typed loosely: the command line rewrites its metrics for display.
     report: dict[str, Any] = {
         "model_type": model_type,
         "version": used,

@@ -39,6 +39,7 @@ def context_day(context: Mapping[str, Any]) -> date:
     """:func:`run_day` of an Airflow task's context.
 
     A run triggered by hand (UI, REST API) may have no logical date: the key is then absent.
+    The context's values are Airflow's own objects (not installed here): typed loosely.
     """
     return run_day(
         context["params"].get("day"), context.get("logical_date"), context["dag_run"].run_after
