@@ -127,14 +127,7 @@ def ingest(
     """
     raw, source_note = read_source(settings, source, day)
     day_rows = rows_of_day(raw, day)
-    parsed = parse_records(day_rows, require_count=True)
-    reasons = parsed.drop_reasons()
-    frame = parsed.frame
-    duplicated = frame.duplicated(list(RECORD_KEY), keep="last")
-    if duplicated.any():
-        # Two values for one counter and hour: keep the later row, as a corrected export would.
-        reasons[DUPLICATE_REASON] = int(duplicated.sum())
-        frame = frame[~duplicated]
+    frame, reasons = valid_records(day_rows)
     engine = open_store(settings.pipeline_db_url)
     stored = len(read_counts(engine, day, day))
     shrink = shrink_of(settings, day, source, len(frame), stored)
@@ -164,6 +157,19 @@ def ingest(
         forced = f"forced: the stored day shrank ({shrink})"
         result.note = "; ".join(text for text in (source_note, forced) if text)
     return result
+
+
+def valid_records(day_rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The canonical frame of a day's valid records, and the count of rows dropped by reason."""
+    parsed = parse_records(day_rows, require_count=True)
+    reasons = parsed.drop_reasons()
+    frame = parsed.frame
+    duplicated = frame.duplicated(list(RECORD_KEY), keep="last")
+    if duplicated.any():
+        # Two values for one counter and hour: keep the later row, as a corrected export would.
+        reasons[DUPLICATE_REASON] = int(duplicated.sum())
+        frame = frame[~duplicated]
+    return frame, reasons
 
 
 def shrink_of(
