@@ -28,7 +28,6 @@ from bikecount.registry import RegistryUnavailableError, quiet_mlflow
 COMPARING = "comparing current data with the reference..."
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
 
-
 ReferenceOption = Annotated[
     Path | None, typer.Option(help="Reference records (default: the reference data set).")
 ]

@@ -162,8 +162,8 @@ def up_command(
 
 
 def with_listen_options(settings: Settings, params: Mapping[str, Any]) -> Settings:
-    """The settings with where things listen as the options given say (settings, from
-    BIKECOUNT_*, say it otherwise: an option given wins for this run)."""
+    """The settings, with the host and ports given as options replacing theirs for this run
+    (an option not given leaves the setting, from BIKECOUNT_* or its default)."""
     given = {name: params[name] for name in LISTEN_SETTINGS if params.get(name) is not None}
     return settings.model_copy(update=given)
 
