@@ -6,8 +6,11 @@ import json
 from typing import Any, NoReturn
 
 import typer
+from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.markup import escape
+
+from bikecount.registry import shown_uri
 
 console = Console()
 err_console = Console(stderr=True)
@@ -20,6 +23,11 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     if hint:
         err_console.print(f"[dim]hint:[/] {hint}")
     raise typer.Exit(code)
+
+
+def fail_mlflow(exc: MlflowException, tracking_uri: str) -> NoReturn:
+    """MLflow's error, and a hint to check that its server (credentials left out) answers."""
+    fail(f"MLflow failed: {exc.message}", hint=f"is {shown_uri(tracking_uri)} reachable?")
 
 
 def print_json(payload: Any) -> None:

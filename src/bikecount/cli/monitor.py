@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,8 +10,9 @@ import typer
 from mlflow.exceptions import MlflowException
 from rich.table import Table
 
-from bikecount.cli.console import console, fail, print_json
+from bikecount.cli.console import console, fail, fail_mlflow, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.options import JsonOption
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
 from bikecount.monitoring.drift import (
@@ -21,25 +23,28 @@ from bikecount.monitoring.drift import (
 )
 from bikecount.monitoring.reports import prune_reports
 from bikecount.records import RecordError
-from bikecount.registry import RegistryUnavailableError, quiet_mlflow, shown_uri
+from bikecount.registry import RegistryUnavailableError, quiet_mlflow
 
+COMPARING = "comparing current data with the reference..."
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
+
+ReferenceOption = Annotated[
+    Path | None, typer.Option(help="Reference records (default: the reference data set).")
+]
+CurrentOption = Annotated[
+    Path | None, typer.Option(help="Current records (default: the current data set).")
+]
+ChampionOption = Annotated[
+    str, typer.Option("--model", "-m", help=f"Champion to score: {', '.join(MODEL_TYPES)}.")
+]
 
 
 def monitor_command(
     ctx: typer.Context,
-    reference: Annotated[
-        Path | None, typer.Option(help="Reference records (default: the reference data set).")
-    ] = None,
-    current: Annotated[
-        Path | None, typer.Option(help="Current records (default: the current data set).")
-    ] = None,
-    model: Annotated[
-        str, typer.Option("--model", "-m", help=f"Champion to score: {', '.join(MODEL_TYPES)}.")
-    ] = "gbm",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object, nothing else.")
-    ] = False,
+    reference: ReferenceOption = None,
+    current: CurrentOption = None,
+    model: ChampionOption = "gbm",
+    as_json: JsonOption = False,
 ) -> None:
     """Compare current data with the reference (Evidently), score the champion on it, log to MLflow.
 
@@ -53,25 +58,19 @@ def monitor_command(
     """
     quiet_mlflow()
     settings = settings_of(ctx)
-    reference = reference or settings.dataset_path("reference")
-    current = current or settings.dataset_path("current")
-    for path in (reference, current):
-        if not path.is_file():
-            fail(f"data file not found: {path}", hint=PREPARE_HINT)
+    reference = _existing(reference or settings.dataset_path("reference"))
+    current = _existing(current or settings.dataset_path("current"))
+    status = nullcontext() if as_json else console.status(COMPARING)
     try:
         get_spec(model)
         registry = registry_of(ctx)
         registry.check_reachable()  # within seconds, not MLflow's retries
-        if as_json:
+        with status:
             result = run_monitoring(settings, registry, reference, current, model)
-        else:
-            with console.status("comparing current data with the reference..."):
-                result = run_monitoring(settings, registry, reference, current, model)
     except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
         fail(str(exc))
     except MlflowException as exc:
-        shown = shown_uri(settings.tracking_uri)
-        fail(f"MLflow failed: {exc.message}", hint=f"is {shown} reachable?")
+        fail_mlflow(exc, settings.tracking_uri)
     except RegistryUnavailableError as exc:
         fail(str(exc), hint="start it with `bikecount up`, or unset BIKECOUNT_MLFLOW_TRACKING_URI")
     prune_reports(settings.reports_dir, settings.reports_keep)
@@ -79,6 +78,13 @@ def monitor_command(
         print_json(result.as_dict())
         return
     print_summary(result, settings.retrain_decay_ratio)
+
+
+def _existing(path: Path) -> Path:
+    """``path``, when it is a file; else exit saying how to make the data sets."""
+    if not path.is_file():
+        fail(f"data file not found: {path}", hint=PREPARE_HINT)
+    return path
 
 
 def print_summary(result: MonitoringResult, decay_limit: float) -> None:
