@@ -1,29 +1,21 @@
 """A registered version downloaded and loaded whole, through the registry's own URIs.
 
-The model is what ``train()`` logged with ``mlflow.sklearn``: a fitted estimator that takes raw
-or canonical records.
+The model is what ``train()`` logged with ``mlflow.sklearn``: a fitted
+:class:`~bikecount.models.protocol.RecordModel`, which takes raw or canonical records.
 """
 
 from __future__ import annotations
 
 import tempfile
-from typing import Protocol
 
 import mlflow
-import numpy as np
-import pandas as pd
 
 from bikecount.mlflow_setup import point_mlflow_at
+from bikecount.models.protocol import RecordModel
 from bikecount.registry_errors import asking
 
 
-class LoadedModel(Protocol):
-    """A fitted estimator as the registry returns it: it predicts from records."""
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
-
-
-def download_model(tracking_uri: str, registered_name: str, version: int) -> LoadedModel:
+def download_model(tracking_uri: str, registered_name: str, version: int) -> RecordModel:
     """The fitted estimator of version ``version`` of ``registered_name``.
 
     Raises:
@@ -43,7 +35,7 @@ def download_model(tracking_uri: str, registered_name: str, version: int) -> Loa
                     tracking_uri=tracking_uri,
                     registry_uri=tracking_uri,
                 )
-            model: LoadedModel = mlflow.sklearn.load_model(local)
+            model: RecordModel = mlflow.sklearn.load_model(local)
             return model
     finally:
         point_mlflow_at(*previous)

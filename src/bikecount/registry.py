@@ -35,9 +35,10 @@ from bikecount.mlflow_setup import (
     quiet_mlflow,
     shown_uri,
 )
-from bikecount.model_loading import LoadedModel, download_model
+from bikecount.model_loading import download_model
 from bikecount.model_versions import VersionInfo, best_of, check_metric, trained_until, version_info
 from bikecount.models import get_spec
+from bikecount.models.protocol import RecordModel
 from bikecount.registry_errors import (
     NOT_FOUND_CODES,
     ModelNotFoundError,
@@ -48,7 +49,6 @@ from bikecount.registry_errors import (
 
 __all__ = [
     "CHAMPION",
-    "LoadedModel",
     "ModelNotFoundError",
     "Registry",
     "RegistryUnavailableError",
@@ -269,7 +269,7 @@ class Registry:
             return self.best_version(model_type, metric).version
         return self.resolve_version(model_type, version)
 
-    def load_version(self, model_type: str, version: int) -> LoadedModel:
+    def load_version(self, model_type: str, version: int) -> RecordModel:
         """The fitted estimator of a registered version (it takes raw records).
 
         Downloaded through this registry's URIs (not MLflow's global ones), then loaded whole.

@@ -21,6 +21,7 @@ from bikecount.api.errors import ModelUnavailableError, NoModelError, redact
 from bikecount.config import Settings
 from bikecount.inference import load_for_serving
 from bikecount.models import get_spec
+from bikecount.models.protocol import RecordModel
 from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -28,9 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_LOADED_MODELS = 8  # champions of four types, plus a few versions picked by metric
 
 Resolver = Callable[[str, str | None], int]
-# The cache only holds a model; what it predicts with is the route's business (object: the
-# cache never calls it).
-Loader = Callable[[str, int], object]
+Loader = Callable[[str, int], RecordModel]
 Key = tuple[str, str | None]
 
 
@@ -41,7 +40,7 @@ class ServedModel:
     model_type: str
     version: int
     task: str
-    model: object
+    model: RecordModel
 
 
 @dataclass
@@ -92,7 +91,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._key_locks: dict[object, threading.Lock] = {}
         self._selections: dict[Key, _Selection] = {}
-        self._models: OrderedDict[tuple[str, int], object] = OrderedDict()
+        self._models: OrderedDict[tuple[str, int], RecordModel] = OrderedDict()
         self.mlflow_reachable: bool | None = None
 
     @classmethod
@@ -234,7 +233,7 @@ class ModelCache:
         logger.warning("MLflow unreachable: serving cached %s v%d", key[0], previous.version)
         return previous.version
 
-    def _model(self, model_type: str, version: int) -> object:
+    def _model(self, model_type: str, version: int) -> RecordModel:
         key = (model_type, version)
         with self._lock_for(("load", key)):
             with self._lock:
