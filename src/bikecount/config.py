@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bikecount.models.catalog import RegressorType
+from bikecount.model_types import RegressorType
 
 Env = Literal["dev", "prod"]
 

@@ -29,8 +29,9 @@ from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline.store import open_store, read_counts, read_predictions
+from bikecount.registry import Registry
 from bikecount.stack.background import fill_store
-from bikecount.stack.first_start import bootstrap
+from bikecount.stack.first_start import bootstrap, server_settings
 from bikecount.stack.services import REGMODEL_APP, dashboard_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,7 +81,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
         pipeline_recent_days=8,
     )
     write_datasets(generate_records(DATA_CONFIG), settings)
-    bootstrap(settings, tracking.url, model_types=("gbm",))
+    on_server = server_settings(settings, tracking.url)
+    bootstrap(on_server, Registry(on_server), model_types=("gbm",))
     env = api_env(root, tracking, model_check_seconds=1)
     with running(start_api("regmodel", REGMODEL_APP, root, env)) as (api,):
         fill_store(settings, api.url, on_message=print)

@@ -16,7 +16,9 @@ from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import write_records
 from bikecount.data.opendata import day_export_url
-from bikecount.monitoring.drift import ChampionScore, DriftSummary, MonitoringResult
+from bikecount.monitoring.decay import ChampionScore
+from bikecount.monitoring.drift import DriftSummary
+from bikecount.monitoring.run import MonitoringResult
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.ingest import (
     SHRINK_FORCED,

@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=serving_lifespan,
     )
     registry = Registry(settings)
-    cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
+    cache = ModelCache.from_registry(settings, registry, on_champion=champion_recorder(registry))
     attach_state(app, ApiState(settings, registry, cache, MODEL_TYPES))
     install_error_handling(app, settings.max_records)
     for module in (legacy, health):

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_mlflow_client(settings)
     registry = Registry(settings)
-    cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
+    cache = ModelCache.from_registry(settings, registry, on_champion=champion_recorder(registry))
     jobs = TrainingJobs(
         settings,
         registry,

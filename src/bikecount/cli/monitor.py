@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from mlflow.exceptions import MlflowException
@@ -15,13 +15,10 @@ from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.options import JsonOption
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
-from bikecount.monitoring.drift import (
-    ChampionScore,
-    MonitoringResult,
-    decay_ratio,
-    run_monitoring,
-)
+from bikecount.monitoring.decay import ChampionScore, decay_ratio
+from bikecount.monitoring.drift import ColumnScore
 from bikecount.monitoring.reports import prune_reports
+from bikecount.monitoring.run import MonitoringResult, run_monitoring
 from bikecount.records import RecordError
 from bikecount.registry import RegistryUnavailableError, quiet_mlflow
 
@@ -92,7 +89,7 @@ def print_summary(result: MonitoringResult, decay_limit: float) -> None:
     ``decay_limit`` times its holdout's error share), report and run."""
     drift = result.drift
     verdict = "[bold red]drift detected[/]" if drift.drift_detected else "[green]no drift[/]"
-    counts = (drift.target_drift or {}).get("drifted")
+    counts = drift.target_drift["drifted"] if drift.target_drift else None
     counts_words = {True: "counts drifted", False: "counts stable", None: "counts not compared"}
     console.print(
         f"{verdict}: {drift.drift_share:.0%} of columns drifted "
@@ -107,7 +104,7 @@ def print_summary(result: MonitoringResult, decay_limit: float) -> None:
     console.print(f"MLflow run: {result.run_id} (experiment {result.experiment})")
 
 
-def scores_table(scores: dict[str, dict[str, Any]]) -> Table:
+def scores_table(scores: dict[str, ColumnScore]) -> Table:
     table = Table(title="per-column drift")
     for column in ("column", "score", "method", "threshold", "drifted"):
         table.add_column(column, justify="right" if column in ("score", "threshold") else "left")

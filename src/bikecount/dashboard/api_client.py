@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import httpx
 import pandas as pd
 
-from bikecount.pipeline.predict import day_hours
+from bikecount.forecast import day_hours
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 PREDICT_TIMEOUT_SECONDS = 30.0
@@ -21,6 +21,16 @@ PREDICT_TIMEOUT_SECONDS = 30.0
 
 class ApiError(RuntimeError):
     """The RegModel API is down, or refused the request (the message says which and why)."""
+
+
+class PredictAnswer(TypedDict):
+    """``POST /predict``'s answer, as the dashboard reads it (the API's ``PredictionsPublic``)."""
+
+    predictions: list[float]
+    labels: NotRequired[list[str] | None]
+    model_type: str
+    model_version: int
+    count: int
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ def build_records(counters: pd.DataFrame, day: date, hours: list[int]) -> list[d
 
 def predict(
     api_url: str, records: list[dict[str, str]], model_type: str, api_key: str | None = None
-) -> dict[str, Any]:
+) -> PredictAnswer:
     """``POST /predict`` with ``records``; the API's JSON answer.
 
     ``/predict`` is a read, but the key is sent when one is set, as every dashboard call to the
@@ -98,4 +108,5 @@ def predict(
         except ValueError:
             detail = response.text[:300]
         raise ApiError(f"POST /predict answered {response.status_code}: {detail}")
-    return response.json()
+    answer: PredictAnswer = response.json()
+    return answer

@@ -1,21 +1,22 @@
 """The dashboard's pages: Map, Counter, Models, Monitoring and Ask the model.
 
-Each page is a function that reads through :mod:`bikecount.dashboard.cache` and draws with
-Streamlit; what it computes lives in the data modules, so the pages only lay things out. A missing
-piece (store empty, API or MLflow down, no champion) is shown as a state that says what to run.
+Each page is a function that reads through :func:`bikecount.dashboard.resources.queries` and
+draws with Streamlit; what it computes lives in the data modules, so the pages only lay things
+out. A missing piece (store empty, API or MLflow down, no champion) is shown as a state that says
+what to run.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from bikecount.dashboard import api_client, charts, states
-from bikecount.dashboard.cache import Queries, queries
+from bikecount.dashboard.cache import Queries
 from bikecount.dashboard.registry_view import RegistryUnavailableError, metric_columns
+from bikecount.dashboard.resources import queries
 from bikecount.dashboard.store_queries import FilledStore, summarise_counter_days
 
 COUNTER_PARAM = "counter"
@@ -299,7 +300,7 @@ def render_ask() -> None:
         _show_answer(records, answer)
 
 
-def _show_answer(records: list[dict[str, str]], answer: dict[str, Any]) -> None:
+def _show_answer(records: list[dict[str, str]], answer: api_client.PredictAnswer) -> None:
     st.subheader(f"{answer['model_type']} v{answer['model_version']} answers")
     table = pd.DataFrame(
         {

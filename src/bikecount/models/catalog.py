@@ -4,19 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+# The names live in their own module (the settings import them too); re-exported here, with
+# the specs they name.
+from bikecount.model_types import (
+    CLASSIFIER_TYPES,
+    MODEL_TYPES,
+    REGRESSOR_TYPES,
+    ClassifierType,
+    ModelType,
+    RegressorType,
+    Task,
+)
 from bikecount.models.param_types import ParamValue
 from bikecount.models.protocol import RecordModel
 
-Task = Literal["regression", "classification"]
-# The model types, in the order they are listed: the one list (the API's schema shows it as its
-# enum, the settings validate the pipeline's regressor with it); a test checks each spec's task.
-RegressorType = Literal["rf", "gbm", "nn"]
-ClassifierType = Literal["rf_class"]
-ModelType = Literal[RegressorType, ClassifierType]
+__all__ = [
+    "CLASSIFIER_TYPES",
+    "MODEL_TYPES",
+    "REGRESSOR_TYPES",
+    "AnySpec",
+    "ClassifierType",
+    "HyperparameterError",
+    "ModelSpec",
+    "ModelType",
+    "RegressorType",
+    "Task",
+    "UnknownModelTypeError",
+    "build_model",
+    "get_spec",
+    "parse_assignments",
+    "parse_params",
+    "stops_early",
+]
 
 
 class UnknownModelTypeError(ValueError):
@@ -93,11 +116,6 @@ def _specs() -> dict[str, AnySpec]:
         ),
     )
     return {spec.name: spec for spec in specs}
-
-
-MODEL_TYPES: tuple[ModelType, ...] = get_args(ModelType)
-REGRESSOR_TYPES: tuple[RegressorType, ...] = get_args(RegressorType)
-CLASSIFIER_TYPES: tuple[ClassifierType, ...] = get_args(ClassifierType)
 
 
 def get_spec(model_type: str) -> AnySpec:

@@ -5,11 +5,29 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
+
+from bikecount.monitoring.drift import DriftReport
 
 logger = logging.getLogger(__name__)
 
-REPORT_PATTERN = "drift_*.html"  # what monitoring.drift writes: names sort by time
+REPORT_PATTERN = "drift_*.html"  # what new_report_path names: names sort by time
+
+
+def new_report_path(folder: Path, now: datetime | None = None) -> Path:
+    """Where a report written ``now`` (default: the current time) goes in ``folder``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return folder / f"drift_{stamp}.html"
+
+
+def write_report(snapshot: DriftReport, path: Path | str) -> str:
+    """Save Evidently's HTML report (folders created); return its path as text."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(target))
+    logger.info("drift report written to %s", target)
+    return str(target)
 
 
 def prune_reports(folder: Path, keep: int) -> list[Path]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bikecount.config import Settings
-from bikecount.forecast import forecast_day
+from bikecount.forecast import day_grid, forecast_day
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import (
     known_counters,
@@ -29,11 +29,8 @@ from bikecount.pipeline.store import (
     replace_predictions,
 )
 from bikecount.records import (
-    CANONICAL_INPUTS,
     COUNT_COLUMN,
-    PARIS_TZ,
     RECORD_KEY,
-    TIMESTAMP_COLUMN,
     to_raw_records,
 )
 
@@ -68,22 +65,6 @@ class ScoreResult:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def day_hours(day: date) -> pd.DatetimeIndex:
-    """The local hours of ``day`` (23 or 25 on daylight-saving days), Paris time."""
-    start = pd.Timestamp(day).tz_localize(PARIS_TZ)
-    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(PARIS_TZ)
-    return pd.date_range(start, end, freq="h", inclusive="left")
-
-
-def day_grid(counters: pd.DataFrame, day: date) -> pd.DataFrame:
-    """Canonical records (counter, timestamp, lat, lon) for every counter and hour of the day."""
-    hours = day_hours(day)
-    grid = counters.loc[counters.index.repeat(len(hours))].reset_index(drop=True)
-    stamps = pd.to_datetime(np.tile(hours, len(counters)), utc=True)
-    grid[TIMESTAMP_COLUMN] = stamps.tz_convert(PARIS_TZ)
-    return grid[list(CANONICAL_INPUTS)]
 
 
 def predict_day(

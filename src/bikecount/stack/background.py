@@ -27,7 +27,6 @@ from bikecount.pipeline.predict import predict_day
 from bikecount.pipeline.store import last_day, open_store
 from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps
 from bikecount.registry import Registry
-from bikecount.stack.first_start import server_settings
 from bikecount.stack.services import REGMODEL
 
 logger = logging.getLogger(__name__)
@@ -276,7 +275,7 @@ class BackgroundWork:
 
     Args:
         settings: the stack's settings (its API key, env and data).
-        tracking_uri: the stack's MLflow server.
+        registry: the stack's MLflow server, where test-mode champions are found.
         api_url: the stack's RegModel API, which trains the full models.
         on_message: a sentence for the console, from the background thread.
         model_types: the types that may get a full model.
@@ -285,13 +284,13 @@ class BackgroundWork:
     def __init__(
         self,
         settings: Settings,
-        tracking_uri: str,
+        registry: Registry,
         api_url: str,
         on_message: Callable[[str], None] = _log_message,
         model_types: Sequence[str] = MODEL_TYPES,
     ) -> None:
         self.settings = settings
-        self.tracking_uri = tracking_uri
+        self.registry = registry
         self.api_url = api_url
         self.on_message = on_message
         self.model_types = list(model_types)
@@ -322,8 +321,7 @@ class BackgroundWork:
         filled: list[date] = []
         if self.settings.env == "dev" and store_is_empty(self.settings):
             filled = fill_store(self.settings, self.api_url, self.on_message)
-        registry = Registry(server_settings(self.settings, self.tracking_uri))
-        pending = types_with_test_mode_champion(registry, self._ordered_types())
+        pending = types_with_test_mode_champion(self.registry, self._ordered_types())
         if not pending:
             return
         log_path = self.settings.logs_dir / f"{REGMODEL}.log"

@@ -17,13 +17,9 @@ from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import DataFileError
 from bikecount.monitoring import metrics
-from bikecount.monitoring.drift import (
-    MonitoringData,
-    MonitoringDataError,
-    MonitoringResult,
-    run_monitoring,
-)
+from bikecount.monitoring.inputs import MonitoringData, MonitoringDataError
 from bikecount.monitoring.reports import prune_reports
+from bikecount.monitoring.run import MonitoringResult, run_monitoring
 from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
