@@ -303,9 +303,13 @@ class BackgroundWork:
         self.thread = threading.Thread(target=self._run, name="first-start", daemon=True)
         self.thread.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         """Stop the work: a training under way is cancelled through the API (its champion is
-        left as it was)."""
+        left as it was).
+
+        The wait is short: the services stop next, and the API cancels its own running job
+        when it stops, so a cancel request slowed by a busy machine must not hold the stack up.
+        """
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
@@ -315,7 +319,8 @@ class BackgroundWork:
             self._work()
         except Exception as exc:  # the stack keeps running: this work is a convenience
             logger.debug("first-start work failed", exc_info=True)
-            self.on_message(f"background work stopped: {exc}")
+            if not self.stop_event.is_set():  # once stopping, the services going away is expected
+                self.on_message(f"background work stopped: {exc}")
 
     def _work(self) -> None:
         filled: list[date] = []
