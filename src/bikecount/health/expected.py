@@ -67,7 +67,13 @@ def build_grid(records: pd.DataFrame, first_day: date, day: date) -> HourlyGrid:
     inside = (stamps >= start) & (stamps < end) & records[COUNT_COLUMN].notna()
     on_day = inside & (stamps >= local_midnight(day))
     if not on_day.any():
-        raise HealthInputError(f"no counts on {day} in the records")
+        counted = stamps[records[COUNT_COLUMN].notna()]
+        span = (
+            f"they run from {counted.min().date()} to {counted.max().date()}"
+            if len(counted)
+            else "none has a count"
+        )
+        raise HealthInputError(f"no counts on {day} in the records ({span})")
     hours = to_local_hours(stamps[inside])
     names = records.loc[inside, COUNTER_COLUMN].astype(str).to_numpy()
     values = records.loc[inside, COUNT_COLUMN].to_numpy(dtype=float)
