@@ -23,7 +23,6 @@ from bikecount.data.io import write_records
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.health import (
     EXPECTED_COLUMN,
-    FAULTS,
     LOWER_COLUMN,
     UPPER_COLUMN,
     HealthInputError,
@@ -184,7 +183,13 @@ def test_the_report_as_json(frame: pd.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def export_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_records(generate_records(CONFIG), tmp_path_factory.mktemp("health") / "r.csv")
+    """The generated export, in its French spelling, with one counter at zero on DAY."""
+    raw = generate_records(CONFIG)
+    broken = (raw["Nom du compteur"] == raw["Nom du compteur"].iloc[0]) & raw[
+        "Date et heure de comptage"
+    ].str.startswith(DAY.isoformat())
+    raw.loc[broken, "Comptage horaire"] = 0
+    return write_records(raw, tmp_path_factory.mktemp("health") / "r.csv")
 
 
 def test_command_prints_json_and_exits_0_even_with_faults(export_file: Path) -> None:
@@ -193,9 +198,11 @@ def test_command_prints_json_and_exits_0_even_with_faults(export_file: Path) -> 
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["date"] == DAY.isoformat() and len(payload["counters"]) == CONFIG.n_counters
-    faulty = any(c["status"] in FAULTS for c in payload["counters"])
+    first = payload["counters"][0]
+    assert first["status"] == "outage" and first["since"] == f"{DAY.isoformat()}T00:00:00+01:00"
+    assert first["observed"] == 0 and first["expected"] > 0
     strict = CliRunner().invoke(app, [*args, "--fail-on-fault"])
-    assert strict.exit_code == (FAULT_EXIT_CODE if faulty else 0)
+    assert strict.exit_code == FAULT_EXIT_CODE
 
 
 def test_command_prints_a_table(export_file: Path) -> None:

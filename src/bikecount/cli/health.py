@@ -27,6 +27,9 @@ STATUS_STYLES = {
     "unknown": "dim",
 }
 
+COLUMNS = ("counter", "status", "since", "expected", "observed", "reason")
+NUMBERS = ("expected", "observed")
+
 DayOption = Annotated[
     datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="The local day to check.")
 ]
@@ -77,15 +80,8 @@ def _print_report(report: HealthReport) -> None:
         f"counters with a fault; {city}"
     )
     table = Table()
-    for column, justify in (
-        ("counter", "left"),
-        ("status", "left"),
-        ("since", "left"),
-        ("expected", "right"),
-        ("observed", "right"),
-        ("reason", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column in NUMBERS else "left")
     for health in report.counters:
         table.add_row(*_row(health))
     console.print(table)
