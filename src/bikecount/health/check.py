@@ -52,8 +52,9 @@ MIN_JUDGED_HOURS = 12
 
 @dataclass(frozen=True)
 class _Expectations:
-    """What the check compares with: per cell, the base expectation and its city-scaled form;
-    per day, the judged totals; per counter, the band of daily log ratios."""
+    """What the check compares with, per hour and counter: the base expectation (profile or
+    forecast), its city-scaled form and the forecast's interval; per hour, whether enough
+    counters reported to know the city's factor."""
 
     base: np.ndarray
     scaled: np.ndarray
@@ -124,8 +125,9 @@ def _expect(
     # An hour most counters miss (the export's gap on a daylight-saving night) is the data's
     # fault, not a counter's: nothing is expected of anyone then.
     if len(grid.counters) >= params.min_city_counters:
-        gap = np.isnan(grid.counts).mean(axis=1) > 0.5
-        scaled[gap] = np.nan
+        installed = np.arange(len(grid.times))[:, None] >= grid.first_seen[None, :]
+        silent = (np.isnan(grid.counts) & installed).sum(axis=1)
+        scaled[silent > 0.5 * installed.sum(axis=1)] = np.nan
     return _Expectations(base, scaled, lower, upper, known >= params.min_city_counters)
 
 
