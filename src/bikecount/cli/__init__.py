@@ -10,6 +10,7 @@ from bikecount.cli.alerts import app as alerts_app
 from bikecount.cli.backtest import backtest_command
 from bikecount.cli.context import Invocation
 from bikecount.cli.data import app as data_app
+from bikecount.cli.health import health_command
 from bikecount.cli.modeling import (
     evaluate_command,
     models_command,
@@ -36,6 +37,7 @@ app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("up")(up_command)
 app.command("monitor")(monitor_command)
+app.command("health")(health_command)
 
 
 @app.callback()
