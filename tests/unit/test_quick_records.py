@@ -148,7 +148,9 @@ def test_missing_or_doubled_fields_and_big_batches_are_left_to_the_contract(
 ) -> None:
     missing = {k: v for k, v in real_records[0].items() if k != "date"}
     doubled = {**real_records[0], "Nom du compteur": "Totem"}
-    many = (real_records * 2)[: QUICK_RECORDS_LIMIT + 1]
+    many = (real_records * (QUICK_RECORDS_LIMIT // len(real_records) + 1))[
+        : QUICK_RECORDS_LIMIT + 1
+    ]
 
     assert quick_frame([missing]) is None
     assert quick_frame([real_records[1], doubled]) is None
