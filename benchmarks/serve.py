@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 import numpy as np
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from bikecount.api.routes.predict import valid_frame
 from bikecount.config import Settings
@@ -310,7 +311,12 @@ def measure_in_process(
 ) -> dict[int, Split]:
     """Per size, the median time to read the records, make the features and predict, in this
     process, with the model as the API loads it."""
-    model = load_for_serving(registry, model_type, version)
+    with threadpool_limits(limits=1, user_api="openmp"):  # as the API's OMP_NUM_THREADS=1
+        return split_stages(load_for_serving(registry, model_type, version), model_type, records, n)
+
+
+def split_stages(model: Any, model_type: str, records: list[Record], n: int) -> dict[int, Split]:
+    """Per size, the medians of the stages, with ``model`` as loaded (see measure_in_process)."""
     task = get_spec(model_type).task
     steps = feature_steps(model)
     splits = {}
@@ -502,6 +508,7 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     isolate_environment()
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # as the API sets it
     cpus = os.cpu_count()
     load_at_start = os.getloadavg()
     started = time.perf_counter()
