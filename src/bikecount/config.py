@@ -302,6 +302,13 @@ class Settings(BaseSettings):
     dashboard_errors_days: int = Field(
         default=60, ge=1, le=366, description="Days of daily forecast errors shown."
     )
+    # The APIs' /health answers from a background probe of MLflow, never waiting on it.
+    health_refresh_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=3600,
+        description="How often the APIs probe MLflow in the background for `/health`.",
+    )
 
     @model_validator(mode="after")
     def _check_prod(self) -> Settings:

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import pandas as pd
 
-from bikecount.features import day_types
+from bikecount.features import read_calendar
 from bikecount.health.report import (
     EXPECTED_COLUMN,
     LOWER_COLUMN,
@@ -94,7 +94,7 @@ def build_grid(records: pd.DataFrame, first_day: date, day: date) -> HourlyGrid:
         counts=counts,
         dates=np.array(local.dt.date, dtype=object),
         hours=local.dt.hour.to_numpy(),
-        day_types=day_types(local),
+        day_types=read_calendar(local).day_type,
         first_seen=np.where(seen.any(axis=0), seen.argmax(axis=0), len(times)),
     )
 
