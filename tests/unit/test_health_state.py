@@ -58,7 +58,12 @@ def health_app(probe: Callable[[], bool]) -> tuple[FastAPI, ModelCache]:
     """An app serving only ``/health``, its cache probing MLflow with ``probe``."""
     settings = Settings(_env_file=None, mlflow_tracking_uri="http://127.0.0.1:9")
     registry = Registry(settings)
-    cache = ModelCache(settings, registry=registry, probe=probe)
+    cache = ModelCache(
+        settings,
+        resolve=lambda model_type, metric: 1,
+        load=lambda model_type, version: None,  # never called: no /predict here
+        probe=probe,
+    )
     app = FastAPI()
     attach_state(app, ApiState(settings, registry, cache, ("rf",)))
     app.include_router(health.router)
