@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ import pandas as pd
 from bikecount.config import Settings
 from bikecount.data.io import DataFileError, read_records
 from bikecount.evaluate import finite_metrics, score_model
+from bikecount.faults import storage_fault
 from bikecount.features import calendar_features
 from bikecount.fingerprint import file_fingerprint
 from bikecount.models import get_spec
@@ -179,10 +181,22 @@ def column_scores(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def write_report(snapshot: Any, path: Path | str) -> str:
-    """Save Evidently's HTML report (folders created); return its path as text."""
+    """Save Evidently's HTML report (folders created); return its path as text.
+
+    Raises:
+        StorageError: the reports' disk is full, read-only or forbidden (no partial file kept).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(target))
+    except OSError as exc:
+        with suppress(OSError):  # a read-only disk keeps no partial file to remove
+            target.unlink(missing_ok=True)
+        fault = storage_fault(exc, str(target), "writing the drift report", "BIKECOUNT_REPORTS_DIR")
+        if fault is None:
+            raise
+        raise fault from exc
     logger.info("drift report written to %s", target)
     return str(target)
 
