@@ -222,7 +222,7 @@ def test_a_full_artifact_disk_fails_the_run_and_leaves_nothing_half_written(
     assert first.returncode == 0, first.stderr
     client = MlflowClient(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
     name = "bikecount-rf"
-    assert client.get_model_version_by_alias(name, CHAMPION).version == "1"
+    assert int(client.get_model_version_by_alias(name, CHAMPION).version) == 1
     before = sorted(path.relative_to(small_disk) for path in small_disk.rglob("*"))
     fill(small_disk, leave_bytes=16 * 1024)  # the model file (about 140 kB) cannot fit
 
@@ -236,8 +236,8 @@ def test_a_full_artifact_disk_fails_the_run_and_leaves_nothing_half_written(
     )
     assert "BIKECOUNT_ARTIFACTS_DIR" in lines[1]
     [version] = client.search_model_versions(f"name = '{name}'")
-    assert version.version == "1"  # no new version
-    assert client.get_model_version_by_alias(name, CHAMPION).version == "1"
+    assert int(version.version) == 1  # no new version
+    assert int(client.get_model_version_by_alias(name, CHAMPION).version) == 1
     experiment = client.get_run(version.run_id).info.experiment_id
     [run] = [r for r in client.search_runs([experiment]) if r.info.run_id != version.run_id]
     assert run.info.status == "FAILED"
@@ -260,7 +260,8 @@ def test_the_api_answers_503_naming_its_locked_tracking_store(tmp_path: Path) ->
     detail = answer.json()["detail"]
     assert detail.startswith(f"the MLflow tracking store {tracking_uri} is busy"), detail
     assert answer.headers["Retry-After"] == "10"
-    assert "Traceback" not in api.log()
+    # Answered by the error mapping, not the catch-all (MLflow logs its own traceback).
+    assert "on GET /models" not in api.log(), api.log()
 
 
 @pytest.mark.skipif(postgres_bin() is None, reason="no PostgreSQL server installed here")
