@@ -28,15 +28,15 @@ FAILED_TAG = "failed_because"
 
 @contextmanager
 def cleaning_failed_run(
-    doing: str = "logging the model (run FAILED, its partial files removed)",
-    setting: str = "BIKECOUNT_ARTIFACTS_DIR",
+    doing: str = "logging the model", setting: str = "BIKECOUNT_ARTIFACTS_DIR"
 ) -> Iterator[None]:
     """Inside ``mlflow.start_run()``: on an error, remove the files of the run's models that
     were not finished, and tag a machine fault's message on the run (``failed_because``).
 
     A raw ``OSError`` of a full, read-only or forbidden disk leaves as its
-    :class:`~bikecount.faults.StorageError`, naming the path, so that every caller says it
-    the same way. MLflow then ends the run FAILED.
+    :class:`~bikecount.faults.StorageError`, naming the path and what was being done
+    (``doing``), its hint naming ``setting``, so that every caller says it the same way.
+    MLflow then ends the run FAILED.
     """
     try:
         yield
@@ -45,13 +45,14 @@ def cleaning_failed_run(
         if run is None:
             raise
         removed = remove_unfinished_models(MlflowClient(), run.info.experiment_id, run.info.run_id)
-        fault = as_machine_fault(exc, doing, setting)
+        outcome = "run FAILED, its partial files removed" if removed else "run FAILED"
+        fault = as_machine_fault(exc, f"{doing} ({outcome})", setting)
         if fault is None:
             raise
         try:
             mlflow.set_tag(FAILED_TAG, fault.message[:5000])
-        except Exception:  # the tracking store may be on the full disk too: the fault goes on
-            logger.exception("could not tag run %s with its failure", run.info.run_id)
+        except Exception as tag_error:  # the tracking store may be on the full disk too
+            logger.warning("could not tag run %s: %s", run.info.run_id, tag_error)
         # The caller says the fault; the log keeps the run and what was removed.
         logger.info("run %s failed: %s; removed: %s", run.info.run_id, fault.message, removed)
         if fault is exc:
@@ -67,8 +68,8 @@ def remove_unfinished_models(client: MlflowClient, experiment_id: str, run_id: s
         models = client.search_logged_models(
             [experiment_id], filter_string=f"source_run_id = '{run_id}'"
         )
-    except Exception:
-        logger.exception("could not list the models of run %s", run_id)
+    except Exception as exc:  # MLflow down: the run's own error is the one to report
+        logger.warning("could not list the models of run %s: %s", run_id, exc)
         return []
     removed = []
     for model in models:
@@ -76,8 +77,8 @@ def remove_unfinished_models(client: MlflowClient, experiment_id: str, run_id: s
             continue
         try:
             delete_model_artifacts(model)
-        except Exception:
-            logger.exception("could not remove %s", model.artifact_location)
+        except Exception as exc:
+            logger.warning("could not remove %s: %s", model.artifact_location, exc)
             continue
         removed.append(model.artifact_location)
         logger.info("removed the unfinished model %s", model.artifact_location)
