@@ -211,6 +211,15 @@ class Settings(BaseSettings):
         default="sqlite:///pipeline.db",
         description="The pipeline store of raw counts, predictions and audit (any SQLAlchemy URL).",
     )
+    store_busy_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a read or write of the pipeline store waits for another "
+        "writer's lock (SQLite's busy timeout; PostgreSQL's `lock_timeout`, and twice this as "
+        "`statement_timeout` of its writes) before it is refused: nothing is written, exit "
+        "code 75.",
+    )
     pipeline_api_url: str = Field(
         default="http://127.0.0.1:8000", description="The RegModel API the pipeline calls."
     )

@@ -40,6 +40,7 @@ from bikecount.models.param_types import ParamValue
 from bikecount.models.protocol import RecordModel
 from bikecount.records import ParsedRecords, parse_records, to_raw_records
 from bikecount.registry import Registry, trained_until
+from bikecount.run_faults import cleaning_failed_run
 from bikecount.stopping import StopToken, marking_stopped_run
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ def train(
 
     Raises:
         UnknownModelTypeError, HyperparameterError (TrainingCostError), DataFileError,
-        RecordError, ValueError, TrainingStoppedError.
+        RecordError, ValueError, TrainingStoppedError; StorageError: the artifact store's disk
+        is full, read-only or forbidden (the run FAILED, what it wrote of the model removed).
     """
     stop = stop or StopToken(settings.train_time_limit_seconds)
     stage = on_stage or (lambda message: logger.info(message))
@@ -123,6 +125,8 @@ def train(
     with (
         mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run,
         marking_stopped_run(),
+        # A full artifact disk: the half-written model removed, the reason on the run.
+        cleaning_failed_run(),
     ):
         mlflow.set_tags({**_run_tags(request, data, spec.name), **request.tags})
         mlflow.log_params({**params.model_dump(), **_split_params(data)})

@@ -14,8 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bikecount.backtest import BACKTEST, BacktestResult, log_backtest, run_backtest
-from bikecount.cli.console import console, err_console, fail, print_json
+from bikecount.cli.console import console, err_console, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.cli.modeling import USER_ERRORS
 from bikecount.cli.options import JsonOption, LabelledDataOption, ModelOption, ParamOption
 from bikecount.data.io import read_records, write_records
@@ -76,7 +77,7 @@ def backtest_command(
         if log_to_mlflow:
             result.run_id = log_backtest(result, settings, registry_of(ctx), str(data))
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     if output is not None:
         _write_forecasts(raw, result, output)
     if as_json:

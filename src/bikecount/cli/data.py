@@ -21,6 +21,7 @@ from rich.table import Table
 
 from bikecount.cli.console import console, fail
 from bikecount.cli.context import settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.data.fetch import FetchError, download_export
 from bikecount.data.io import DataFileError, read_records, write_records
 from bikecount.data.prepare import (
@@ -104,7 +105,7 @@ def synth(
             records = generate_records(config)
             write_records(records, output)
         except (ValueError, OSError) as exc:
-            fail(f"could not generate {output}: {exc}")
+            fail_for(exc, f"could not generate {output}: {exc}", path=output)
     console.print(
         f"[green]generated[/] [bold]{output}[/]: {len(records):,} rows, "
         f"{to_export_columns(records)[COUNTER].nunique()} counters, {_period(records)}"

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bikecount.cli.console import console, err_console, fail, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.cli.options import JsonOption, LabelledDataOption, ModelOption, ParamOption
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
@@ -107,7 +108,7 @@ def train_command(
         )
         result = _train_showing_stage(request, settings, registry_of(ctx), quiet=as_json)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     except TrainingStoppedError as exc:
         run = f"run {exc.run_id} marked {exc.run_status}" if exc.run_id else "no run was started"
         fail(f"training stopped: {exc}; {run}; the champion is unchanged", code=STOPPED_EXIT_CODE)
@@ -202,7 +203,7 @@ def evaluate_command(
     try:
         report = evaluate_file(registry_of(ctx), model, data, version)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     report["metrics"] = finite_metrics(report["metrics"], digits=4)
     if as_json:
         print_json(report)
@@ -225,7 +226,7 @@ def predict_command(
     try:
         rows, used = predict_file(registry_of(ctx), model, input_path, output, version)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     console.print(f"wrote {rows:,} predictions of {model} v{used} to {output}")
 
 
@@ -243,7 +244,7 @@ def models_command(
         registry = registry_of(ctx)
         versions = [v for t in types for v in registry.list_versions(t)]
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     if as_json:
         print_json([v.as_dict() for v in versions])
         return

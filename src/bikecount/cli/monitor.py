@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bikecount.cli.console import console, fail, fail_mlflow, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.cli.options import JsonOption
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
@@ -65,7 +66,7 @@ def monitor_command(
         with status:
             result = run_monitoring(settings, registry, reference, current, model)
     except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
-        fail(str(exc))
+        fail_for(exc, path=settings.reports_dir)
     except MlflowException as exc:
         fail_mlflow(exc, settings.tracking_uri)
     except RegistryUnavailableError as exc:

@@ -12,8 +12,9 @@ import typer
 from mlflow.exceptions import MlflowException
 from rich.table import Table
 
-from bikecount.cli.console import console, fail, fail_mlflow, print_json
+from bikecount.cli.console import console, fail_mlflow, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.cli.options import JsonOption
 from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
@@ -92,7 +93,7 @@ def _run_step(
     try:
         return step(*args, **kwargs)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
 
 
 def _report(result: Result, as_json: bool, show: Callable[[Result], None]) -> None:
@@ -212,7 +213,7 @@ def monitor_retrain_command(
                 settings, registry_of(ctx), api_url, force, model, recent_days=recent_days
             )
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     except MlflowException as exc:
         fail_mlflow(exc, settings.tracking_uri)
     _report(result, as_json, _print_monitored)

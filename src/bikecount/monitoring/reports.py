@@ -8,6 +8,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bikecount.faults import storage_fault
 from bikecount.monitoring.drift import DriftReport
 
 logger = logging.getLogger(__name__)
@@ -22,10 +23,22 @@ def new_report_path(folder: Path, now: datetime | None = None) -> Path:
 
 
 def write_report(snapshot: DriftReport, path: Path | str) -> str:
-    """Save Evidently's HTML report (folders created); return its path as text."""
+    """Save Evidently's HTML report (folders created); return its path as text.
+
+    Raises:
+        StorageError: the reports' disk is full, read-only or forbidden (no partial file kept).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(target))
+    except OSError as exc:
+        with suppress(OSError):  # a read-only disk keeps no partial file to remove
+            target.unlink(missing_ok=True)
+        fault = storage_fault(exc, str(target), "writing the drift report", "BIKECOUNT_REPORTS_DIR")
+        if fault is None:
+            raise
+        raise fault from exc
     logger.info("drift report written to %s", target)
     return str(target)
 

@@ -27,7 +27,12 @@ from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError, read_records
 from bikecount.data.opendata import read_day
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline import PipelineError
-from bikecount.pipeline.store import log_ingest, open_store, read_counts, replace_day_counts
+from bikecount.pipeline.store import (
+    log_ingest,
+    open_pipeline_store,
+    read_counts,
+    replace_day_counts,
+)
 from bikecount.records import (
     PARIS_TZ,
     RECORD_KEY,
@@ -128,7 +133,7 @@ def ingest(
     raw, source_note = read_source(settings, source, day)
     day_rows = rows_of_day(raw, day)
     frame, reasons = valid_records(day_rows)
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     stored = len(read_counts(engine, day, day))
     shrink = shrink_of(settings, day, source, len(frame), stored)
     keep_stored = frame.empty or (shrink is not None and not force)

@@ -22,7 +22,7 @@ from bikecount.forecast import day_grid, forecast_day
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import (
     known_counters,
-    open_store,
+    open_pipeline_store,
     read_counts,
     read_predictions,
     replace_daily_error,
@@ -85,7 +85,7 @@ def predict_day(
     """
     api_url = api_url or settings.pipeline_api_url
     model_type = model_type or settings.pipeline_model_type
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     counters = known_counters(engine)
     if counters.empty:
         raise PipelineError("no counter in the store yet: run `bikecount pipeline ingest` first")
@@ -148,7 +148,7 @@ def score_day(settings: Settings, day: date, model_type: str | None = None) -> S
     counted hours yet; predictions made before the counts arrived are scored once they have.
     """
     model_type = model_type or settings.pipeline_model_type
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     predicted = read_predictions(engine, day, model_type)
     truth = read_counts(engine, day, day)
     truth = truth[truth[COUNT_COLUMN].notna()]

@@ -25,7 +25,7 @@ from bikecount.monitoring.drift import DriftSummary
 from bikecount.monitoring.inputs import read_canonical
 from bikecount.monitoring.run import MonitoringResult, monitor_frames, monitoring_experiment
 from bikecount.pipeline import PipelineError, call_api
-from bikecount.pipeline.store import last_day, open_store, read_counts, write_audit
+from bikecount.pipeline.store import last_day, open_pipeline_store, read_counts, write_audit
 from bikecount.records import (
     CANONICAL_COLUMNS,
     COUNT,
@@ -139,7 +139,7 @@ def drift_detected(drift: DriftSummary) -> bool:
 
 def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
     """The labelled stored counts of the last ``days`` stored days, as canonical records."""
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     latest = last_day(engine)
     if latest is None:
         raise PipelineError("no raw counts in the store: run `bikecount pipeline ingest` first")
@@ -149,7 +149,7 @@ def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
 
 def stored_history(settings: Settings) -> pd.DataFrame:
     """Every labelled stored count: what a retraining adds to the reference data."""
-    return labelled(read_counts(open_store(settings.pipeline_db_url)))
+    return labelled(read_counts(open_pipeline_store(settings)))
 
 
 def labelled(counts: pd.DataFrame) -> pd.DataFrame:
@@ -344,7 +344,7 @@ def record(
                     "promoted", "reason")
     }  # fmt: skip
     result.audit_id = write_audit(
-        open_store(settings.pipeline_db_url), {**row, "mlflow_run_id": result.run_id}
+        open_pipeline_store(settings), {**row, "mlflow_run_id": result.run_id}
     )
     logger.info("audit %s: %s", result.audit_id, result.reason)
     return result

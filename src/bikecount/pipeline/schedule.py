@@ -9,7 +9,9 @@ when it runs (:func:`task_settings`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
@@ -17,7 +19,10 @@ from zoneinfo import ZoneInfo
 from pydantic_settings import BaseSettings
 
 from bikecount.config import Settings
+from bikecount.faults import as_machine_fault
 from bikecount.records import PARIS_TZ
+
+logger = logging.getLogger(__name__)
 
 
 def run_day(given: str | None, logical_date: datetime | None, run_after: datetime) -> date:
@@ -118,3 +123,24 @@ def task_settings() -> Settings:
     settings = Settings()
     bound_mlflow_requests(settings)
     return settings
+
+
+@contextmanager
+def saying_faults() -> Iterator[None]:
+    """Around a task's work: a fault of the machine (a store busy, a disk full or read-only)
+    fails the task with the line the command line says, logged with its hint.
+
+    A raw ``OSError`` of a full disk leaves as its :class:`~bikecount.faults.StorageError`,
+    so that the task's failure reads the same as ``bikecount pipeline ...``'s.
+    """
+    try:
+        yield
+    except Exception as exc:
+        fault = as_machine_fault(exc)
+        if fault is None:
+            raise
+        logger.error("%s", fault.message)
+        logger.error("hint: %s", fault.hint)
+        if fault is exc:
+            raise
+        raise fault from exc
