@@ -23,7 +23,8 @@ ARRONDISSEMENTS_ATTRIBUTION = {
     "attribution": "Contains information from Ville de Paris, made available under the ODbL.",
     "contents": (
         "the 20 municipal arrondissements: number, official and short names, a label point, and "
-        "the outline (WGS 84 lon/lat) rounded to 4 decimals, thinned, exteriors wound clockwise"
+        "the outline (WGS 84 lon/lat, as thinned by the source) rounded to 4 decimals, exteriors "
+        "wound clockwise"
     ),
     "derived_by": "scripts/derive_arrondissements.py",
 }
