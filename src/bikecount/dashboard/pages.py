@@ -14,7 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from bikecount.dashboard import api_client, charts, states
+from bikecount.dashboard.ask_file import render_file_forecast
 from bikecount.dashboard.cache import Queries
+from bikecount.dashboard.geography import ATTRIBUTION_TEXT as ARRONDISSEMENTS_ATTRIBUTION
 from bikecount.dashboard.registry_view import RegistryUnavailableError, metric_columns
 from bikecount.dashboard.resources import queries
 from bikecount.dashboard.store_queries import FilledStore, summarise_counter_days
@@ -60,7 +62,8 @@ def _store_or_stop(data: Queries) -> FilledStore:
 
 
 def render_map() -> None:
-    """Every counter at its coordinates, coloured by its coming-day forecast or last-day error."""
+    """Every counter at its coordinates over the arrondissements, coloured by its coming-day
+    forecast or last-day error."""
     data = queries()
     st.title("Paris bike counters")
     summary = _store_or_stop(data)
@@ -79,7 +82,8 @@ def render_map() -> None:
     )
     st.caption(
         f"{len(frame)} counters counted on {summary.last_count_day}; "
-        f"{data.config.model_type} forecasts. Click a counter to open its page. {ATTRIBUTION}"
+        f"{data.config.model_type} forecasts. Click a counter to open its page. {ATTRIBUTION} "
+        f"{ARRONDISSEMENTS_ATTRIBUTION}"
     )
     picked = _picked_counter(event)
     if picked:
@@ -255,7 +259,7 @@ def render_monitoring() -> None:
 
 
 def render_ask() -> None:
-    """Choose counters, a day and hours; the answer comes from ``POST /predict``."""
+    """Ask ``POST /predict`` about chosen counters and hours, or about a whole uploaded file."""
     data = queries()
     st.title("Ask the model")
     try:
@@ -263,6 +267,15 @@ def render_ask() -> None:
     except api_client.ApiError as exc:
         st.warning(states.api_down(data.config.api_url, str(exc)), icon=":material/power_off:")
         st.stop()
+    by_counter, by_file = st.tabs(["Counters and hours", "A file of records"])
+    with by_file:
+        render_file_forecast(data, health)
+    with by_counter:
+        _ask_about_counters(data, health)
+
+
+def _ask_about_counters(data: Queries, health: api_client.ApiHealth) -> None:
+    """Choose counters, a day and hours; the answer comes from ``POST /predict``."""
     summary = _store_or_stop(data)
     counters = data.counters(summary.last_count_day)
     names = counters["counter"].tolist()
