@@ -17,20 +17,9 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
     Connection,
-    Date,
-    DateTime,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     delete,
     func,
@@ -43,6 +32,14 @@ from sqlalchemy.exc import DBAPIError
 
 from bikecount.config import Settings
 from bikecount.faults import database_fault
+from bikecount.pipeline.store_schema import (
+    audit,
+    daily_errors,
+    ingest_log,
+    metadata,
+    predictions,
+    raw_counts,
+)
 from bikecount.records import PARIS_TZ
 
 logger = logging.getLogger(__name__)
@@ -51,82 +48,6 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_OPTION = "bikecount_busy_timeout_seconds"
 # PostgreSQL: a write's statement_timeout, in busy timeouts.
 STATEMENT_TIMEOUT_FACTOR = 2
-
-metadata = MetaData()
-
-raw_counts = Table(
-    "raw_counts",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("counter", String(255), nullable=False),
-    Column("timestamp", DateTime, nullable=False),
-    Column("lat", Float, nullable=False),
-    Column("lon", Float, nullable=False),
-    Column("count", Float),
-    UniqueConstraint("counter", "timestamp", name="uq_raw_counts_counter_timestamp"),
-)
-
-ingest_log = Table(
-    "ingest_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("source", Text, nullable=False),
-    Column("rows_in", Integer, nullable=False),
-    Column("rows_rejected", Integer, nullable=False),
-    Column("reasons", JSON, nullable=False),
-    Column("ingested_at", DateTime, nullable=False),
-)
-
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("counter", String(255), nullable=False),
-    Column("timestamp", DateTime, nullable=False),
-    Column("prediction", Float, nullable=False),
-    Column("model_type", String(32), nullable=False),
-    Column("model_version", Integer, nullable=False),
-    Column("predicted_at", DateTime, nullable=False),
-    UniqueConstraint(
-        "model_type", "model_version", "counter", "timestamp", name="uq_predictions_row"
-    ),
-)
-
-daily_errors = Table(
-    "daily_errors",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("model_type", String(32), nullable=False),
-    Column("model_version", Integer, nullable=False),
-    Column("rmse", Float, nullable=False),
-    Column("mae", Float, nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("computed_at", DateTime, nullable=False),
-    UniqueConstraint("day", "model_type", "model_version", name="uq_daily_errors_version"),
-)
-
-audit = Table(
-    "audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_at", DateTime, nullable=False),
-    Column("model_type", String(32), nullable=False),
-    Column("forced", Boolean, nullable=False),
-    Column("drift_detected", Boolean),
-    Column("counts_drifted", Boolean),
-    Column("drift_share", Float),
-    Column("champion_version", Integer),
-    Column("champion_metrics", JSON),
-    Column("retrained", Boolean, nullable=False),
-    Column("new_version", Integer),
-    Column("promoted", Boolean, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("mlflow_run_id", String(64)),
-)
 
 
 def now_utc() -> datetime:
