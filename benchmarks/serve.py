@@ -1,15 +1,22 @@
-"""Serving benchmark: ``/predict`` latency and throughput over HTTP, per model type.
+"""Serving benchmark: ``/predict`` latency over HTTP per model type, next to the server's floor.
 
 In a working directory of its own (temporary unless ``--workdir`` is given), the script generates
 data, starts a real MLflow server and the RegModel API (uvicorn, one worker) on free loopback
-ports with the stack's own service definitions, trains one model per requested type on the
-reference data with default (full) settings, then measures over HTTP:
+ports with the stack's own service definitions (``bikecount.stack.services``: the command line
+and environment ``bikecount up`` uses), trains one model per requested type on the reference
+data with default (full) settings, then measures, per model type:
 
-- the latency of one-record requests, sent one after the other (p50, p90, p99);
-- the time of one request with 1,000 and with 10,000 records (median of 3);
+- over HTTP, requests of 1, 24, 1,248 (a day of 52 counters) and 10,000 records sent one after
+  the other: p50 and p99 of each size;
+- the server's floor in the same run: the p50 of a request it answers 404, sent alternately
+  with the one-record requests (same moment, same load), and the one-record p50 as a multiple
+  of it;
+- in-process, on the model as the API loads it: the median time to read the records
+  (``valid_frame``), to make the features (the model's feature steps), and to predict from them;
 - requests per second with ``--concurrency`` clients sending one-record requests at once.
 
 Figures are printed, never asserted. Every process started is stopped at the end, on Ctrl-C too.
+With ``--workdir DIR --reuse``, a second run reuses the data and models a first run left there.
 
     python benchmarks/serve.py [--models rf gbm nn rf_class] [--requests N] [--concurrency C]
 """
@@ -27,21 +34,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 import numpy as np
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
+from bikecount.api.routes.predict import valid_frame
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
-from bikecount.models import MODEL_TYPES
+from bikecount.inference import load_for_serving, predict_records
+from bikecount.models import MODEL_TYPES, get_spec
 from bikecount.records import COUNT, SNAKE_TO_EXPORT
 from bikecount.registry import Registry, bound_mlflow_requests
 from bikecount.stack import check_ports
@@ -53,23 +65,49 @@ HOST = "127.0.0.1"
 HEALTH_TIMEOUT_SECONDS = 180.0
 REQUEST_TIMEOUT_SECONDS = 300.0  # the first request loads the model from MLflow
 WARMUP_REQUESTS = 20
-BATCH_SIZES = (1_000, 10_000)
-BATCH_REPEATS = 3
-TARGETS = "rf, 1 record: p50 < 10 ms and p99 < 30 ms; 10,000 records: < 1 s"
+# 1 record (a dashboard's counter), 24 (a journey planner's day), 1,248 (a day of 52 counters).
+SIZES = (1, 24, 1_248, 10_000)
+SMALL_SIZES = (1, 24)
+TARGETS = (
+    "rf, 1 record: p50 <= 5 ms and <= 4x the 404 floor where the floor allows, p99 <= 15 ms; "
+    "10,000 records <= 0.5 s"
+)
+MISSING_PATH = "/no-such-page"
 
 Record = dict[str, Any]
 
 
 @dataclass
+class Latency:
+    """p50 and p99 of some requests, in milliseconds."""
+
+    p50_ms: float
+    p99_ms: float
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latency:
+        p50, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 99])
+        return cls(float(p50), float(p99))
+
+
+@dataclass
+class Split:
+    """In-process medians (ms): reading the records, making the features, predicting."""
+
+    parse_ms: float
+    features_ms: float
+    model_ms: float
+
+
+@dataclass
 class Figures:
-    """What was measured for one model type (latencies in ms, batch times in s)."""
+    """What was measured for one model type."""
 
     model_type: str
     version: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    batch_seconds: dict[int, float]
+    floor: Latency
+    http: dict[int, Latency]
+    in_process: dict[int, Split]
     requests_per_second: float
     load_p50_ms: float
 
@@ -77,14 +115,27 @@ class Figures:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=MODEL_TYPES, default=list(MODEL_TYPES))
-    parser.add_argument("--requests", type=int, default=200, help="sequential 1-record requests")
+    parser.add_argument(
+        "--requests", type=int, default=200, help="sequential requests of 1 and of 24 records"
+    )
+    parser.add_argument(
+        "--batch-requests",
+        type=int,
+        default=20,
+        help="sequential requests of 1,248 and of 10,000 records",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --workdir: reuse the data and the champions a previous run left there",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="clients under load")
     parser.add_argument(
         "--load-requests", type=int, default=2_000, help="bound on requests under load"
     )
     parser.add_argument("--load-seconds", type=float, default=20.0, help="bound on time under load")
     parser.add_argument("--months", type=int, default=13, help="months of generated data")
-    parser.add_argument("--counters", type=int, default=60, help="generated counters")
+    parser.add_argument("--counters", type=int, default=52, help="generated counters")
     parser.add_argument(
         "--workdir", type=Path, default=None, help="use and keep this folder (default: temporary)"
     )
@@ -208,19 +259,76 @@ def timed_predict(client: httpx.Client, records: list[Record], model_type: str) 
     return time.perf_counter() - started
 
 
-def measure_sequential(
+def batch_of(records: list[Record], size: int, offset: int) -> list[Record]:
+    """``size`` records starting at ``offset``, wrapping around."""
+    return [records[(offset + i) % len(records)] for i in range(size)]
+
+
+def measure_size(
+    client: httpx.Client, records: list[Record], model_type: str, size: int, n: int
+) -> list[float]:
+    """Times (s) of ``n`` requests of ``size`` records, sent one after the other."""
+    return [timed_predict(client, batch_of(records, size, i * size), model_type) for i in range(n)]
+
+
+def measure_floor_and_one(
     client: httpx.Client, records: list[Record], model_type: str, n: int
-) -> np.ndarray:
-    """Latencies (ms) of ``n`` one-record requests sent one after the other."""
-    return np.array(
-        [timed_predict(client, [records[i % len(records)]], model_type) * 1e3 for i in range(n)]
-    )
+) -> tuple[list[float], list[float]]:
+    """Times (s) of ``n`` requests answered 404 and ``n`` one-record requests, sent alternately,
+    so that both meet the same moment's load."""
+    floor, one = [], []
+    for i in range(n):
+        started = time.perf_counter()
+        response = client.get(MISSING_PATH)
+        floor.append(time.perf_counter() - started)
+        if response.status_code != 404:
+            raise RuntimeError(f"{MISSING_PATH}: {response.status_code}, not 404")
+        one.append(timed_predict(client, [records[i % len(records)]], model_type))
+    return floor, one
 
 
-def measure_batch(client: httpx.Client, records: list[Record], model_type: str, size: int) -> float:
-    """Median time (s) of one request with ``size`` records."""
-    batch = [records[i % len(records)] for i in range(size)]
-    return statistics.median(timed_predict(client, batch, model_type) for _ in range(BATCH_REPEATS))
+def median_seconds(action: Callable[[], object], n: int) -> float:
+    """Median time (s) of ``n`` calls of ``action``, after one unmeasured call."""
+    action()
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def feature_steps(model: Any) -> Pipeline:
+    """The feature steps of a served model: its pipeline without the final estimator."""
+    for wrapped in ("regressor_", "classifier_"):  # the target and affluence wrappers
+        if hasattr(model, wrapped):
+            model = getattr(model, wrapped)
+    return model[:-1]
+
+
+def measure_in_process(
+    registry: Registry, model_type: str, version: int, records: list[Record], n: int
+) -> dict[int, Split]:
+    """Per size, the median time to read the records, make the features and predict, in this
+    process, with the model as the API loads it."""
+    with threadpool_limits(limits=1, user_api="openmp"):  # as the API's OMP_NUM_THREADS=1
+        return split_stages(load_for_serving(registry, model_type, version), model_type, records, n)
+
+
+def split_stages(model: Any, model_type: str, records: list[Record], n: int) -> dict[int, Split]:
+    """Per size, the medians of the stages, with ``model`` as loaded (see measure_in_process)."""
+    task = get_spec(model_type).task
+    steps = feature_steps(model)
+    splits = {}
+    for size in SIZES:
+        batch = batch_of(records, size, 0)
+        repeats = n if size in SMALL_SIZES else max(3, n // 20)
+        frame = valid_frame(batch)
+        parse = median_seconds(partial(valid_frame, batch), repeats)
+        features = median_seconds(partial(steps.transform, frame), repeats)
+        total = median_seconds(partial(predict_records, model, task, frame), repeats)
+        splits[size] = Split(parse * 1e3, features * 1e3, max(total - features, 0.0) * 1e3)
+    return splits
 
 
 def measure_load(
@@ -265,50 +373,73 @@ def measure_load(
 
 
 def measure_model(
-    url: str, records: list[Record], model_type: str, args: argparse.Namespace
+    url: str,
+    registry: Registry,
+    records: list[Record],
+    model_type: str,
+    args: argparse.Namespace,
 ) -> Figures:
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_SECONDS, trust_env=False) as client:
         version = post_predict(client, records[:1], model_type)["model_version"]
-        measure_sequential(client, records, model_type, WARMUP_REQUESTS)
-        latencies = measure_sequential(client, records, model_type, args.requests)
-        batches = {size: measure_batch(client, records, model_type, size) for size in BATCH_SIZES}
+        measure_size(client, records, model_type, 1, WARMUP_REQUESTS)
+        floor, one = measure_floor_and_one(client, records, model_type, args.requests)
+        http = {1: Latency.of(one)}
+        for size in SIZES[1:]:
+            n = args.requests if size in SMALL_SIZES else args.batch_requests
+            http[size] = Latency.of(measure_size(client, records, model_type, size, n))
+    in_process = measure_in_process(registry, model_type, version, records, args.requests)
     rate, load_p50 = measure_load(
         url, records, model_type, args.concurrency, args.load_requests, args.load_seconds
     )
-    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
-    return Figures(model_type, version, p50, p90, p99, batches, rate, load_p50)
+    return Figures(model_type, version, Latency.of(floor), http, in_process, rate, load_p50)
 
 
-def print_table(figures: list[Figures], concurrency: int) -> None:
-    headers = [
-        "model",
-        "version",
-        "p50 1-rec ms",
-        "p90 1-rec ms",
-        "p99 1-rec ms",
-        "1k records s",
-        "10k records s",
-        f"req/s at {concurrency}",
-        f"p50 at {concurrency} ms",
-    ]
-    rows = [
+def print_rows(headers: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table (docs/benchmarks.md takes it as printed)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) + " |")
+
+
+def print_tables(figures: list[Figures], concurrency: int) -> None:
+    headers = ["model", "404 floor p50", "1 rec p50 (x floor)", "1 rec p99"]
+    for size in SIZES[1:]:
+        headers += [f"{size:,} rec p50", f"{size:,} rec p99"]
+    headers += [f"req/s at {concurrency}", f"p50 at {concurrency}"]
+    rows = []
+    for f in figures:
+        one = f.http[1]
+        row = [
+            f"{f.model_type} v{f.version}",
+            f"{f.floor.p50_ms:.2f}",
+            f"{one.p50_ms:.2f} ({one.p50_ms / f.floor.p50_ms:.1f}x)",
+            f"{one.p99_ms:.2f}",
+        ]
+        for size in SIZES[1:]:
+            row += [f"{f.http[size].p50_ms:.1f}", f"{f.http[size].p99_ms:.1f}"]
+        row += [f"{f.requests_per_second:.0f}", f"{f.load_p50_ms:.1f}"]
+        rows.append(row)
+    print("Over HTTP, milliseconds:")
+    print()
+    print_rows(headers, rows)
+    print()
+    print("In-process medians, milliseconds (model as the API loads it):")
+    print()
+    split_rows = [
         [
             f.model_type,
-            str(f.version),
-            f"{f.p50_ms:.1f}",
-            f"{f.p90_ms:.1f}",
-            f"{f.p99_ms:.1f}",
-            f"{f.batch_seconds[1_000]:.3f}",
-            f"{f.batch_seconds[10_000]:.3f}",
-            f"{f.requests_per_second:.1f}",
-            f"{f.load_p50_ms:.1f}",
+            f"{size:,}",
+            f"{split.parse_ms:.2f}",
+            f"{split.features_ms:.2f}",
+            f"{split.model_ms:.2f}",
+            f"{split.parse_ms + split.features_ms + split.model_ms:.2f}",
         ]
         for f in figures
+        for size, split in f.in_process.items()
     ]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print_rows(["model", "records", "parse", "features", "model", "total"], split_rows)
 
 
 def plan_services(settings: Settings) -> tuple[ServiceSpec, ServiceSpec, Settings]:
@@ -334,31 +465,50 @@ def start_service(manager: ProcessManager, spec: ServiceSpec) -> RunningService:
     return service
 
 
-def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, str]]:
-    """Data, MLflow, training, the API, then the measurements; every process stopped on exit."""
-    settings = workdir_settings(root)
-    print(f"generating {args.months} months x {args.counters} counters into {root}", flush=True)
+def prepare_data(args: argparse.Namespace, settings: Settings) -> None:
+    """Generate the data sets, unless ``--reuse`` finds them in the working folder."""
+    if args.reuse and settings.dataset_path("current").is_file():
+        print(f"reusing the data sets in {settings.data_dir}", flush=True)
+        return
+    print(f"generating {args.months} months x {args.counters} counters", flush=True)
     config = SynthConfig(months=args.months, n_counters=args.counters)
     written = write_datasets(generate_records(config), settings)
     print("  " + ", ".join(f"{name}: {len(frame):,} rows" for name, (_, frame) in written.items()))
+
+
+def to_train(args: argparse.Namespace, registry: Registry) -> list[str]:
+    """The requested model types to train: all, or with ``--reuse`` those without a champion."""
+    if not args.reuse:
+        return list(args.models)
+    return [model_type for model_type in args.models if registry.champion(model_type) is None]
+
+
+def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, str]]:
+    """Data, MLflow, training, the API, then the measurements; every process stopped on exit."""
+    settings = workdir_settings(root)
+    print(f"working in {root}", flush=True)
+    prepare_data(args, settings)
     mlflow_spec, api_spec, settings = plan_services(settings)
     bound_mlflow_requests(settings)  # before the process manager's threads start
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
-        print(f"training {', '.join(args.models)} (default settings)", flush=True)
-        failures = train_models(settings, args.models)
+        registry = Registry(settings)
+        training = to_train(args, registry)
+        print(f"training {', '.join(training) or 'nothing'} (default settings)", flush=True)
+        failures = train_models(settings, training)
         start_service(manager, api_spec)
         records = snake_records(settings)
         results = []
         for model_type in [m for m in args.models if m not in failures]:
             print(f"measuring {model_type}", flush=True)
-            results.append(measure_model(api_spec.url, records, model_type, args))
+            results.append(measure_model(api_spec.url, registry, records, model_type, args))
         return results, failures
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     isolate_environment()
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # as the API sets it
     cpus = os.cpu_count()
     load_at_start = os.getloadavg()
     started = time.perf_counter()
@@ -376,14 +526,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{', '.join(f'{x:.2f}' for x in load_at_end)}; total {time.perf_counter() - started:.0f} s"
     )
     print(
-        f"data: {args.months} months x {args.counters} counters; {args.requests} sequential "
-        f"1-record requests after {WARMUP_REQUESTS} warm-up; batches median of {BATCH_REPEATS}; "
+        f"data: {args.months} months x {args.counters} counters (generated); "
+        f"{args.requests} sequential requests of 1 record (each after one answered 404) and of "
+        f"24, {args.batch_requests} of 1,248 and of 10,000, after {WARMUP_REQUESTS} warm-up; "
         f"load: {args.concurrency} clients, at most {args.load_requests} requests "
         f"or {args.load_seconds:.0f} s"
     )
     print(f"targets: {TARGETS}")
     print()
-    print_table(results, args.concurrency)
+    print_tables(results, args.concurrency)
     for model_type, reason in failures.items():
         print(f"{model_type}: not measured, training failed ({reason})")
 

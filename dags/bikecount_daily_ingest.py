@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from bikecount.pipeline.schedule import context_day, dag_arguments, task_settings
+from bikecount.pipeline.schedule import context_day, dag_arguments, saying_faults, task_settings
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) and the settings wait for the tasks: DAG files are
@@ -44,7 +44,8 @@ def bikecount_daily_ingest() -> None:
 
         context = get_current_context()
         force = bool(context["params"].get("force", False))
-        return ingest_day(task_settings(), context_day(context), force=force).as_dict()
+        with saying_faults():
+            return ingest_day(task_settings(), context_day(context), force=force).as_dict()
 
     @task
     def report(result: dict[str, Any]) -> None:

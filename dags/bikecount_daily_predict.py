@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
-from bikecount.pipeline.schedule import context_day, dag_arguments, task_settings
+from bikecount.pipeline.schedule import context_day, dag_arguments, saying_faults, task_settings
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) and the settings wait for the tasks: DAG files are
@@ -37,10 +37,11 @@ def bikecount_daily_predict() -> None:
     @task.sensor(poke_interval=300, timeout=12 * 3600, mode="reschedule")
     def wait_for_ingest() -> PokeReturnValue:
         """Wait until the day has stored counts."""
-        from bikecount.pipeline.store import ingested_days, open_store
+        from bikecount.pipeline.store import ingested_days, open_pipeline_store
 
         day = context_day(get_current_context())
-        done = day in ingested_days(open_store(task_settings().pipeline_db_url), day, day)
+        with saying_faults():
+            done = day in ingested_days(open_pipeline_store(task_settings()), day, day)
         logger.info("day %s %s", day, "ingested" if done else "not ingested yet")
         return PokeReturnValue(is_done=done, xcom_value=day.isoformat())
 
@@ -49,7 +50,8 @@ def bikecount_daily_predict() -> None:
         """Score the stored forecast of the ingested day against its counts."""
         from bikecount.pipeline.predict import score_day
 
-        result = score_day(task_settings(), date.fromisoformat(day))
+        with saying_faults():
+            result = score_day(task_settings(), date.fromisoformat(day))
         logger.info("%s: %s", day, result.reason or result.errors)
         return {
             "day": result.day,
@@ -62,7 +64,8 @@ def bikecount_daily_predict() -> None:
         """Forecast the next day through the API and store it with the model version."""
         from bikecount.pipeline.predict import predict_day
 
-        result = predict_day(task_settings(), date.fromisoformat(day) + timedelta(days=1))
+        with saying_faults():
+            result = predict_day(task_settings(), date.fromisoformat(day) + timedelta(days=1))
         return {
             "day": result.day,
             "rows": result.rows,

@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from bikecount.pipeline.schedule import dag_arguments, task_settings
+from bikecount.pipeline.schedule import dag_arguments, saying_faults, task_settings
 
 logger = logging.getLogger(__name__)
 # Heavy imports (pandas, MLflow, Evidently) and the settings wait for the tasks: DAG files are
@@ -40,7 +40,8 @@ def bikecount_monitor_and_retrain() -> None:
 
         force = bool(get_current_context()["params"].get("force"))
         settings = task_settings()
-        result = assess(settings, Registry(settings), force=force)
+        with saying_faults():
+            result = assess(settings, Registry(settings), force=force)
         logger.info("retrain %s: %s", "due" if result.retrain_due else "not due", result.reason)
         return result.as_dict()
 
@@ -49,7 +50,8 @@ def bikecount_monitor_and_retrain() -> None:
         """Train through the API when due; the API decides the promotion."""
         from bikecount.pipeline.retrain import RetrainResult, retrain
 
-        return retrain(task_settings(), RetrainResult.from_dict(assessed)).as_dict()
+        with saying_faults():
+            return retrain(task_settings(), RetrainResult.from_dict(assessed)).as_dict()
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def record_decision(assessed: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +64,8 @@ def bikecount_monitor_and_retrain() -> None:
         failure = None if trained else "the retrain_if_due task failed (see its log)"
         settings = task_settings()
         outcome = RetrainResult.from_dict(trained or assessed)
-        result = record(settings, Registry(settings), outcome, failure=failure)
+        with saying_faults():
+            result = record(settings, Registry(settings), outcome, failure=failure)
         if failure:
             raise PipelineError(f"audit row {result.audit_id}: {result.reason}")
         return result.as_dict()

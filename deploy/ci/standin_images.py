@@ -191,11 +191,18 @@ def postgres_recipe(tag: str) -> Recipe:
     return Recipe(tag, "postgres.Dockerfile", DEBIAN_TAG, {"postgres-entrypoint.sh": entrypoint})
 
 
+def debian_package_recipe(dockerfile: str) -> Callable[[str], Recipe]:
+    """A stand-in that is one Debian package on the bookworm tree (``dockerfile`` says which)."""
+    return lambda tag: Recipe(tag, dockerfile, DEBIAN_TAG)
+
+
 # Registry image (by name, tag aside) -> the recipe of its stand-in.
 STAND_INS: dict[str, Callable[[str], Recipe]] = {
     "python": python_recipe,
     "ghcr.io/mlflow/mlflow": mlflow_recipe,
     "postgres": postgres_recipe,
+    "haproxy": debian_package_recipe("haproxy.Dockerfile"),
+    "prom/prometheus": debian_package_recipe("prometheus.Dockerfile"),
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from bikecount.evaluate import finite_metrics, per_counter_rmse, regression_metr
 from bikecount.fitting import fit_for_deployment
 from bikecount.forecast import GRID_COLUMNS, GapSettings, forecast_day
 from bikecount.models import get_spec, parse_params
+from bikecount.models.protocol import RecordModel
 from bikecount.records import PARIS_TZ
 
 if TYPE_CHECKING:
@@ -37,6 +38,24 @@ BACKTEST = "backtest"
 
 # Called after each day: (day, days done, days in all, whether the model was retrained).
 DayCallback = Callable[[date, int, int, bool], None]
+# One day's errors: its ``day`` (ISO), ``rows``, and each regression metric (None: undefined).
+# Typed loosely: the command line reads a row's values by name, each as what it knows it is.
+DayRow = dict[str, Any]
+
+
+class BacktestSummary(TypedDict):
+    """The JSON of ``bikecount backtest --json``."""
+
+    model_type: str
+    start: str
+    end: str
+    retrain_every: int
+    metrics: dict[str, float | None]
+    days: list[DayRow]
+    per_counter_rmse: dict[str, float]
+    retrained_on: list[str]
+    duration_seconds: float
+    run_id: str | None
 
 
 @dataclass
@@ -48,14 +67,14 @@ class BacktestResult:
     end: date
     retrain_every: int
     metrics: dict[str, float]
-    days: list[dict[str, Any]]
+    days: list[DayRow]
     per_counter_rmse: dict[str, float]
     forecasts: pd.DataFrame = field(repr=False)
     retrained_on: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
     run_id: str | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> BacktestSummary:
         """The JSON of ``bikecount backtest --json``."""
         return {
             "model_type": self.model_type,
@@ -84,7 +103,7 @@ def run_backtest(
     settings: Settings,
     *,
     retrain_every: int = 7,
-    hyperparams: Mapping[str, Any] | None = None,
+    hyperparams: Mapping[str, object] | None = None,
     on_day: DayCallback | None = None,
 ) -> BacktestResult:
     """Forecast each day from ``start`` to ``end`` with a rolling origin (see the module doc).
@@ -128,10 +147,10 @@ def _roll(
     records: pd.DataFrame,
     targets: list[date],
     retrain_every: int,
-    fit: Callable[[pd.DataFrame], Any],
+    fit: Callable[[pd.DataFrame], RecordModel],
     gap: GapSettings,
     on_day: DayCallback | None,
-) -> tuple[pd.DataFrame, list[dict[str, Any]], list[str]]:
+) -> tuple[pd.DataFrame, list[DayRow], list[str]]:
     """The rolling origin: the model is fitted on the records before the first target day,
     then again every ``retrain_every`` days on the records before that day; each day is
     forecast from the counts before it.
@@ -140,14 +159,14 @@ def _roll(
         The forecast records, each day's metrics, the days the model was retrained on.
     """
     days_of = local_days(records)
-    model: Any = None
+    model: RecordModel | None = None
     retrained_on: list[str] = []
     outputs: list[pd.DataFrame] = []
-    day_rows: list[dict[str, Any]] = []
+    day_rows: list[DayRow] = []
     for done, day in enumerate(targets, start=1):
-        retrain = model is None or (day - targets[0]).days % retrain_every == 0
+        retrain = (day - targets[0]).days % retrain_every == 0  # the first day among them
         before = records[(days_of < day).to_numpy()]
-        if retrain:
+        if model is None or retrain:
             logger.info("retraining on %d records before %s", len(before), day)
             model = fit(before)
             retrained_on.append(day.isoformat())
@@ -166,7 +185,7 @@ def _checked_params(
     start: date,
     end: date,
     retrain_every: int,
-    hyperparams: Mapping[str, Any] | None,
+    hyperparams: Mapping[str, object] | None,
 ) -> BaseModel:
     """The hyperparameters of a backtest that can run (see :func:`run_backtest`)."""
     spec = get_spec(model_type)
@@ -188,7 +207,7 @@ def _target_days(days_of: pd.Series, start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+def _day_metrics(day: date, truth: np.ndarray, predicted: np.ndarray) -> DayRow:
     return {
         "day": day.isoformat(),
         "rows": len(truth),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
@@ -26,6 +25,7 @@ from bikecount.evaluate import (
     is_better,
     score_model,
 )
+from bikecount.models.protocol import RecordModel
 from bikecount.records import TIMESTAMP_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Challenger:
     version: int
     task: str
     test_mode: bool
-    evaluation: Any
+    evaluation: RecordModel
     metrics: Mapping[str, float]
     split: HoldoutSplit
     data_fingerprint: str
@@ -69,7 +69,9 @@ class ChampionDecision:
 
 
 def decide_champion(
-    challenger: Challenger, champion: Champion | None, load_version: Callable[[int], Any]
+    challenger: Challenger,
+    champion: Champion | None,
+    load_version: Callable[[int], RecordModel],
 ) -> ChampionDecision:
     """Whether ``challenger`` becomes champion, and why (see the module docstring).
 
@@ -94,7 +96,7 @@ def decide_champion(
 
 
 def compare_with_champion(
-    challenger: Challenger, champion: Champion, load_version: Callable[[int], Any]
+    challenger: Challenger, champion: Champion, load_version: Callable[[int], RecordModel]
 ) -> ChampionDecision:
     """Whether the challenger beats the champion, judged on rows neither was fitted on.
 

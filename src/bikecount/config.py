@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bikecount.models.catalog import RegressorType
+from bikecount.model_types import RegressorType
 
 Env = Literal["dev", "prod"]
 
@@ -211,6 +211,15 @@ class Settings(BaseSettings):
         default="sqlite:///pipeline.db",
         description="The pipeline store of raw counts, predictions and audit (any SQLAlchemy URL).",
     )
+    store_busy_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a read or write of the pipeline store waits for another "
+        "writer's lock (SQLite's busy timeout; PostgreSQL's `lock_timeout`, and twice this as "
+        "`statement_timeout` of its writes) before it is refused: nothing is written, exit "
+        "code 75.",
+    )
     pipeline_api_url: str = Field(
         default="http://127.0.0.1:8000", description="The RegModel API the pipeline calls."
     )
@@ -301,6 +310,13 @@ class Settings(BaseSettings):
     )
     dashboard_errors_days: int = Field(
         default=60, ge=1, le=366, description="Days of daily forecast errors shown."
+    )
+    # The APIs' /health answers from a background probe of MLflow, never waiting on it.
+    health_refresh_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=3600,
+        description="How often the APIs probe MLflow in the background for `/health`.",
     )
 
     @model_validator(mode="after")

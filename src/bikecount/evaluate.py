@@ -7,7 +7,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from bikecount.models.protocol import RecordModel, as_classifier
 from bikecount.records import COUNT_COLUMN, COUNTER_COLUMN, TIMESTAMP_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -114,13 +114,14 @@ def classification_metrics(
     }
 
 
-def score_model(model: Any, task: str, records: pd.DataFrame) -> dict[str, float]:
+def score_model(model: RecordModel, task: str, records: pd.DataFrame) -> dict[str, float]:
     """Score a fitted model on canonical records that carry their counts."""
     counts = records[COUNT_COLUMN].to_numpy(dtype=float)
     if task == "classification":
-        truth = model.labels_for(records, counts)
+        classifier = as_classifier(model)
+        truth = classifier.labels_for(records, counts)
         return classification_metrics(
-            truth, model.predict(records), model.predict_proba(records)[:, 1]
+            truth, classifier.predict(records), classifier.predict_proba(records)[:, 1]
         )
     return regression_metrics(counts, model.predict(records))
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel
+from sklearn.compose import TransformedTargetRegressor
 
 from bikecount.cleaning import drop_outages
 from bikecount.config import Settings
 from bikecount.evaluate import HoldoutSplit, score_model, split_holdout
 from bikecount.isolated_fit import fit_isolated
 from bikecount.models import build_model, get_spec, stops_early
+from bikecount.models.param_types import ParamValue
+from bikecount.models.protocol import RecordModel
 from bikecount.records import COUNT_COLUMN, TIMESTAMP_COLUMN
 from bikecount.stopping import StopToken
 
@@ -47,11 +49,11 @@ class FitResult:
         trained_until: the last timestamp ``model`` was fitted on (ISO 8601).
     """
 
-    model: Any
-    evaluation: Any
+    model: RecordModel
+    evaluation: RecordModel
     split: HoldoutSplit
     metrics: dict[str, float]
-    refit_changes: dict[str, Any]
+    refit_changes: dict[str, ParamValue]
     rows_fit: int
     trained_until: str
 
@@ -95,7 +97,7 @@ def fit_and_evaluate(
     if on_scored is not None:
         on_scored(metrics)
     model, fitted = evaluation, split.train
-    changes: dict[str, Any] = {}
+    changes: dict[str, ParamValue] = {}
     if refit:
         stage(f"refitting on all {len(frame):,} records (holdout included)")
         refit_params = deployment_params(model_type, params, evaluation)
@@ -105,7 +107,7 @@ def fit_and_evaluate(
     return FitResult(model, evaluation, split, metrics, changes, len(fitted), trained_until)
 
 
-def _changed_params(params: BaseModel, refit_params: BaseModel) -> dict[str, Any]:
+def _changed_params(params: BaseModel, refit_params: BaseModel) -> dict[str, ParamValue]:
     return {
         f"refit_{name}": value
         for name, value in refit_params.model_dump().items()
@@ -120,7 +122,7 @@ def fit_records(
     settings: Settings,
     stop: StopToken | None = None,
     stage: str = "fitting",
-) -> Any:
+) -> RecordModel:
     """A fresh model of ``model_type`` fitted on canonical records, counter outages dropped.
 
     The one fitting step of ``bikecount train``, ``POST /train`` and ``bikecount backtest``.
@@ -139,18 +141,34 @@ def fit_records(
     return model
 
 
-def deployment_params(model_type: str, params: BaseModel, evaluation: Any) -> BaseModel:
+def deployment_params(model_type: str, params: BaseModel, evaluation: RecordModel) -> BaseModel:
     """The hyperparameters of the refit on every row: the evaluated ones, except that ``nn``
     trains for exactly the epochs its early stopping chose (no rows left to stop on)."""
     if stops_early(model_type, params):
-        network = evaluation.regressor_.named_steps["model"]
-        return params.model_copy(update={"epochs": int(network.best_epoch_)})
+        return params.model_copy(update={"epochs": chosen_epochs(evaluation)})
     return params
+
+
+def chosen_epochs(model: RecordModel) -> int:
+    """The epochs an ``nn`` model's early stopping chose: its network is the last step of the
+    pipeline that its target wrapper fitted (:func:`~bikecount.models.neural.build_nn_model`).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn`` model.
+    """
+    # Imported here: only nn needs it, and it imports PyTorch.
+    from bikecount.models.neural import TorchRegressor
+
+    if isinstance(model, TransformedTargetRegressor):
+        network = model.regressor_.named_steps["model"]
+        if isinstance(network, TorchRegressor):
+            return int(network.best_epoch_)
+    raise TypeError(f"{type(model).__name__} is not an nn model: it chose no epoch count")
 
 
 def fit_for_deployment(
     model_type: str, params: BaseModel, records: pd.DataFrame, settings: Settings
-) -> Any:
+) -> RecordModel:
     """The model ``bikecount train`` would register for these records, without MLflow.
 
     Models whose refit needs nothing from the evaluation fit (trees) are fitted once, on every

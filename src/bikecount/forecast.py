@@ -29,13 +29,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
 from bikecount.cleaning import outage_mask
 from bikecount.config import Settings
-from bikecount.records import CANONICAL_INPUTS, COUNT_COLUMN, COUNTER_COLUMN, TIMESTAMP_COLUMN
+from bikecount.records import (
+    CANONICAL_INPUTS,
+    COUNT_COLUMN,
+    COUNTER_COLUMN,
+    PARIS_TZ,
+    TIMESTAMP_COLUMN,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,22 @@ Predictor = Callable[[pd.DataFrame], np.ndarray]
 
 # A grid to forecast: canonical records without their counts.
 GRID_COLUMNS = list(CANONICAL_INPUTS)
+
+
+def day_hours(day: date) -> pd.DatetimeIndex:
+    """The local hours of ``day`` (23 or 25 on daylight-saving days), Paris time."""
+    start = pd.Timestamp(day).tz_localize(PARIS_TZ)
+    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(PARIS_TZ)
+    return pd.date_range(start, end, freq="h", inclusive="left")
+
+
+def day_grid(counters: pd.DataFrame, day: date) -> pd.DataFrame:
+    """Canonical records (counter, timestamp, lat, lon) for every counter and hour of the day."""
+    hours = day_hours(day)
+    grid = counters.loc[counters.index.repeat(len(hours))].reset_index(drop=True)
+    stamps = pd.to_datetime(np.tile(hours, len(counters)), utc=True)
+    grid[TIMESTAMP_COLUMN] = stamps.tz_convert(PARIS_TZ)
+    return grid[GRID_COLUMNS]
 
 
 @dataclass(frozen=True)

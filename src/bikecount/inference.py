@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bikecount import lean_predict
 from bikecount.data.io import read_records, write_records
 from bikecount.evaluate import per_counter_rmse, score_model
 from bikecount.models import get_spec
 from bikecount.models.affluence import LABELS, Label
+from bikecount.models.protocol import RecordModel, as_classifier
 from bikecount.records import parse_records, require_valid
 from bikecount.registry import Registry
 
@@ -29,7 +31,7 @@ class Predictions:
     proba_forte: np.ndarray | None = None
 
 
-def tune_for_serving(model: Any) -> Any:
+def tune_for_serving(model: RecordModel) -> RecordModel:
     """Make a loaded model predict on one thread, and return it.
 
     An API serves many small requests at once: a forest that builds a thread pool per call
@@ -37,7 +39,8 @@ def tune_for_serving(model: Any) -> Any:
     in parallel. Walks the fitted estimators (pipelines, target and affluence wrappers).
     """
     seen: set[int] = set()
-    pending = [model]
+    # The estimators inside are scikit-learn's, of any kind: only their attributes are read.
+    pending: list[object] = [model]
     while pending:
         estimator = pending.pop()
         if id(estimator) in seen:
@@ -54,27 +57,33 @@ def tune_for_serving(model: Any) -> Any:
     return model
 
 
-def load_for_serving(registry: Registry, model_type: str, version: int) -> Any:
+def load_for_serving(registry: Registry, model_type: str, version: int) -> RecordModel:
     """A registered version, tuned for serving (see :func:`tune_for_serving`)."""
     return tune_for_serving(registry.load_version(model_type, version))
 
 
-def predict_records(model: Any, task: str, records: pd.DataFrame) -> Predictions:
-    """Predict canonical or raw records with a fitted model, in input order."""
+def predict_records(model: RecordModel, task: str, records: pd.DataFrame) -> Predictions:
+    """Predict canonical or raw records with a fitted model, in input order.
+
+    The model's own answers, through :mod:`bikecount.lean_predict`: its fitted steps called
+    without the wrappers' per-call costs, which are most of a small request's time.
+    """
     if task == "classification":
+        classifier = as_classifier(model)
         # One pass through the pipeline: the labels are the likelier class of the probabilities
         # (as the forest's own predict decides), not a second run of every feature.
-        proba = np.asarray(model.predict_proba(records), dtype=float)
-        classes = np.asarray(model.classes_, dtype=int)[proba.argmax(axis=1)]
+        proba = np.asarray(lean_predict.predict_proba(classifier, records), dtype=float)
+        classes = np.asarray(classifier.classes_, dtype=int)[proba.argmax(axis=1)]
         return Predictions(
             values=classes, labels=[LABELS[c] for c in classes], proba_forte=proba[:, 1]
         )
-    return Predictions(values=np.clip(np.asarray(model.predict(records), float), 0, None))
+    values = np.asarray(lean_predict.predict_values(model, records), float)
+    return Predictions(values=np.clip(values, 0, None))
 
 
 def load_model(
     registry: Registry, model_type: str, version: int | None = None, metric: str | None = None
-) -> tuple[Any, int]:
+) -> tuple[RecordModel, int]:
     """Load a registered version (the champion by default) and return it with its number."""
     chosen = registry.choose_version(model_type, version, metric)
     return registry.load_version(model_type, chosen), chosen
@@ -111,6 +120,7 @@ def evaluate_file(
     if parsed.frame.empty:
         raise ValueError(f"{source}: no valid labelled records")
     task = get_spec(model_type).task
+    # A JSON report, typed loosely: the command line rewrites its metrics for display.
     report: dict[str, Any] = {
         "model_type": model_type,
         "version": used,

@@ -31,11 +31,18 @@ import signal
 import threading
 from contextlib import nullcontext, suppress
 from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.context import ForkServerContext, ForkServerProcess
+from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from bikecount.stopping import StopToken
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from bikecount.models.protocol import RecordModel
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ class FitProcessError(RuntimeError):
     """The fit's process died without an answer (killed, out of memory)."""
 
 
-def _context() -> Any:
+def _context() -> ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     if not _stop_at_exit.is_set():
@@ -104,7 +111,9 @@ def lower_thread_priority(niceness: int) -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
-def fit_isolated(model: Any, X: Any, y: Any, stop: StopToken, stage: str = "fitting") -> Any:
+def fit_isolated(
+    model: RecordModel, X: pd.DataFrame, y: np.ndarray, stop: StopToken, stage: str = "fitting"
+) -> RecordModel:
     """``model.fit(X, y)`` in a child process at the calling thread's priority; return the
     fitted model.
 
@@ -127,21 +136,25 @@ def fit_isolated(model: Any, X: Any, y: Any, stop: StopToken, stage: str = "fitt
     sender.close()
     lifeline.close()
     try:
-        status, payload = _wait_for_answer(process, receiver, stop, stage)
+        _, payload = _wait_for_answer(process, receiver, stop, stage)
     finally:
         if process.is_alive():
             process.kill()
         process.join(timeout=10)
         receiver.close()
         keep_alive.close()
-    if status == "error":
+    if isinstance(payload, BaseException):  # the child answered ("error", exception)
         raise payload
     return payload
 
 
+# What the child sends back: ("ok", the fitted model) or ("error", what fit raised).
+Answer = tuple[str, "RecordModel | BaseException"]
+
+
 def _wait_for_answer(
-    process: Any, receiver: Connection, stop: StopToken, stage: str
-) -> tuple[str, Any]:
+    process: ForkServerProcess, receiver: Connection, stop: StopToken, stage: str
+) -> Answer:
     while True:
         if receiver.poll(POLL_SECONDS):
             try:
@@ -165,9 +178,9 @@ def _openmp_threads() -> int | None:
 
 
 def _fit_child(
-    model: Any,
-    X: Any,
-    y: Any,
+    model: RecordModel,
+    X: pd.DataFrame,
+    y: np.ndarray,
     sender: Connection,
     lifeline: Connection,
     openmp_threads: int | None,
@@ -182,7 +195,7 @@ def _fit_child(
     try:
         with limits:
             model.fit(X, y)
-        answer: tuple[str, Any] = ("ok", model)
+        answer: Answer = ("ok", model)
     except Exception as exc:  # sent back and raised again by the caller
         answer = ("error", exc)
     try:

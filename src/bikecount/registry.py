@@ -6,23 +6,21 @@ here depends on MLflow's global tracking URI, except the runs that MLflow's flue
 "Not there" and "cannot be asked" are told apart: :class:`ModelNotFoundError` only when the model,
 version or champion does not exist, :class:`RegistryUnavailableError` when MLflow cannot be
 reached or fails to answer.
+
+The registry's other jobs live beside it, and their public names are importable from here too:
+MLflow's process-wide setup (:mod:`bikecount.mlflow_setup`), the errors
+(:mod:`bikecount.registry_errors`), what a version is and which one a metric prefers
+(:mod:`bikecount.model_versions`), and downloading a version (:mod:`bikecount.model_loading`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import mlflow
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
@@ -30,113 +28,43 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bikecount.config import Env, Settings
-from bikecount.evaluate import HIGHER_IS_BETTER, finite_metrics
+from bikecount.mlflow_setup import (
+    bound_mlflow_requests,
+    is_remote,
+    point_mlflow_at,
+    quiet_mlflow,
+    shown_uri,
+)
+from bikecount.model_loading import download_model
+from bikecount.model_versions import VersionInfo, best_of, check_metric, trained_until, version_info
 from bikecount.models import get_spec
+from bikecount.models.protocol import RecordModel
+from bikecount.registry_errors import (
+    NOT_FOUND_CODES,
+    ModelNotFoundError,
+    RegistryUnavailableError,
+    asking,
+    unavailable,
+)
+
+__all__ = [
+    "CHAMPION",
+    "ModelNotFoundError",
+    "Registry",
+    "RegistryUnavailableError",
+    "VersionInfo",
+    "bound_mlflow_requests",
+    "is_remote",
+    "point_mlflow_at",
+    "quiet_mlflow",
+    "shown_uri",
+    "trained_until",
+]
 
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PROBE_TIMEOUT_SECONDS = 2.0
-
-
-# MLflow's error codes for "no such model, version or alias" (a missing alias is reported as an
-# invalid parameter by the registry store).
-NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
-
-
-class ModelNotFoundError(LookupError):
-    """No registered model (or version, or champion) matches the request."""
-
-
-class RegistryUnavailableError(RuntimeError):
-    """MLflow cannot be reached, or failed to answer: nothing can be said about what exists."""
-
-
-@dataclass
-class VersionInfo:
-    """A registered version with what selects it: its holdout metrics and tags."""
-
-    model_type: str
-    version: int
-    run_id: str
-    champion: bool
-    test_mode: bool
-    env: str | None
-    created: int
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model_type": self.model_type,
-            "version": self.version,
-            "run_id": self.run_id,
-            "champion": self.champion,
-            "test_mode": self.test_mode,
-            "env": self.env,
-            "created": self.created,
-            "metrics": finite_metrics(self.metrics),
-        }
-
-
-def quiet_mlflow() -> None:
-    """Silence MLflow's warning on every cloudpickle save and load: the format is a deliberate
-    choice (the models hold bikecount's own transformers). The one place that says so."""
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-
-
-def is_remote(tracking_uri: str) -> bool:
-    """Whether the URI names a tracking server (rather than a local store)."""
-    return tracking_uri.startswith(("http://", "https://"))
-
-
-def bound_mlflow_requests(settings: Settings) -> None:
-    """Bound every request of MLflow's client: its defaults (7 retries with a doubling backoff,
-    120 s timeouts) keep a call to a dead server waiting for minutes. MLflow reads these
-    environment variables at each request; ones already set (``MLFLOW_HTTP_REQUEST_*``) win.
-
-    Call it once at a process's start (the CLI, an API's ``create_app``, a DAG task), before any
-    thread: a thread that reads the whole environment (a subprocess's copy, the proxy lookup of
-    every HTTP request) while another writes it fails with "dictionary changed size during
-    iteration".
-    """
-    os.environ.setdefault(
-        "MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_seconds)
-    )
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_request_retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-
-
-def point_mlflow_at(tracking_uri: str, registry_uri: str) -> None:
-    """Set MLflow's global tracking and registry URIs, each only if it names another store.
-
-    MLflow copies them into ``os.environ`` (for its child processes), the registry URI at every
-    call. Pointed once at a process's start (``Registry.use_for_runs`` in an API's lifespan), the
-    calls from request and training threads then write nothing: see
-    :func:`bound_mlflow_requests` for the race a write from a thread starts.
-    """
-    if mlflow.get_tracking_uri() != tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_registry_uri() != registry_uri:
-        mlflow.set_registry_uri(registry_uri)
-
-
-def shown_uri(tracking_uri: str) -> str:
-    """A tracking URI fit for a message: scheme, host and port, no credentials."""
-    if not is_remote(tracking_uri):
-        return tracking_uri
-    parts = urlsplit(tracking_uri)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-
-
-def trained_until(params: Mapping[str, str]) -> pd.Timestamp | None:
-    """The last timestamp a registered model was fitted on, from its run's parameters.
-
-    Runs made before refitting existed were fitted on the rows up to their holdout cutoff.
-    """
-    value = params.get("trained_until")
-    if value is None and params.get("refit") is None:
-        value = params.get("holdout_cutoff")
-    return pd.Timestamp(value) if value else None
 
 
 class Registry:
@@ -201,22 +129,14 @@ class Registry:
                 "retry when it is up"
             )
 
+    # MLflow's failures named after this registry's URI (credentials left out).
     @contextmanager
     def _asking(self, what: str) -> Iterator[None]:
-        """MLflow's failures as RegistryUnavailableError (callers handle "not found" first)."""
-        try:
+        with asking(self.tracking_uri, what):
             yield
-        except MlflowException as exc:
-            raise self._unavailable(what, exc.message) from exc
-        except OSError as exc:  # a local store's disk, a connection the client did not wrap
-            raise self._unavailable(what, str(exc)) from exc
 
     def _unavailable(self, what: str, detail: str) -> RegistryUnavailableError:
-        """The error saying MLflow could not do ``what``, with no credentials of the URI in it
-        (MLflow's own message quotes the URLs it asked)."""
-        shown = shown_uri(self.tracking_uri)
-        detail = detail.replace(self.tracking_uri.rstrip("/"), shown)
-        return RegistryUnavailableError(f"MLflow at {shown} could not {what}: {detail}")
+        return unavailable(self.tracking_uri, what, detail)
 
     # --- runs and experiments ----------------------------------------------------------------
 
@@ -301,51 +221,22 @@ class Registry:
         with self._asking(f"list the versions of {name}"):
             versions = self.client.search_model_versions(f"name='{name}'")
         champion = self.champion(model_type) if versions else None
-        infos = [self._version_info(model_type, v, champion) for v in versions]
+        infos = [
+            version_info(model_type, v, champion, self.get_run(v.run_id) if v.run_id else None)
+            for v in versions
+        ]
         return sorted(infos, key=lambda info: info.version, reverse=True)
-
-    def _version_info(
-        self, model_type: str, version: ModelVersion, champion: ModelVersion | None
-    ) -> VersionInfo:
-        metrics: dict[str, float] = {}
-        tags: dict[str, str] = {}
-        if version.run_id:
-            run = self.get_run(version.run_id)
-            metrics = {k: v for k, v in run.data.metrics.items() if k in HIGHER_IS_BETTER}
-            tags = run.data.tags
-        return VersionInfo(
-            model_type=model_type,
-            version=int(version.version),
-            run_id=version.run_id or "",
-            champion=champion is not None and champion.version == version.version,
-            test_mode=tags.get("test_mode") == "true",
-            env=tags.get("env"),
-            created=int(version.creation_timestamp or 0),
-            metrics=metrics,
-        )
 
     def best_version(self, model_type: str, metric: str) -> VersionInfo:
         """The version with the best holdout ``metric`` (ties: the newest).
 
         Raises:
+            ValueError: ``metric`` is not a holdout metric (said before MLflow is asked).
             ModelNotFoundError: no version has that metric.
             RegistryUnavailableError: MLflow could not be asked.
         """
-        if metric not in HIGHER_IS_BETTER:
-            raise ValueError(
-                f"unknown metric {metric!r}; expected one of {', '.join(HIGHER_IS_BETTER)}"
-            )
-        scored = [
-            v
-            for v in self.list_versions(model_type)
-            if metric in v.metrics and not math.isnan(v.metrics[metric])
-        ]
-        if not scored:
-            raise ModelNotFoundError(
-                f"no registered {model_type} version has the metric {metric!r}"
-            )
-        sign = 1 if HIGHER_IS_BETTER[metric] else -1
-        return max(scored, key=lambda v: (sign * v.metrics[metric], v.version))
+        check_metric(metric)
+        return best_of(self.list_versions(model_type), model_type, metric)
 
     def resolve_version(self, model_type: str, version: int | None = None) -> int:
         """A given version (checked to exist) or the champion's.
@@ -378,30 +269,9 @@ class Registry:
             return self.best_version(model_type, metric).version
         return self.resolve_version(model_type, version)
 
-    def load_version(self, model_type: str, version: int) -> Any:
+    def load_version(self, model_type: str, version: int) -> RecordModel:
         """The fitted estimator of a registered version (it takes raw records).
 
         Downloaded through this registry's URIs (not MLflow's global ones), then loaded whole.
         """
-        uri = f"models:/{self.registered_name(model_type)}/{version}"
-        # MLflow 3 resolves a version's logged-model source with its *global* URIs, whatever
-        # is passed: point them at this registry for the download, then put them back.
-        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        point_mlflow_at(self.tracking_uri, self.tracking_uri)
-        try:
-            with tempfile.TemporaryDirectory(prefix="bikecount-model-") as folder:
-                with self._asking(f"download {uri}"):
-                    local = mlflow.artifacts.download_artifacts(
-                        artifact_uri=uri,
-                        dst_path=folder,
-                        tracking_uri=self.tracking_uri,
-                        registry_uri=self.tracking_uri,
-                    )
-                return mlflow.sklearn.load_model(local)
-        finally:
-            point_mlflow_at(*previous)
-
-
-def champion_trained_until(registry: Registry, model_type: str) -> pd.Timestamp | None:
-    """What the champion of ``model_type`` knows (None: no champion, or not recorded)."""
-    return registry.champion_trained_until(model_type)
+        return download_model(self.tracking_uri, self.registered_name(model_type), version)

@@ -21,7 +21,6 @@ from datetime import date
 from functools import partial
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
@@ -37,8 +36,11 @@ from bikecount.fingerprint import file_fingerprint
 from bikecount.fitting import FitResult, StageCallback, fit_and_evaluate
 from bikecount.models import ModelSpec, get_spec, parse_params
 from bikecount.models.limits import check_training_limits
+from bikecount.models.param_types import ParamValue
+from bikecount.models.protocol import RecordModel
 from bikecount.records import ParsedRecords, parse_records, to_raw_records
 from bikecount.registry import Registry, trained_until
+from bikecount.run_faults import cleaning_failed_run
 from bikecount.stopping import StopToken, marking_stopped_run
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ class TrainRequest:
     model_type: str
     data_source: str = "reference"
     env: Env = "dev"
-    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    # Overrides of the model type's defaults, as given (strings from the command line).
+    hyperparams: Mapping[str, object] = field(default_factory=dict)
     test_mode: bool = False
     # Hold out the records from this local day on (default: the last ``holdout_days`` days).
     holdout_from: date | None = None
@@ -70,7 +73,7 @@ class TrainResult:
     champion: bool
     champion_reason: str
     metrics: dict[str, float]
-    params: dict[str, Any]
+    params: dict[str, ParamValue]
     data_path: str
     rows_train: int
     rows_holdout: int
@@ -81,7 +84,7 @@ class TrainResult:
     drop_reasons: dict[str, int]
     duration_seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -102,7 +105,8 @@ def train(
 
     Raises:
         UnknownModelTypeError, HyperparameterError (TrainingCostError), DataFileError,
-        RecordError, ValueError, TrainingStoppedError.
+        RecordError, ValueError, TrainingStoppedError; StorageError: the artifact store's disk
+        is full, read-only or forbidden (the run FAILED, what it wrote of the model removed).
     """
     stop = stop or StopToken(settings.train_time_limit_seconds)
     stage = on_stage or (lambda message: logger.info(message))
@@ -121,6 +125,8 @@ def train(
     with (
         mlflow.start_run(experiment_id=experiment_id, run_name=request.model_type) as run,
         marking_stopped_run(),
+        # A full artifact disk: the half-written model removed, the reason on the run.
+        cleaning_failed_run(),
     ):
         mlflow.set_tags({**_run_tags(request, data, spec.name), **request.tags})
         mlflow.log_params({**params.model_dump(), **_split_params(data)})
@@ -204,7 +210,7 @@ def _run_tags(request: TrainRequest, data: TrainingData, model_type: str) -> dic
     }
 
 
-def _split_params(data: TrainingData) -> dict[str, Any]:
+def _split_params(data: TrainingData) -> dict[str, str | int]:
     return {
         "holdout_rule": data.split.rule,
         "holdout_cutoff": data.split.cutoff.isoformat(),
@@ -251,7 +257,9 @@ def _pip_requirements(uses_torch: bool) -> list[str]:
     return [f"{name}=={package_version(name)}" for name in packages]
 
 
-def _log_model(model: Any, registered_name: str, holdout: pd.DataFrame, uses_torch: bool) -> int:
+def _log_model(
+    model: RecordModel, registered_name: str, holdout: pd.DataFrame, uses_torch: bool
+) -> int:
     """Log the model to the active run and register it; return its version."""
     example = to_raw_records(holdout.head(5))
     signature = infer_signature(example, model.predict(holdout.head(5)))

@@ -85,7 +85,8 @@ def small_stack(tmp_path_factory: pytest.TempPathFactory, small_raw: pd.DataFram
     settings.logs_dir.mkdir()
     write_datasets(small_raw, settings)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    report = bootstrap(settings, tracking_uri, model_types=("rf", "gbm"))
+    on_server = server_settings(settings, tracking_uri)
+    report = bootstrap(on_server, Registry(on_server), model_types=("rf", "gbm"))
     assert sorted(report.trained) == ["gbm", "rf"], report.failed
     return SmallStack(settings, tracking_uri)
 
@@ -190,7 +191,7 @@ def test_background_work_replaces_first_models_pipeline_type_first_one_failure_a
     messages: list[str] = []
     with serving(strict) as api_url:
         work = BackgroundWork(
-            settings, small_stack.tracking_uri, api_url, messages.append, ("rf", "gbm")
+            settings, small_stack.registry, api_url, messages.append, ("rf", "gbm")
         )
         work.start()
         assert work.thread is not None

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pandas as pd
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
@@ -28,8 +29,9 @@ from bikecount.config import Settings
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline.store import open_store, read_counts, read_predictions
+from bikecount.registry import Registry
 from bikecount.stack.background import fill_store
-from bikecount.stack.first_start import bootstrap
+from bikecount.stack.first_start import bootstrap, server_settings
 from bikecount.stack.services import REGMODEL_APP, dashboard_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,7 +81,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
         pipeline_recent_days=8,
     )
     write_datasets(generate_records(DATA_CONFIG), settings)
-    bootstrap(settings, tracking.url, model_types=("gbm",))
+    on_server = server_settings(settings, tracking.url)
+    bootstrap(on_server, Registry(on_server), model_types=("gbm",))
     env = api_env(root, tracking, model_check_seconds=1)
     with running(start_api("regmodel", REGMODEL_APP, root, env)) as (api,):
         fill_store(settings, api.url, on_message=print)
@@ -94,9 +97,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(
+    tmp_path_factory: pytest.TempPathFactory, downloads: Path
+) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     profile = tmp_path_factory.mktemp("chromium-profile")
     for flag in (
         "--headless",
@@ -194,6 +208,36 @@ def test_map_has_one_point_per_counter(stack: Stack, browser, screenshots: Path)
     assert map_points(browser) == counters
     assert error_elements(browser) == []
     assert f"{counters} counters counted on" in page_text(browser)
+
+
+def map_shapes(driver: webdriver.Chrome) -> list[str]:
+    """The arrondissements' numbers written on the map, once its 20 shapes are drawn."""
+    if len(driver.find_elements(By.CSS_SELECTOR, "g.mark-shape path")) < 20:
+        return []
+    numbers = driver.find_elements(By.CSS_SELECTOR, "g.mark-text.role-mark text")
+    return [number.text for number in numbers]
+
+
+def test_map_draws_the_counters_over_the_arrondissements(
+    stack: Stack, browser, screenshots: Path
+) -> None:
+    open_page(
+        browser,
+        stack.dashboard_url,
+        lambda: len(map_shapes(browser)) == 20 and map_points(browser) == 52,
+        "the arrondissements and the counters",
+        screenshots / "map-arrondissements.png",
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, "g.mark-shape path")) == 20
+    assert sorted(map_shapes(browser), key=int) == [str(n) for n in range(1, 21)]
+    assert error_elements(browser) == []
+    assert "Arrondissements: Ville de Paris, Paris Open Data" in page_text(browser)
+    # The city fills the map: its shapes span most of the chart, the counters inside them.
+    city = browser.find_element(By.CSS_SELECTOR, "g.mark-shape").rect
+    chart = browser.find_element(By.CSS_SELECTOR, "svg.marks").rect
+    points = browser.find_element(By.CSS_SELECTOR, "g.mark-symbol").rect
+    assert city["width"] > 0.5 * chart["width"] or city["height"] > 0.8 * chart["height"]
+    assert city["x"] <= points["x"] and points["x"] + points["width"] <= city["x"] + city["width"]
 
 
 def test_counter_page_numbers_are_the_stores(stack: Stack, browser, screenshots: Path) -> None:
@@ -308,3 +352,54 @@ def test_down_and_empty_states_say_what_to_run(
     assert error_elements(browser) == []
     assert "bikecount up" in page_text(browser)
     assert "Traceback" not in page_text(browser)
+
+
+def test_ask_the_model_forecasts_an_uploaded_file(
+    stack: Stack, browser, screenshots: Path, downloads: Path, tmp_path: Path
+) -> None:
+    """An export file in the Explore API's field names, one row refused, comes back as a CSV
+    whose forecasts are those POST /predict answers."""
+    counts = read_counts(open_store(stack.settings.pipeline_db_url))
+    rows = counts.sort_values(["timestamp", "counter"]).tail(30)
+    upload = pd.DataFrame(
+        {
+            "nom_compteur": rows["counter"].to_numpy(),
+            "date": [ts.isoformat() for ts in rows["timestamp"]],
+            "coordinates": [
+                f"{lat:.6f},{lon:.6f}" for lat, lon in zip(rows["lat"], rows["lon"], strict=True)
+            ],
+        }
+    )
+    upload.iloc[4, 1] = "not a date"
+    path = tmp_path / "export-field-names.csv"
+    upload.to_csv(path, sep=";", index=False)
+    browser.get(f"{stack.dashboard_url}/ask")
+    wait_for(browser, has_text(browser, "A file of records"), "the ask page's tabs")
+    tab = browser.find_element(By.XPATH, "//*[@role='tab'][contains(., 'A file of records')]")
+    tab.click()
+    browser.find_element(By.CSS_SELECTOR, 'input[type="file"]').send_keys(str(path))
+    wait_for(browser, has_text(browser, "Forecast 29 records"), "the checked upload")
+    assert "1 of 30 records refused" in page_text(browser)
+    go = next(
+        b
+        for b in browser.find_elements(By.CSS_SELECTOR, "button")
+        if b.text == "Forecast 29 records"
+    )
+    go.click()
+    wait_for(browser, has_text(browser, "Download the forecasts"), "the forecasts")
+    wait_for(browser, lambda: charts_drawn(browser), "the forecasts' charts drawn")
+    browser.save_screenshot(str(screenshots / "ask-file.png"))
+    assert error_elements(browser) == []
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="stDownloadButton"] button').click()
+    saved = downloads / "export-field-names-forecasts.csv"
+    helpers.wait_until(saved.exists, 30, f"{saved.name} downloaded")
+    table = pd.read_csv(saved, sep=";")
+    assert list(table.columns) == [*upload.columns, "prediction", "model_version"]
+    kept = upload.drop(index=upload.index[4])
+    assert table["nom_compteur"].tolist() == kept["nom_compteur"].tolist()
+    records = kept.to_dict("records")
+    answer = httpx.post(
+        f"{stack.api_url}/predict", json={"records": records, "model_type": "gbm"}
+    ).json()
+    assert table["prediction"].tolist() == pytest.approx(answer["predictions"])
+    assert set(table["model_version"]) == {answer["model_version"]}

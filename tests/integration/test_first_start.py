@@ -17,7 +17,7 @@ from bikecount.pipeline.store import daily_errors as daily_errors_table
 from bikecount.pipeline.store import last_day, open_store, read_predictions, read_table
 from bikecount.registry import Registry
 from bikecount.stack.background import BackgroundWork
-from bikecount.stack.first_start import bootstrap
+from bikecount.stack.first_start import bootstrap, server_settings
 from bikecount.stack.services import REGMODEL_APP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,10 +35,12 @@ def test_background_work_fills_the_store_and_a_full_model_takes_over(
     settings.logs_dir.mkdir()
     write_datasets(generate_records(DATA_CONFIG), settings)
     messages: list[str] = []
-    bootstrap(settings, tracking.url, model_types=("gbm",))
+    on_server = server_settings(settings, tracking.url)
+    registry = Registry(on_server)
+    bootstrap(on_server, registry, model_types=("gbm",))
     env = api_env(tmp_path, tracking, model_check_seconds=1)
     with running(start_api("regmodel", REGMODEL_APP, tmp_path, env)) as (api,):
-        work = BackgroundWork(settings, tracking.url, api.url, messages.append, ("gbm",))
+        work = BackgroundWork(settings, registry, api.url, messages.append, ("gbm",))
         work.start()
         assert work.thread is not None
         work.thread.join(timeout=400)
@@ -48,8 +50,7 @@ def test_background_work_fills_the_store_and_a_full_model_takes_over(
         job = httpx.get(f"{api.url}/train/{full.job_id}", trust_env=False).json()
     assert job["status"] == "succeeded", job  # a job of the API, as any client's
     assert job["result"]["model_version"] == full.version == 2
-    on_server = settings.model_copy(update={"mlflow_tracking_uri": tracking.url})
-    versions = Registry(on_server).list_versions("gbm")
+    versions = registry.list_versions("gbm")
     champion = next(v for v in versions if v.champion)
     assert champion.version == 2 and not champion.test_mode
     engine = open_store(settings.pipeline_db_url)

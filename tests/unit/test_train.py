@@ -14,7 +14,8 @@ from bikecount.api.schemas import TrainRequestBody
 from bikecount.config import Settings
 from bikecount.data.io import DataFileError, write_records
 from bikecount.models import HyperparameterError
-from bikecount.monitoring.drift import MonitoringDataError, monitoring_input, run_monitoring
+from bikecount.monitoring.inputs import MonitoringDataError, monitoring_input
+from bikecount.monitoring.run import run_monitoring
 from bikecount.records import parse_records
 from bikecount.registry import Registry
 from bikecount.train import EnvUnavailableError, TrainRequest, validate_train_request

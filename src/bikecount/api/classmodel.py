@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from bikecount import __version__
 from bikecount.api.deps import ApiState, attach_state, configure_mlflow_client, serving_lifespan
 from bikecount.api.errors import install_error_handling
+from bikecount.api.health_state import with_mlflow_watch
 from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health, legacy
@@ -29,10 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="bikecount ClassModel API (legacy)",
         version=__version__,
         description="Affluence (faible/forte) of records, from the `rf_class` champion.",
-        lifespan=serving_lifespan,
+        lifespan=with_mlflow_watch(serving_lifespan),
     )
     registry = Registry(settings)
-    cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
+    cache = ModelCache.from_registry(settings, registry, on_champion=champion_recorder(registry))
     attach_state(app, ApiState(settings, registry, cache, MODEL_TYPES))
     install_error_handling(app, settings.max_records)
     for module in (legacy, health):

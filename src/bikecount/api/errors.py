@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import uuid
-from typing import Any
+from collections.abc import Sequence
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -22,10 +22,11 @@ from mlflow.exceptions import MlflowException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bikecount.data.io import DataFileError
+from bikecount.faults import MachineFault, StoreBusyError, as_machine_fault
 from bikecount.isolated_fit import FitProcessError
 from bikecount.models import HyperparameterError, UnknownModelTypeError
 from bikecount.records import RecordError, RecordIssue
-from bikecount.registry import ModelNotFoundError, RegistryUnavailableError
+from bikecount.registry import ModelNotFoundError, RegistryUnavailableError, shown_uri
 from bikecount.stopping import TrainingCancelledError, TrainingTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,13 @@ MAX_LISTED_ISSUES = 50
 # A record in the export's 16 columns is about 600 bytes as JSON: 2 KiB each is generous.
 BYTES_PER_RECORD = 2048
 BODY_SLACK_BYTES = 64 * 1024
+# A busy store is worth retrying soon (clients honouring Retry-After wait this long).
+BUSY_RETRY_AFTER_SECONDS = 10
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+# One item of a 422 ``detail``, as FastAPI reports validation errors: ``type``, ``loc`` (where),
+# ``msg``, and the ``input`` at fault, which may be any value a request held.
+ErrorItem = dict[str, object]
 
 
 class ApiError(Exception):
@@ -44,7 +51,7 @@ class ApiError(Exception):
 
     def __init__(
         self,
-        detail: str | list[dict[str, Any]],
+        detail: str | list[ErrorItem],
         *,
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
@@ -114,8 +121,9 @@ def redact(text: str) -> str:
     return _USERINFO.sub("***@", text)
 
 
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity (Python's parser accepts them): echo them back as text."""
+def json_safe(value: object) -> object:
+    """JSON has no NaN or infinity (Python's parser accepts them): echo them back as text.
+    Other values pass unchanged (the JSON encoder turns them to JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
@@ -125,9 +133,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def record_issue_detail(issue: RecordIssue) -> dict[str, Any]:
+def record_issue_detail(issue: RecordIssue) -> ErrorItem:
     """One invalid value as a validation item naming its row, its column and what was expected."""
-    where: list[Any] = [issue.row, issue.column] if issue.row >= 0 else [issue.column]
+    where: list[int | str] = [issue.row, issue.column] if issue.row >= 0 else [issue.column]
     return {
         "type": "record_invalid",
         "loc": ["body", "records", *where],
@@ -138,7 +146,7 @@ def record_issue_detail(issue: RecordIssue) -> dict[str, Any]:
     }
 
 
-def record_error_detail(exc: RecordError) -> list[dict[str, Any]]:
+def record_error_detail(exc: RecordError) -> list[ErrorItem]:
     """Every invalid value (the first ``MAX_LISTED_ISSUES``), then how many more there are."""
     items = [record_issue_detail(issue) for issue in exc.issues[:MAX_LISTED_ISSUES]]
     hidden = len(exc.issues) - MAX_LISTED_ISSUES
@@ -148,14 +156,19 @@ def record_error_detail(exc: RecordError) -> list[dict[str, Any]]:
     return items
 
 
-def describe_error(exc: BaseException) -> tuple[int, str]:
+def describe_error(exc: BaseException, tracking_store: str | None = None) -> tuple[int, str]:
     """The HTTP status of a library exception and a message safe to show.
 
-    ``ValueError`` covers the user errors ``train()`` documents; anything else is internal and
-    its message stays in the server log.
+    ``ValueError`` covers the user errors ``train()`` documents; a fault of the machine (a
+    store busy, a disk full, read-only or forbidden) is a 503 naming where, in the words the
+    command line uses; anything else is internal and its message stays in the server log.
+    ``tracking_store`` names MLflow's store in the message when it is the one busy.
     """
     if isinstance(exc, ApiError):
         return exc.status_code, str(exc)
+    fault = as_machine_fault(exc, tracking_store=tracking_store)
+    if fault is not None:
+        return 503, redact(fault.message)
     if isinstance(exc, ModelNotFoundError):
         return 404, redact(str(exc))
     if isinstance(exc, RegistryUnavailableError):
@@ -175,7 +188,9 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     return 500, "internal error; see the server log"
 
 
-def _json_error(status_code: int, detail: Any, headers: dict[str, str] | None = None) -> Any:
+def _json_error(
+    status_code: int, detail: str | Sequence[object], headers: dict[str, str] | None = None
+) -> JSONResponse:
     content = jsonable_encoder({"detail": json_safe(detail)})
     return JSONResponse(content, status_code=status_code, headers=headers)
 
@@ -208,8 +223,16 @@ async def _field_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _library_error(request: Request, exc: Exception) -> JSONResponse:
-    status_code, message = describe_error(exc)
-    return _json_error(status_code, message)
+    status_code, message = describe_error(exc, _tracking_store(request))
+    busy = isinstance(as_machine_fault(exc, tracking_store=""), StoreBusyError)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)} if busy else None
+    return _json_error(status_code, message, headers)
+
+
+def _tracking_store(request: Request) -> str | None:
+    """The app's MLflow tracking URI as messages show it (None: an app without settings)."""
+    state = getattr(request.app.state, "bikecount", None)
+    return shown_uri(state.settings.tracking_uri) if state is not None else None
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -224,7 +247,12 @@ def install_error_handling(app: FastAPI, max_records: int) -> None:
     app.add_exception_handler(RecordError, _record_error)
     for kind in (UnknownModelTypeError, HyperparameterError, DataFileError):
         app.add_exception_handler(kind, _field_error)
-    for library_error in (ModelNotFoundError, RegistryUnavailableError, MlflowException):
+    for library_error in (
+        ModelNotFoundError,
+        RegistryUnavailableError,
+        MlflowException,
+        MachineFault,
+    ):
         app.add_exception_handler(library_error, _library_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes(max_records))

@@ -15,12 +15,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 from bikecount.api.errors import ModelUnavailableError, NoModelError, redact
 from bikecount.config import Settings
 from bikecount.inference import load_for_serving
 from bikecount.models import get_spec
+from bikecount.models.protocol import RecordModel
 from bikecount.registry import ModelNotFoundError, Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_LOADED_MODELS = 8  # champions of four types, plus a few versions picked by metric
 
 Resolver = Callable[[str, str | None], int]
-Loader = Callable[[str, int], Any]
+Loader = Callable[[str, int], RecordModel]
 Key = tuple[str, str | None]
 
 
@@ -39,7 +40,7 @@ class ServedModel:
     model_type: str
     version: int
     task: str
-    model: Any
+    model: RecordModel
 
 
 @dataclass
@@ -60,38 +61,55 @@ class ModelCache:
     """Thread-safe cache of served models; see the module docstring.
 
     Args:
-        settings: the re-check interval (and, with no ``registry``, the tracking URI).
-        registry: where versions are looked up and loaded from; default: the settings'.
-        resolve: (model type, metric or None) -> version; default: the registry.
-        load: (model type, version) -> fitted model; default: the registry.
-        probe: whether MLflow answers; default: the registry's ``/health`` check.
+        settings: the re-check interval, and the tracking URI named when MLflow is down.
+        resolve: (model type, metric or None) -> version.
+        load: (model type, version) -> fitted model.
+        probe: whether MLflow answers.
+        clock: seconds, for the re-check interval.
         on_champion: called with (model type, version) when a new champion is served, e.g. to
             set the Prometheus champion gauges.
+
+    :meth:`from_registry` wires the first three to a registry, as the APIs serve.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        registry: Registry | None = None,
-        resolve: Resolver | None = None,
-        load: Loader | None = None,
-        probe: Callable[[], bool] | None = None,
+        resolve: Resolver,
+        load: Loader,
+        probe: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
         on_champion: Callable[[str, int], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or Registry(settings)
-        self._resolve = resolve or self._resolve_in_registry
-        self._load = load or self._load_from_registry
-        self._probe = probe or self.registry.is_reachable
+        self._resolve = resolve
+        self._load = load
+        self._probe = probe
         self._clock = clock
         self._on_champion = on_champion
         self._lock = threading.Lock()
         self._key_locks: dict[object, threading.Lock] = {}
         self._selections: dict[Key, _Selection] = {}
-        self._models: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._models: OrderedDict[tuple[str, int], RecordModel] = OrderedDict()
         self.mlflow_reachable: bool | None = None
+
+    @classmethod
+    def from_registry(
+        cls,
+        settings: Settings,
+        registry: Registry,
+        on_champion: Callable[[str, int], None] | None = None,
+    ) -> ModelCache:
+        """A cache that looks versions up in ``registry`` (the champion, or the best by a
+        metric), loads them from it tuned for serving, and probes its ``/health``."""
+        return cls(
+            settings,
+            resolve=lambda model_type, metric: registry.choose_version(model_type, metric=metric),
+            load=partial(load_for_serving, registry),
+            probe=registry.is_reachable,
+            on_champion=on_champion,
+        )
 
     def check_mlflow(self) -> bool:
         """Probe the tracking server now and remember the answer."""
@@ -215,7 +233,7 @@ class ModelCache:
         logger.warning("MLflow unreachable: serving cached %s v%d", key[0], previous.version)
         return previous.version
 
-    def _model(self, model_type: str, version: int) -> Any:
+    def _model(self, model_type: str, version: int) -> RecordModel:
         key = (model_type, version)
         with self._lock_for(("load", key)):
             with self._lock:
@@ -247,9 +265,3 @@ class ModelCache:
     def _lock_for(self, key: object) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
-
-    def _resolve_in_registry(self, model_type: str, metric: str | None) -> int:
-        return self.registry.choose_version(model_type, metric=metric)
-
-    def _load_from_registry(self, model_type: str, version: int) -> Any:
-        return load_for_serving(self.registry, model_type, version)

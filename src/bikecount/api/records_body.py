@@ -9,7 +9,7 @@ its row and column, before any frame is built.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypeGuard
 
 import pandas as pd
 
@@ -20,7 +20,7 @@ HUGE_INTEGER = "a number within 64 bits (from -2^63 to 2^63-1); send longer ones
 SHOWN_DIGITS = 20
 
 
-def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def records_frame(records: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     """One frame in the export's spelling, each record renamed on its own.
 
     Records of one request may come in different spellings; only a record that holds both
@@ -29,7 +29,7 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     Raises:
         RecordError: every row holding a column twice or a huge integer, with its column.
     """
-    renamed: list[dict[str, Any]] = []
+    renamed: list[dict[str, object]] = []
     issues: list[RecordIssue] = []
     for row, record in enumerate(records):
         names = [ALIASES.get(key, key) for key in record]
@@ -47,7 +47,7 @@ def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(renamed)
 
 
-def is_huge_integer(value: object) -> bool:
+def is_huge_integer(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an integer (not a bool) that does not fit in 64 signed bits."""
     return (
         isinstance(value, int)

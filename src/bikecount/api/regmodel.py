@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from bikecount import __version__
 from bikecount.api.deps import ApiState, attach_state, configure_mlflow_client, serving_lifespan
 from bikecount.api.errors import install_error_handling
+from bikecount.api.health_state import with_mlflow_watch
 from bikecount.api.instrumentation import champion_recorder, install_metrics
 from bikecount.api.job_runs import find_job, record_outcome
 from bikecount.api.jobs import TrainingJobs
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_mlflow_client(settings)
     registry = Registry(settings)
-    cache = ModelCache(settings, registry=registry, on_champion=champion_recorder(registry))
+    cache = ModelCache.from_registry(settings, registry, on_champion=champion_recorder(registry))
     jobs = TrainingJobs(
         settings,
         registry,
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_tags=TAGS,
-        lifespan=serving_lifespan,
+        lifespan=with_mlflow_watch(serving_lifespan),
     )
     attach_state(app, ApiState(settings, registry, cache, MODEL_TYPES, jobs))
     install_error_handling(app, settings.max_records)

@@ -6,7 +6,7 @@ Families follow one naming rule: ``*Request``/``*Body`` come in, ``*Public`` go 
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
@@ -29,7 +29,7 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # A record is a JSON object of the export's fields; a value may be an object, as the Explore
 # API's ``coordinates`` (``{"lon": .., "lat": ..}``) is: the record contract says which fields
 # may be one.
-RecordValue = str | int | float | None | dict[str, Any]
+RecordValue = str | int | float | None | dict[str, object]
 Record = dict[str, RecordValue]
 HyperValue = str | int | float | bool | None
 
@@ -44,19 +44,19 @@ def no_control_characters(value: str) -> str:
 # A data set name or a file path, as ``data_source``, ``reference`` and ``current`` take it.
 DataSource = Annotated[str, AfterValidator(no_control_characters)]
 
-EXAMPLE_RECORD: dict[str, Any] = {
+EXAMPLE_RECORD: JsonDict = {
     "Nom du compteur": "Face au 20 avenue Denfert-Rochereau N-S",
     "Date et heure de comptage": "2021-06-01T08:00:00+02:00",
     "Coordonnées géographiques": "48.839328,2.336515",
 }
-EXAMPLE_SNAKE_RECORD: dict[str, Any] = {
+EXAMPLE_SNAKE_RECORD: JsonDict = {
     "nom_du_compteur": "Face au 20 avenue Denfert-Rochereau N-S",
     "date_et_heure_de_comptage": "2021-06-01T18:00:00+02:00",
     "coordonnées_géographiques": "48.839328,2.336515",
     "mois_annee_comptage": "juin 2021",
 }
 # The Explore API's own spelling: /records answers this way (``coordinates`` an object).
-EXAMPLE_API_RECORD: dict[str, Any] = {
+EXAMPLE_API_RECORD: JsonDict = {
     "nom_compteur": "Face au 20 avenue Denfert-Rochereau N-S",
     "date": "2021-06-01T12:00:00+02:00",
     "coordinates": {"lon": 2.336515, "lat": 48.839328},
@@ -339,4 +339,5 @@ class ReloadPublic(BaseModel):
 class ErrorPublic(BaseModel):
     """Every error body: a message, or FastAPI's list of ``{loc, msg, type}`` items."""
 
-    detail: str | list[dict[str, Any]]
+    # The items' ``input`` is whatever the request held there.
+    detail: str | list[dict[str, object]]

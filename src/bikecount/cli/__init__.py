@@ -10,6 +10,8 @@ from bikecount.cli.alerts import app as alerts_app
 from bikecount.cli.backtest import backtest_command
 from bikecount.cli.context import Invocation
 from bikecount.cli.data import app as data_app
+from bikecount.cli.failures import ReportingGroup
+from bikecount.cli.health import health_command
 from bikecount.cli.modeling import (
     evaluate_command,
     models_command,
@@ -25,6 +27,8 @@ app = typer.Typer(
     help="Predict hourly bike traffic at Paris counters: data, training, registry, serving.",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    # Errors no command handled end in one line (cli.failures), so Typer's traceback never shows.
+    cls=ReportingGroup,
 )
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
@@ -36,12 +40,15 @@ app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("up")(up_command)
 app.command("monitor")(monitor_command)
+app.command("health")(health_command)
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show debug logs, and the traceback of an error."
+    ),
 ) -> None:
     """bikecount: Paris bike counter predictions, from data to served models."""
     logging.basicConfig(

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from bikecount.cli.console import console, err_console, fail
+from bikecount.cli.console import console, err_console
 from bikecount.cli.context import settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.monitoring.alerting import receiver_kinds, write_alertmanager_config
 
 app = typer.Typer(help="Alerts: where Prometheus' alerts are delivered (Alertmanager).")
@@ -38,7 +39,7 @@ def config_command(
     try:
         path = write_alertmanager_config(settings, output, private=not shared)
     except OSError as exc:
-        fail(f"cannot write {output}: {exc}")
+        fail_for(exc, f"cannot write {output}: {exc}", path=output)
     kinds = receiver_kinds(settings)
     if kinds:
         console.print(f"wrote {path}: alerts go to {', '.join(kinds)}")

@@ -2,49 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bikecount.backtest import BACKTEST, BacktestResult, log_backtest, run_backtest
-from bikecount.cli.console import console, err_console, fail, print_json
+from bikecount.cli.console import console, err_console, print_json
 from bikecount.cli.context import registry_of, settings_of
-from bikecount.cli.modeling import USER_ERRORS, JsonOption, ModelOption
+from bikecount.cli.failures import fail_for
+from bikecount.cli.modeling import USER_ERRORS
+from bikecount.cli.options import JsonOption, LabelledDataOption, ModelOption, ParamOption
 from bikecount.data.io import read_records, write_records
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import parse_records
 from bikecount.registry import quiet_mlflow
 
+FirstDayOption = Annotated[
+    datetime, typer.Option(formats=["%Y-%m-%d"], help="First local day to forecast.")
+]
+LastDayOption = Annotated[
+    datetime, typer.Option(formats=["%Y-%m-%d"], help="Last local day to forecast.")
+]
+RetrainEveryOption = Annotated[
+    int, typer.Option(min=1, help="Days between retrainings on the records before the day.")
+]
+ForecastsOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write each forecast: input columns + prediction."),
+]
+MlflowOption = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")]
+
 
 def backtest_command(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")],
-    start: Annotated[
-        datetime, typer.Option(formats=["%Y-%m-%d"], help="First local day to forecast.")
-    ],
-    end: Annotated[
-        datetime, typer.Option(formats=["%Y-%m-%d"], help="Last local day to forecast.")
-    ],
+    data: LabelledDataOption,
+    start: FirstDayOption,
+    end: LastDayOption,
     model: ModelOption = "gbm",
-    retrain_every: Annotated[
-        int, typer.Option(min=1, help="Days between retrainings on the records before the day.")
-    ] = 7,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Hyperparameter override NAME=VALUE (repeatable)."),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write each forecast: input columns + prediction."),
-    ] = None,
-    log_to_mlflow: Annotated[
-        bool,
-        typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow."),
-    ] = True,
+    retrain_every: RetrainEveryOption = 7,
+    param: ParamOption = None,
+    output: ForecastsOption = None,
+    log_to_mlflow: MlflowOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast each day from --start to --end as the daily pipeline would have.
@@ -57,31 +62,43 @@ def backtest_command(
     settings = settings_of(ctx)
     first, last = start.date(), end.date()
     try:
-        raw = read_records(data)
-        parsed = parse_records(raw, require_count=True)
-        if parsed.frame.empty:
-            raise ValueError(f"{data}: no valid labelled records")
-        result = _run_with_progress(
-            parsed.frame, model, first, last, retrain_every, param, settings, as_json
+        raw, records = _read_labelled(data)
+        backtest = partial(
+            run_backtest,
+            records,
+            model,
+            first,
+            last,
+            settings,
+            retrain_every=retrain_every,
+            hyperparams=parse_assignments(param or []),
         )
+        result = _run_with_progress(backtest, f"backtest {model}", (last - first).days + 1, as_json)
         if log_to_mlflow:
             result.run_id = log_backtest(result, settings, registry_of(ctx), str(data))
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     if output is not None:
-        rows = raw.iloc[result.forecasts.index].copy()
-        rows["prediction"] = result.forecasts["prediction"].round(3).to_numpy()
-        write_records(rows, output)
+        _write_forecasts(raw, result, output)
     if as_json:
         print_json(result.summary())
         return
     _print_result(result, output, settings.mlflow_name(BACKTEST))
 
 
+def _read_labelled(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The records of ``path`` as read, and the valid ones with a count, parsed."""
+    raw = read_records(path)
+    parsed = parse_records(raw, require_count=True)
+    if parsed.frame.empty:
+        raise ValueError(f"{path}: no valid labelled records")
+    return raw, parsed.frame
+
+
 def _run_with_progress(
-    records, model: str, first: date, last: date, every: int, param, settings, quiet: bool
+    backtest: Callable[..., BacktestResult], title: str, days: int, quiet: bool
 ) -> BacktestResult:
-    hyperparams = parse_assignments(param or [])
+    """``backtest(on_day=...)`` with a progress bar of its days on stderr (none when ``quiet``)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -90,16 +107,20 @@ def _run_with_progress(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err_console, disable=quiet, transient=False) as progress:
-        task = progress.add_task(f"backtest {model}", total=(last - first).days + 1, note="")
+        task = progress.add_task(title, total=days, note="")
 
         def advance(day: date, done: int, total: int, retrained: bool) -> None:
             note = f"{day} (retrained)" if retrained else str(day)
             progress.update(task, completed=done, note=note)
 
-        return run_backtest(
-            records, model, first, last, settings,
-            retrain_every=every, hyperparams=hyperparams, on_day=advance,
-        )  # fmt: skip
+        return backtest(on_day=advance)
+
+
+def _write_forecasts(raw: pd.DataFrame, result: BacktestResult, output: Path) -> None:
+    """The forecast rows as read, plus their ``prediction``, to ``output``."""
+    rows = raw.iloc[result.forecasts.index].copy()
+    rows["prediction"] = result.forecasts["prediction"].round(3).to_numpy()
+    write_records(rows, output)
 
 
 def _print_result(result: BacktestResult, output: Path | None, experiment: str) -> None:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from bikecount.cli.console import console, fail
 from bikecount.cli.context import settings_of
+from bikecount.cli.failures import fail_for
 from bikecount.data.fetch import FetchError, download_export
 from bikecount.data.io import DataFileError, read_records, write_records
 from bikecount.data.prepare import (
@@ -30,6 +31,7 @@ from bikecount.data.prepare import (
     prepare_datasets,
     write_datasets,
 )
+from bikecount.data.split import REFERENCE_FRACTION
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.records import (
     COUNTER,
@@ -43,41 +45,45 @@ from bikecount.records import (
 app = typer.Typer(help="Get data: generate it, download the Paris export, split it in time.")
 
 
+SynthEndOption = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="Last day of the generated data (local time); the same end and seed give the "
+        "same records.",
+        show_default="yesterday in Paris",
+    ),
+]
+SynthStartOption = Annotated[
+    datetime | None,
+    typer.Option(formats=["%Y-%m-%d"], help="First day instead of the last one (local time)."),
+]
+MonthsOption = Annotated[
+    int, typer.Option(min=1, help="How many months of hourly records to generate.")
+]
+CountersOption = Annotated[int, typer.Option(min=1, help="How many counters to simulate.")]
+SynthSeedOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Random seed: the same seed gives the same data.",
+        show_default="BIKECOUNT_SEED or 42",
+    ),
+]
+SynthOutputOption = Annotated[
+    Path | None,
+    typer.Option(help="File to write (.csv, .csv.gz or .parquet).", show_default="data/raw.csv.gz"),
+]
+
+
 @app.command()
 def synth(
     ctx: typer.Context,
-    end: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=["%Y-%m-%d"],
-            help="Last day of the generated data (local time); the same end and seed give the "
-            "same records.",
-            show_default="yesterday in Paris",
-        ),
-    ] = None,
-    start: Annotated[
-        datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="First day instead of the last one (local time)."),
-    ] = None,
-    months: Annotated[
-        int, typer.Option(min=1, help="How many months of hourly records to generate.")
-    ] = SynthConfig.months,
-    counters: Annotated[
-        int, typer.Option(min=1, help="How many counters to simulate.")
-    ] = SynthConfig.n_counters,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            help="Random seed: the same seed gives the same data.",
-            show_default="BIKECOUNT_SEED or 42",
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            help="File to write (.csv, .csv.gz or .parquet).", show_default="data/raw.csv.gz"
-        ),
-    ] = None,
+    end: SynthEndOption = None,
+    start: SynthStartOption = None,
+    months: MonthsOption = SynthConfig.months,
+    counters: CountersOption = SynthConfig.n_counters,
+    seed: SynthSeedOption = None,
+    output: SynthOutputOption = None,
 ) -> None:
     """Generate realistic synthetic records in the Open Data export format (no network needed).
 
@@ -99,32 +105,37 @@ def synth(
             records = generate_records(config)
             write_records(records, output)
         except (ValueError, OSError) as exc:
-            fail(f"could not generate {output}: {exc}")
+            fail_for(exc, f"could not generate {output}: {exc}", path=output)
     console.print(
         f"[green]generated[/] [bold]{output}[/]: {len(records):,} rows, "
         f"{to_export_columns(records)[COUNTER].nunique()} counters, {_period(records)}"
     )
 
 
+FetchUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Export URL.", show_default="BIKECOUNT_OPEN_DATA_URL or the Paris Open Data export"
+    ),
+]
+FetchOutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="File to write; an unfinished download of it is resumed.",
+        show_default="data/raw.csv",
+    ),
+]
+FetchTimeoutOption = Annotated[
+    float, typer.Option(min=1, help="Seconds to wait to connect, or between two chunks.")
+]
+
+
 @app.command()
 def fetch(
     ctx: typer.Context,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            help="Export URL.", show_default="BIKECOUNT_OPEN_DATA_URL or the Paris Open Data export"
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            help="File to write; an unfinished download of it is resumed.",
-            show_default="data/raw.csv",
-        ),
-    ] = None,
-    timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds to wait to connect, or between two chunks.")
-    ] = 30.0,
+    url: FetchUrlOption = None,
+    output: FetchOutputOption = None,
+    timeout: FetchTimeoutOption = 30.0,
 ) -> None:
     """Download the Paris Open Data bike counter export (';'-separated CSV)."""
     settings = settings_of(ctx)
@@ -152,43 +163,50 @@ def fetch(
     console.print(f"[green]downloaded[/] {url} -> [bold]{output}[/] ({size:,} bytes)")
 
 
+SplitInputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="Raw record file in the export format.",
+        show_default="data/raw.csv.gz, else data/raw.csv",
+    ),
+]
+CutoffOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Date (Europe/Paris) where current data starts, e.g. 2021-06-01; replaces --fraction."
+    ),
+]
+FractionOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Share of the time span that goes to the reference data.",
+        show_default=str(REFERENCE_FRACTION),
+    ),
+]
+SampleRowsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Rows in test_sample.csv, drawn at random from the reference rows.",
+        show_default="BIKECOUNT_TEST_SAMPLE_ROWS or 1000",
+    ),
+]
+SampleSeedOption = Annotated[
+    int | None,
+    typer.Option(help="Seed of the test sample draw.", show_default="BIKECOUNT_SEED or 42"),
+]
+
+
 @app.command()
 def split(
     ctx: typer.Context,
-    input_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--input",
-            "-i",
-            help="Raw record file in the export format.",
-            show_default="data/raw.csv.gz, else data/raw.csv",
-        ),
-    ] = None,
-    cutoff: Annotated[
-        str | None,
-        typer.Option(
-            help="Date (Europe/Paris) where current data starts, e.g. 2021-06-01; "
-            "replaces --fraction."
-        ),
-    ] = None,
-    fraction: Annotated[
-        float | None,
-        typer.Option(
-            help="Share of the time span that goes to the reference data.", show_default="0.7"
-        ),
-    ] = None,
-    sample_rows: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Rows in test_sample.csv, drawn at random from the reference rows.",
-            show_default="BIKECOUNT_TEST_SAMPLE_ROWS or 1000",
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Seed of the test sample draw.", show_default="BIKECOUNT_SEED or 42"),
-    ] = None,
+    input_path: SplitInputOption = None,
+    cutoff: CutoffOption = None,
+    fraction: FractionOption = None,
+    sample_rows: SampleRowsOption = None,
+    seed: SampleSeedOption = None,
 ) -> None:
     """Split raw records in time into reference, current and test-sample data sets."""
     if cutoff is not None and fraction is not None:
@@ -201,19 +219,24 @@ def split(
             valid,
             settings,
             cutoff=cutoff,
-            fraction=0.7 if fraction is None else fraction,
+            fraction=REFERENCE_FRACTION if fraction is None else fraction,
             sample_size=sample_rows,
             seed=seed,
         )
     except ValueError as exc:
         fail(str(exc))
+    console.print(_split_table(source, written))
+
+
+def _split_table(source: Path, written: dict[str, tuple[Path, pd.DataFrame]]) -> Table:
+    """Each data set written: its file, rows and period."""
     table = Table(title=f"split of {source}")
     table.add_column("file")
     table.add_column("rows", justify="right")
     table.add_column("period (Paris time)", no_wrap=True)
     for path, frame in written.values():
         table.add_row(str(path), f"{len(frame):,}", _period(frame))
-    console.print(table)
+    return table
 
 
 def _read_valid(source: Path) -> pd.DataFrame:

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from bikecount.cli.console import console, err_console, fail, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
+from bikecount.cli.options import JsonOption, LabelledDataOption, ModelOption, ParamOption
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
 from bikecount.evaluate import finite_metrics
@@ -22,6 +24,7 @@ from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
 from bikecount.registry import (
     ModelNotFoundError,
+    Registry,
     RegistryUnavailableError,
     quiet_mlflow,
     shown_uri,
@@ -43,45 +46,43 @@ USER_ERRORS = (
 # As a shell reports a command ended by Ctrl-C (128 + SIGINT).
 STOPPED_EXIT_CODE = 130
 
-ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
-]
 ENVS: dict[str, Env] = {env: env for env in get_args(Env)}
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
+
+TrainDataOption = Annotated[
+    str, typer.Option(help="Data set name (reference, current, test_sample) or a file path.")
+]
+EnvOption = Annotated[str, typer.Option(help="dev (local artifacts) or prod (GCS).")]
+TestModeOption = Annotated[
+    bool, typer.Option("--test-mode", help="Train on test_sample.csv with fast settings.")
+]
+HoldoutFromOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--holdout-from",
+        formats=["%Y-%m-%d"],
+        help="Hold out the records from this local day on (default: the last "
+        "BIKECOUNT_HOLDOUT_DAYS days).",
+    ),
+]
+RefitOption = Annotated[
+    bool,
+    typer.Option(
+        "--refit/--no-refit",
+        help="Refit on every row, holdout included, for the registered model (default). "
+        "--no-refit registers the evaluation fit: faster, but it never saw the holdout days.",
+    ),
+]
 
 
 def train_command(
     ctx: typer.Context,
     model: ModelOption = "gbm",
-    data: Annotated[
-        str,
-        typer.Option(help="Data set name (reference, current, test_sample) or a file path."),
-    ] = "reference",
-    env: Annotated[str, typer.Option(help="dev (local artifacts) or prod (GCS).")] = "",
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Hyperparameter override NAME=VALUE (repeatable)."),
-    ] = None,
-    test_mode: Annotated[
-        bool, typer.Option("--test-mode", help="Train on test_sample.csv with fast settings.")
-    ] = False,
-    holdout_from: Annotated[
-        datetime | None,
-        typer.Option(
-            "--holdout-from",
-            formats=["%Y-%m-%d"],
-            help="Hold out the records from this local day on (default: the last "
-            "BIKECOUNT_HOLDOUT_DAYS days).",
-        ),
-    ] = None,
-    refit: Annotated[
-        bool,
-        typer.Option(
-            "--refit/--no-refit",
-            help="Refit on every row, holdout included, for the registered model (default). "
-            "--no-refit registers the evaluation fit: faster, but it never saw the holdout days.",
-        ),
-    ] = True,
+    data: TrainDataOption = "reference",
+    env: EnvOption = "",
+    param: ParamOption = None,
+    test_mode: TestModeOption = False,
+    holdout_from: HoldoutFromOption = None,
+    refit: RefitOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Train a model, score it on a temporal holdout, refit it on every row, log it to MLflow and
@@ -105,14 +106,9 @@ def train_command(
             holdout_from=holdout_from.date() if holdout_from else None,
             refit=refit,
         )
-        registry = registry_of(ctx)
-        if as_json:
-            result = train(request, settings, registry)
-        else:
-            with console.status("training...") as status:
-                result = train(request, settings, registry, on_stage=lambda s: status.update(s))
+        result = _train_showing_stage(request, settings, registry_of(ctx), quiet=as_json)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     except TrainingStoppedError as exc:
         run = f"run {exc.run_id} marked {exc.run_status}" if exc.run_id else "no run was started"
         fail(f"training stopped: {exc}; {run}; the champion is unchanged", code=STOPPED_EXIT_CODE)
@@ -122,6 +118,16 @@ def train_command(
         print_json(_train_summary(result))
         return
     _print_train_result(result)
+
+
+def _train_showing_stage(
+    request: TrainRequest, settings: Settings, registry: Registry, quiet: bool
+) -> TrainResult:
+    """:func:`train`, its current stage in a status line (none when ``quiet``)."""
+    if quiet:
+        return train(request, settings, registry)
+    with console.status("training...") as status:
+        return train(request, settings, registry, on_stage=lambda s: status.update(s))
 
 
 def _env(value: str, settings: Settings) -> Env:
@@ -186,7 +192,7 @@ def _metrics_table(metrics: dict[str, float]) -> Table:
 
 def evaluate_command(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")],
+    data: LabelledDataOption,
     model: ModelOption = "gbm",
     version: Annotated[
         int | None, typer.Option(help="Version to score (default: champion).")
@@ -197,7 +203,7 @@ def evaluate_command(
     try:
         report = evaluate_file(registry_of(ctx), model, data, version)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     report["metrics"] = finite_metrics(report["metrics"], digits=4)
     if as_json:
         print_json(report)
@@ -220,7 +226,7 @@ def predict_command(
     try:
         rows, used = predict_file(registry_of(ctx), model, input_path, output, version)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     console.print(f"wrote {rows:,} predictions of {model} v{used} to {output}")
 
 
@@ -238,7 +244,7 @@ def models_command(
         registry = registry_of(ctx)
         versions = [v for t in types for v in registry.list_versions(t)]
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     if as_json:
         print_json([v.as_dict() for v in versions])
         return

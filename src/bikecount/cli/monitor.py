@@ -2,44 +2,47 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from mlflow.exceptions import MlflowException
 from rich.table import Table
 
-from bikecount.cli.console import console, fail, print_json
+from bikecount.cli.console import console, fail, fail_mlflow, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
+from bikecount.cli.options import JsonOption
 from bikecount.data.io import DataFileError
 from bikecount.models import MODEL_TYPES, UnknownModelTypeError, get_spec
-from bikecount.monitoring.drift import (
-    ChampionScore,
-    MonitoringResult,
-    decay_ratio,
-    run_monitoring,
-)
+from bikecount.monitoring.decay import ChampionScore, decay_ratio
+from bikecount.monitoring.drift import ColumnScore
 from bikecount.monitoring.reports import prune_reports
+from bikecount.monitoring.run import MonitoringResult, run_monitoring
 from bikecount.records import RecordError
-from bikecount.registry import RegistryUnavailableError, quiet_mlflow, shown_uri
+from bikecount.registry import RegistryUnavailableError, quiet_mlflow
 
+COMPARING = "comparing current data with the reference..."
 PREPARE_HINT = "create the data sets with `bikecount data prepare` (or give --reference/--current)"
+
+ReferenceOption = Annotated[
+    Path | None, typer.Option(help="Reference records (default: the reference data set).")
+]
+CurrentOption = Annotated[
+    Path | None, typer.Option(help="Current records (default: the current data set).")
+]
+ChampionOption = Annotated[
+    str, typer.Option("--model", "-m", help=f"Champion to score: {', '.join(MODEL_TYPES)}.")
+]
 
 
 def monitor_command(
     ctx: typer.Context,
-    reference: Annotated[
-        Path | None, typer.Option(help="Reference records (default: the reference data set).")
-    ] = None,
-    current: Annotated[
-        Path | None, typer.Option(help="Current records (default: the current data set).")
-    ] = None,
-    model: Annotated[
-        str, typer.Option("--model", "-m", help=f"Champion to score: {', '.join(MODEL_TYPES)}.")
-    ] = "gbm",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object, nothing else.")
-    ] = False,
+    reference: ReferenceOption = None,
+    current: CurrentOption = None,
+    model: ChampionOption = "gbm",
+    as_json: JsonOption = False,
 ) -> None:
     """Compare current data with the reference (Evidently), score the champion on it, log to MLflow.
 
@@ -53,25 +56,19 @@ def monitor_command(
     """
     quiet_mlflow()
     settings = settings_of(ctx)
-    reference = reference or settings.dataset_path("reference")
-    current = current or settings.dataset_path("current")
-    for path in (reference, current):
-        if not path.is_file():
-            fail(f"data file not found: {path}", hint=PREPARE_HINT)
+    reference = _existing(reference or settings.dataset_path("reference"))
+    current = _existing(current or settings.dataset_path("current"))
+    status = nullcontext() if as_json else console.status(COMPARING)
     try:
         get_spec(model)
         registry = registry_of(ctx)
         registry.check_reachable()  # within seconds, not MLflow's retries
-        if as_json:
+        with status:
             result = run_monitoring(settings, registry, reference, current, model)
-        else:
-            with console.status("comparing current data with the reference..."):
-                result = run_monitoring(settings, registry, reference, current, model)
     except (DataFileError, RecordError, UnknownModelTypeError, ValueError, OSError) as exc:
-        fail(str(exc))
+        fail_for(exc, path=settings.reports_dir)
     except MlflowException as exc:
-        shown = shown_uri(settings.tracking_uri)
-        fail(f"MLflow failed: {exc.message}", hint=f"is {shown} reachable?")
+        fail_mlflow(exc, settings.tracking_uri)
     except RegistryUnavailableError as exc:
         fail(str(exc), hint="start it with `bikecount up`, or unset BIKECOUNT_MLFLOW_TRACKING_URI")
     prune_reports(settings.reports_dir, settings.reports_keep)
@@ -81,12 +78,19 @@ def monitor_command(
     print_summary(result, settings.retrain_decay_ratio)
 
 
+def _existing(path: Path) -> Path:
+    """``path``, when it is a file; else exit saying how to make the data sets."""
+    if not path.is_file():
+        fail(f"data file not found: {path}", hint=PREPARE_HINT)
+    return path
+
+
 def print_summary(result: MonitoringResult, decay_limit: float) -> None:
     """The verdict, the drifted columns, per-column scores, the champion (decayed at
     ``decay_limit`` times its holdout's error share), report and run."""
     drift = result.drift
     verdict = "[bold red]drift detected[/]" if drift.drift_detected else "[green]no drift[/]"
-    counts = (drift.target_drift or {}).get("drifted")
+    counts = drift.target_drift["drifted"] if drift.target_drift else None
     counts_words = {True: "counts drifted", False: "counts stable", None: "counts not compared"}
     console.print(
         f"{verdict}: {drift.drift_share:.0%} of columns drifted "
@@ -101,7 +105,7 @@ def print_summary(result: MonitoringResult, decay_limit: float) -> None:
     console.print(f"MLflow run: {result.run_id} (experiment {result.experiment})")
 
 
-def scores_table(scores: dict[str, dict[str, Any]]) -> Table:
+def scores_table(scores: dict[str, ColumnScore]) -> Table:
     table = Table(title="per-column drift")
     for column in ("column", "score", "method", "threshold", "drifted"):
         table.add_column(column, justify="right" if column in ("score", "threshold") else "left")

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from mlflow.exceptions import MlflowException
 from rich.table import Table
 
-from bikecount.cli.console import console, fail, print_json
+from bikecount.cli.console import console, fail_mlflow, print_json
 from bikecount.cli.context import registry_of, settings_of
+from bikecount.cli.failures import fail_for
+from bikecount.cli.options import JsonOption
 from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
 from bikecount.pipeline import PipelineError
 from bikecount.records import RecordError
-from bikecount.registry import quiet_mlflow, shown_uri
+from bikecount.registry import quiet_mlflow
+
+if TYPE_CHECKING:  # the steps themselves are imported by their command, when it runs
+    from bikecount.pipeline.ingest import IngestResult
+    from bikecount.pipeline.predict import PredictResult, ScoreResult
+    from bikecount.pipeline.retrain import RetrainResult
 
 app = typer.Typer(
     help="Run the pipeline's steps by hand: ingest a day, predict a day, monitor and retrain."
@@ -31,38 +39,77 @@ ApiUrlOption = Annotated[
     str | None,
     typer.Option("--api-url", help="The RegModel API [default: BIKECOUNT_PIPELINE_API_URL]."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
-ModelOption = Annotated[
+PipelineModelOption = Annotated[
     str | None,
     typer.Option(
         "--model", "-m", help="Model type: rf, gbm, nn [default: BIKECOUNT_PIPELINE_MODEL_TYPE]."
     ),
 ]
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="'opendata', a file-drop folder (or file) of export files, or 'synthetic'. "
+        "Default: Paris Open Data, else BIKECOUNT_PIPELINE_SOURCE when it is unreachable."
+    ),
+]
+ForceIngestOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace a stored day even by materially fewer rows (below "
+        "BIKECOUNT_PIPELINE_REINGEST_MIN_SHARE of them).",
+    ),
+]
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Records per request [default: BIKECOUNT_PIPELINE_BATCH_SIZE]."),
+]
+ForceRetrainOption = Annotated[bool, typer.Option("--force", help="Retrain whatever drift says.")]
+RecentDaysOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Last stored days to check [default: BIKECOUNT_PIPELINE_RECENT_DAYS]."
+    ),
+]
+
+
+class StepResult(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+Result = TypeVar("Result", bound=StepResult)
+Params = ParamSpec("Params")
 
 
 def _day(value: datetime) -> date:
     return value.date()
 
 
+def _run_step(
+    step: Callable[Params, Result], *args: Params.args, **kwargs: Params.kwargs
+) -> Result:
+    """``step(*args, **kwargs)``; a user's error (bad input, a source or store failing) ends
+    the command with its message."""
+    try:
+        return step(*args, **kwargs)
+    except USER_ERRORS as exc:
+        fail_for(exc)
+
+
+def _report(result: Result, as_json: bool, show: Callable[[Result], None]) -> None:
+    """The step's result as one JSON object, or for people as ``show`` prints it."""
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        show(result)
+
+
 @app.command("ingest")
 def ingest_command(
     ctx: typer.Context,
     day: DateOption,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            help="'opendata', a file-drop folder (or file) of export files, or 'synthetic'. "
-            "Default: Paris Open Data, else BIKECOUNT_PIPELINE_SOURCE when it is unreachable."
-        ),
-    ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Replace a stored day even by materially fewer rows (below "
-            "BIKECOUNT_PIPELINE_REINGEST_MIN_SHARE of them).",
-        ),
-    ] = False,
+    source: SourceOption = None,
+    force: ForceIngestOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Validate one day of records and store them, replacing that day if it was ingested before.
@@ -71,14 +118,11 @@ def ingest_command(
     """
     from bikecount.pipeline.ingest import ingest_day
 
-    settings = settings_of(ctx)
-    try:
-        result = ingest_day(settings, _day(day), source, force=force)
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(result.as_dict())
-        return
+    result = _run_step(ingest_day, settings_of(ctx), _day(day), source, force=force)
+    _report(result, as_json, _print_ingested)
+
+
+def _print_ingested(result: IngestResult) -> None:
     console.print(
         f"[bold]{result.day}[/] from {result.source}: {result.rows_in:,} rows in, "
         f"[green]{result.rows_written:,} stored[/], [red]{result.rows_rejected:,} rejected[/]"
@@ -99,24 +143,18 @@ def predict_command(
     ctx: typer.Context,
     day: DateOption,
     api_url: ApiUrlOption = None,
-    model: ModelOption = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(min=1, help="Records per request [default: BIKECOUNT_PIPELINE_BATCH_SIZE]."),
-    ] = None,
+    model: PipelineModelOption = None,
+    batch_size: BatchSizeOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict every known counter's hours of the day through the API and store them."""
     from bikecount.pipeline.predict import predict_day
 
-    settings = settings_of(ctx)
-    try:
-        result = predict_day(settings, _day(day), api_url, model, batch_size)
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(result.as_dict())
-        return
+    result = _run_step(predict_day, settings_of(ctx), _day(day), api_url, model, batch_size)
+    _report(result, as_json, _print_predicted)
+
+
+def _print_predicted(result: PredictResult) -> None:
     versions = ", ".join(f"v{v}" for v in result.versions)
     console.print(
         f"[bold]{result.day}[/]: {result.rows:,} predictions for {result.counters} counters "
@@ -129,20 +167,17 @@ def predict_command(
 def score_command(
     ctx: typer.Context,
     day: DateOption,
-    model: ModelOption = None,
+    model: PipelineModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score the day's stored predictions against its stored counts (RMSE, MAE per version)."""
     from bikecount.pipeline.predict import score_day
 
-    settings = settings_of(ctx)
-    try:
-        result = score_day(settings, _day(day), model)
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(result.as_dict())
-        return
+    result = _run_step(score_day, settings_of(ctx), _day(day), model)
+    _report(result, as_json, _print_scored)
+
+
+def _print_scored(result: ScoreResult) -> None:
     if result.reason:
         console.print(f"[bold]{result.day}[/] not scored: {result.reason}")
     _print_errors(result.errors)
@@ -159,15 +194,10 @@ def _print_errors(errors: dict[int, dict[str, float]]) -> None:
 @app.command("monitor-retrain")
 def monitor_retrain_command(
     ctx: typer.Context,
-    force: Annotated[bool, typer.Option("--force", help="Retrain whatever drift says.")] = False,
+    force: ForceRetrainOption = False,
     api_url: ApiUrlOption = None,
-    model: ModelOption = None,
-    recent_days: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Last stored days to check [default: BIKECOUNT_PIPELINE_RECENT_DAYS]."
-        ),
-    ] = None,
+    model: PipelineModelOption = None,
+    recent_days: RecentDaysOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check drift and the champion on recent stored counts; retrain through the API if due."""
@@ -183,13 +213,13 @@ def monitor_retrain_command(
                 settings, registry_of(ctx), api_url, force, model, recent_days=recent_days
             )
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail_for(exc)
     except MlflowException as exc:
-        shown = shown_uri(settings.tracking_uri)
-        fail(f"MLflow failed: {exc.message}", hint=f"is {shown} reachable?")
-    if as_json:
-        print_json(result.as_dict())
-        return
+        fail_mlflow(exc, settings.tracking_uri)
+    _report(result, as_json, _print_monitored)
+
+
+def _print_monitored(result: RetrainResult) -> None:
     drift = "[bold red]drift[/]" if result.drift_detected else "[green]no drift[/]"
     outcome = (
         f"retrained v{result.new_version} ({'promoted' if result.promoted else 'not promoted'})"

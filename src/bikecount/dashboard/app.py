@@ -8,8 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from bikecount.dashboard import api_client, registry_view
-from bikecount.dashboard.cache import queries
 from bikecount.dashboard.pages import all_pages
+from bikecount.dashboard.resources import queries
 
 
 def render_sidebar() -> None:

@@ -1,16 +1,20 @@
 """The dashboard's charts, as Vega-Lite specifications built with Altair.
 
 Vega-Lite draws in the browser from data embedded in the page: the map needs no tile server and
-no WebGL (a map tile layer may be missing offline; the points never are). The map is drawn as SVG,
-one ``path`` per counter, so that a browser test can count them.
+no WebGL (a map tile layer may be missing offline; the points never are). The map is drawn as SVG
+over the outlines of the 20 arrondissements (shipped with the package), one ``path`` per counter
+and one per arrondissement, so that a browser test can count them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import altair as alt
 import pandas as pd
+
+from bikecount.dashboard.geography import Feature, load_arrondissements
 
 MAP_SELECTION = "counter_pick"
 SVG = {"embedOptions": {"renderer": "svg"}}
@@ -18,15 +22,63 @@ COLOUR_BY = {"forecast_total": "coming day (bikes)", "mae": "last day's MAE (bik
 # The two directions of a site share its coordinates: the second is drawn this far east (about
 # 50 m), so that both points can be seen and clicked.
 SAME_PLACE_OFFSET_DEGREES = 0.0007
+# The city stays in the background: pale land, white borders, grey numbers.
+CITY_FILL = "#e9e6df"
+CITY_BORDER = "#ffffff"
+NUMBER_COLOUR = "#8c8c8c"
 
 
-def map_chart(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
-    """Every counter at its coordinates (Mercator), coloured by ``colour_by``; click selects one.
+def map_chart(
+    frame: pd.DataFrame, colour_by: str, outlines: Sequence[Feature] | None = None
+) -> alt.LayerChart:
+    """Every counter at its coordinates over the arrondissements (Mercator); click selects one.
 
     Args:
         frame: columns counter, lat, lon and the ``COLOUR_BY`` columns (NaN: grey point).
         colour_by: ``forecast_total`` or ``mae``.
+        outlines: GeoJSON features of the arrondissements; the shipped ones when None.
     """
+    features = list(load_arrondissements() if outlines is None else outlines)
+    return alt.LayerChart(
+        layer=[arrondissements_layer(features), arrondissement_numbers(features)]
+        + [counters_layer(frame, colour_by)],
+        height=560,
+        usermeta=SVG,
+    ).project(type="mercator")
+
+
+def arrondissements_layer(features: list[Feature]) -> alt.Chart:
+    """The arrondissements as light shapes with white borders, named in their tooltip."""
+    return (
+        alt.Chart(alt.Data(values=features))
+        .mark_geoshape(fill=CITY_FILL, stroke=CITY_BORDER, strokeWidth=1.2)
+        .encode(
+            tooltip=[
+                alt.Tooltip("properties.short_name:N", title="arrondissement"),
+                alt.Tooltip("properties.name:N", title="name"),
+            ]
+        )
+    )
+
+
+def arrondissement_numbers(features: list[Feature]) -> alt.Chart:
+    """Each arrondissement's number at its label point, quiet under the counters."""
+    labels = pd.DataFrame(
+        {
+            "number": [f["properties"]["number"] for f in features],
+            "lon": [f["properties"]["label_lon"] for f in features],
+            "lat": [f["properties"]["label_lat"] for f in features],
+        }
+    )
+    return (
+        alt.Chart(labels)
+        .mark_text(fontSize=13, fontWeight="bold", color=NUMBER_COLOUR)
+        .encode(longitude="lon:Q", latitude="lat:Q", text="number:N")
+    )
+
+
+def counters_layer(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
+    """The counters' circles, coloured by ``colour_by``, with the click selection."""
     scheme: Literal["yelloworangered", "purples"] = (
         "yelloworangered" if colour_by == "forecast_total" else "purples"
     )
@@ -36,7 +88,7 @@ def map_chart(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
     ]
     return (
         alt.Chart(data)
-        .mark_circle(size=180, opacity=0.9, stroke="#333333", strokeWidth=0.6)
+        .mark_circle(size=150, opacity=0.95, stroke="#333333", strokeWidth=0.7)
         .encode(
             longitude="lon:Q",
             latitude="lat:Q",
@@ -53,8 +105,6 @@ def map_chart(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
             ],
         )
         .add_params(pick)
-        .project(type="mercator")
-        .properties(height=520, usermeta=SVG)
     )
 
 

@@ -22,6 +22,7 @@ class DashboardConfig:
         history_days: days of counts against forecasts on a counter's page.
         errors_days: days of daily forecast errors on the monitoring page.
         cache_seconds: how long a query's answer is reused.
+        max_records: records per ``POST /predict`` request (the API's bound, same setting).
     """
 
     db_url: str
@@ -32,6 +33,7 @@ class DashboardConfig:
     history_days: int
     errors_days: int
     cache_seconds: float
+    max_records: int
     model_types: tuple[str, ...] = MODEL_TYPES
 
     @classmethod
@@ -46,6 +48,7 @@ class DashboardConfig:
             history_days=settings.dashboard_history_days,
             errors_days=settings.dashboard_errors_days,
             cache_seconds=settings.dashboard_cache_seconds,
+            max_records=settings.max_records,
         )
 
     @property

@@ -1,21 +1,24 @@
 """The dashboard's pages: Map, Counter, Models, Monitoring and Ask the model.
 
-Each page is a function that reads through :mod:`bikecount.dashboard.cache` and draws with
-Streamlit; what it computes lives in the data modules, so the pages only lay things out. A missing
-piece (store empty, API or MLflow down, no champion) is shown as a state that says what to run.
+Each page is a function that reads through :func:`bikecount.dashboard.resources.queries` and
+draws with Streamlit; what it computes lives in the data modules, so the pages only lay things
+out. A missing piece (store empty, API or MLflow down, no champion) is shown as a state that says
+what to run.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from bikecount.dashboard import api_client, charts, states
-from bikecount.dashboard.cache import Queries, queries
+from bikecount.dashboard.ask_file import render_file_forecast
+from bikecount.dashboard.cache import Queries
+from bikecount.dashboard.geography import ATTRIBUTION_TEXT as ARRONDISSEMENTS_ATTRIBUTION
 from bikecount.dashboard.registry_view import RegistryUnavailableError, metric_columns
+from bikecount.dashboard.resources import queries
 from bikecount.dashboard.store_queries import FilledStore, summarise_counter_days
 
 COUNTER_PARAM = "counter"
@@ -59,7 +62,8 @@ def _store_or_stop(data: Queries) -> FilledStore:
 
 
 def render_map() -> None:
-    """Every counter at its coordinates, coloured by its coming-day forecast or last-day error."""
+    """Every counter at its coordinates over the arrondissements, coloured by its coming-day
+    forecast or last-day error."""
     data = queries()
     st.title("Paris bike counters")
     summary = _store_or_stop(data)
@@ -78,7 +82,8 @@ def render_map() -> None:
     )
     st.caption(
         f"{len(frame)} counters counted on {summary.last_count_day}; "
-        f"{data.config.model_type} forecasts. Click a counter to open its page. {ATTRIBUTION}"
+        f"{data.config.model_type} forecasts. Click a counter to open its page. {ATTRIBUTION} "
+        f"{ARRONDISSEMENTS_ATTRIBUTION}"
     )
     picked = _picked_counter(event)
     if picked:
@@ -254,7 +259,7 @@ def render_monitoring() -> None:
 
 
 def render_ask() -> None:
-    """Choose counters, a day and hours; the answer comes from ``POST /predict``."""
+    """Ask ``POST /predict`` about chosen counters and hours, or about a whole uploaded file."""
     data = queries()
     st.title("Ask the model")
     try:
@@ -262,6 +267,15 @@ def render_ask() -> None:
     except api_client.ApiError as exc:
         st.warning(states.api_down(data.config.api_url, str(exc)), icon=":material/power_off:")
         st.stop()
+    by_counter, by_file = st.tabs(["Counters and hours", "A file of records"])
+    with by_file:
+        render_file_forecast(data, health)
+    with by_counter:
+        _ask_about_counters(data, health)
+
+
+def _ask_about_counters(data: Queries, health: api_client.ApiHealth) -> None:
+    """Choose counters, a day and hours; the answer comes from ``POST /predict``."""
     summary = _store_or_stop(data)
     counters = data.counters(summary.last_count_day)
     names = counters["counter"].tolist()
@@ -299,7 +313,7 @@ def render_ask() -> None:
         _show_answer(records, answer)
 
 
-def _show_answer(records: list[dict[str, str]], answer: dict[str, Any]) -> None:
+def _show_answer(records: list[dict[str, str]], answer: api_client.PredictAnswer) -> None:
     st.subheader(f"{answer['model_type']} v{answer['model_version']} answers")
     table = pd.DataFrame(
         {

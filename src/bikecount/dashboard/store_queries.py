@@ -13,7 +13,8 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy import Engine, and_, func, inspect, select
 
-from bikecount.pipeline.store import audit, daily_errors, predictions, raw_counts, to_paris
+from bikecount.pipeline.store import to_paris
+from bikecount.pipeline.store_schema import audit, daily_errors, predictions, raw_counts
 
 # The most audit rows a view shows (newest first); the audit grows by one row a week.
 AUDIT_LIMIT = 200

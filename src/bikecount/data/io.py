@@ -6,6 +6,7 @@ import gzip
 import logging
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -58,16 +59,33 @@ def read_records(path: Path | str) -> pd.DataFrame:
         raise DataFileError(f"{path}: no such file")
     kind = _kind(path)
     logger.info("reading %s", path)
+    return _read(path, kind, str(path))
+
+
+def read_records_from(content: BinaryIO, name: str) -> pd.DataFrame:
+    """Like :func:`read_records`, for a file's content (an upload); ``name`` tells its kind."""
+    return _read(content, _kind(Path(name)), name)
+
+
+def _read(source: Path | BinaryIO, kind: str, name: str) -> pd.DataFrame:
+    # By name, not left to pandas: a buffer has no suffix to infer the compression from.
+    compression = "gzip" if name.lower().endswith(".gz") else None
     try:
         if kind == "parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(source)
         frame = pd.read_csv(
-            path, sep=";", dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+            source,
+            sep=";",
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            compression=compression,
         )
     except UNREADABLE as exc:
-        raise DataFileError(f"{path}: {what_is_wrong(exc)}") from exc
+        raise DataFileError(f"{name}: {what_is_wrong(exc)}") from exc
     if frame.shape[1] == 1 and "," in frame.columns[0]:
-        raise DataFileError(f"{path}: looks comma-separated; the export format uses ';'")
+        raise DataFileError(f"{name}: looks comma-separated; the export format uses ';'")
     return frame
 
 

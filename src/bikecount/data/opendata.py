@@ -15,11 +15,11 @@ import logging
 import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pandas as pd
+from pydantic import JsonValue
 
 from bikecount.data.fetch import FetchError, describe_transport_error, download_export
 from bikecount.data.io import read_records
@@ -33,6 +33,10 @@ PAGE_SIZE = 100
 MAX_RECORDS = 10_000
 # Query parameters that only the export understands; /records answers 400 to them.
 EXPORT_ONLY = ("delimiter", "use_labels", "list_separator", "quote_all", "with_bom", "compressed")
+
+QueryParams = dict[str, str | int]
+# One record as /records answers it: the API's field names, each with its JSON value.
+JsonRecord = dict[str, JsonValue]
 
 
 def day_clause(day: date) -> str:
@@ -104,13 +108,13 @@ def read_day_records(url: str, day: date, *, timeout: float = 60.0) -> pd.DataFr
         FetchError: an HTTP error, an answer that is not the API's JSON, or a day of more
             records than the endpoint lets one page through.
     """
-    params: dict[str, Any] = {
+    params: QueryParams = {
         "where": day_clause(day),
         "timezone": PARIS_TZ,
         "order_by": "date",
         "limit": PAGE_SIZE,
     }
-    results: list[dict[str, Any]] = []
+    results: list[JsonRecord] = []
     try:
         with httpx.Client(timeout=timeout, follow_redirects=True) as client:
             total = None
@@ -131,9 +135,7 @@ def read_day_records(url: str, day: date, *, timeout: float = 60.0) -> pd.DataFr
     return pd.DataFrame.from_records(results)
 
 
-def _page(
-    client: httpx.Client, url: str, params: dict[str, Any]
-) -> tuple[int, list[dict[str, Any]]]:
+def _page(client: httpx.Client, url: str, params: QueryParams) -> tuple[int, list[JsonRecord]]:
     response = client.get(url, params=params)
     if response.status_code >= 400:
         raise FetchError(

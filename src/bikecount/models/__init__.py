@@ -10,12 +10,16 @@ from bikecount.models.catalog import (
     parse_params,
     stops_early,
 )
+from bikecount.models.protocol import RecordClassifier, RecordModel, as_classifier
 
 __all__ = [
     "MODEL_TYPES",
     "HyperparameterError",
     "ModelSpec",
+    "RecordClassifier",
+    "RecordModel",
     "UnknownModelTypeError",
+    "as_classifier",
     "build_model",
     "get_spec",
     "parse_params",

@@ -4,16 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-Task = Literal["regression", "classification"]
-# The model types, in the order they are listed: the one list (the API's schema shows it as its
-# enum, the settings validate the pipeline's regressor with it); a test checks each spec's task.
-RegressorType = Literal["rf", "gbm", "nn"]
-ClassifierType = Literal["rf_class"]
-ModelType = Literal[RegressorType, ClassifierType]
+# The names live in their own module (the settings import them too); re-exported here, with
+# the specs they name.
+from bikecount.model_types import (
+    CLASSIFIER_TYPES,
+    MODEL_TYPES,
+    REGRESSOR_TYPES,
+    ClassifierType,
+    ModelType,
+    RegressorType,
+    Task,
+)
+from bikecount.models.param_types import ParamValue
+from bikecount.models.protocol import RecordModel
+
+__all__ = [
+    "CLASSIFIER_TYPES",
+    "MODEL_TYPES",
+    "REGRESSOR_TYPES",
+    "AnySpec",
+    "ClassifierType",
+    "HyperparameterError",
+    "ModelSpec",
+    "ModelType",
+    "RegressorType",
+    "Task",
+    "UnknownModelTypeError",
+    "build_model",
+    "get_spec",
+    "parse_assignments",
+    "parse_params",
+    "stops_early",
+]
 
 
 class UnknownModelTypeError(ValueError):
@@ -24,28 +50,38 @@ class HyperparameterError(ValueError):
     """Hyperparameters that are unknown or of the wrong type or range."""
 
 
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class ModelSpec:
-    """What bikecount knows about one model type."""
+class ModelSpec(Generic[ParamsT]):
+    """What bikecount knows about one model type: ``build`` takes the type's own ``params``
+    and a seed, and gives an unfitted model."""
 
     name: ModelType
     task: Task
     description: str
-    params: type[BaseModel]
-    build: Callable[[Any, int], Any]
-    fast_params: Mapping[str, Any] = field(default_factory=dict)
+    params: type[ParamsT]
+    build: Callable[[ParamsT, int], RecordModel]
+    fast_params: Mapping[str, ParamValue] = field(default_factory=dict)
     torch: bool = False
 
 
-def _specs() -> dict[str, ModelSpec]:
+# The spec of some model type: its builder takes the params of that type, which only
+# parse_params makes (with the same spec), so the params type is left open here.
+AnySpec = ModelSpec[Any]
+
+
+def _specs() -> dict[str, AnySpec]:
     # Imported here so that listing model types does not import PyTorch.
     from bikecount.models.affluence import build_affluence
     from bikecount.models.neural import build_nn_model
     from bikecount.models.nn_network import NNParams
     from bikecount.models.trees import BoostingParams, ForestParams, build_boosting, build_forest
 
-    return {
-        "rf": ModelSpec(
+    # Each spec made on its own, so the type checker sees that its builder takes its params.
+    specs = (
+        ModelSpec(
             "rf",
             "regression",
             "random forest regressor",
@@ -53,7 +89,7 @@ def _specs() -> dict[str, ModelSpec]:
             build_forest,
             {"n_estimators": 20, "max_leaf_nodes": 500},
         ),
-        "gbm": ModelSpec(
+        ModelSpec(
             "gbm",
             "regression",
             "gradient-boosted trees (histogram)",
@@ -61,7 +97,7 @@ def _specs() -> dict[str, ModelSpec]:
             build_boosting,
             {"max_iter": 60},
         ),
-        "nn": ModelSpec(
+        ModelSpec(
             "nn",
             "regression",
             "PyTorch network with a counter embedding",
@@ -70,7 +106,7 @@ def _specs() -> dict[str, ModelSpec]:
             {"max_epochs": 5, "patience": 2},
             torch=True,
         ),
-        "rf_class": ModelSpec(
+        ModelSpec(
             "rf_class",
             "classification",
             "affluence classifier (faible/forte)",
@@ -78,15 +114,11 @@ def _specs() -> dict[str, ModelSpec]:
             build_affluence,
             {"n_estimators": 20, "max_leaf_nodes": 500},
         ),
-    }
+    )
+    return {spec.name: spec for spec in specs}
 
 
-MODEL_TYPES: tuple[ModelType, ...] = get_args(ModelType)
-REGRESSOR_TYPES: tuple[RegressorType, ...] = get_args(RegressorType)
-CLASSIFIER_TYPES: tuple[ClassifierType, ...] = get_args(ClassifierType)
-
-
-def get_spec(model_type: str) -> ModelSpec:
+def get_spec(model_type: str) -> AnySpec:
     """The spec of a model type, or UnknownModelTypeError naming the valid ones."""
     if model_type not in MODEL_TYPES:
         raise UnknownModelTypeError(
@@ -96,7 +128,7 @@ def get_spec(model_type: str) -> ModelSpec:
 
 
 def parse_params(
-    model_type: str, overrides: Mapping[str, Any] | None = None, *, fast: bool = False
+    model_type: str, overrides: Mapping[str, object] | None = None, *, fast: bool = False
 ) -> BaseModel:
     """Defaults of a model type, then its fast settings (test mode), then the user's overrides.
 
@@ -107,7 +139,8 @@ def parse_params(
         HyperparameterError: an unknown name, or a value of the wrong type or range.
     """
     spec = get_spec(model_type)
-    values: dict[str, Any] = dict(spec.fast_params) if fast else {}
+    # Anything: pydantic validates it.
+    values: dict[str, object] = dict(spec.fast_params) if fast else {}
     values.update({key: _none_if_null(value) for key, value in (overrides or {}).items()})
     try:
         return spec.params(**values)
@@ -121,19 +154,19 @@ def parse_params(
         ) from None
 
 
-def _reason(error: Mapping[str, Any]) -> str:
+def _reason(error: Mapping[str, object]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown hyperparameter"
     return f"{error['msg']} (got {error.get('input')!r})"
 
 
-def _none_if_null(value: Any) -> Any:
+def _none_if_null(value: object) -> object:
     if isinstance(value, str) and value.strip().lower() in {"none", "null"}:
         return None
     return value
 
 
-def build_model(model_type: str, params: BaseModel, seed: int) -> Any:
+def build_model(model_type: str, params: BaseModel, seed: int) -> RecordModel:
     """An unfitted estimator of ``model_type`` that fits and predicts on raw records."""
     return get_spec(model_type).build(params, seed)
 

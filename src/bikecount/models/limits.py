@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from bikecount.config import Settings
 from bikecount.features import FEATURE_COLUMNS
-from bikecount.models.catalog import HyperparameterError, stops_early
+from bikecount.models.catalog import HyperparameterError, ParamsT, stops_early
+from bikecount.models.param_types import ParamValue
+from bikecount.models.trees import BoostingParams, ForestParams
+
+if TYPE_CHECKING:
+    from bikecount.models.nn_network import NNParams
 
 # The feature pipeline, run once per fit: seconds per row.
 FEATURE_SECONDS_PER_ROW = 5e-6
@@ -58,7 +63,7 @@ class TrainingCost:
     rows: int
     model_mb: float
     fit_seconds: float
-    drivers: dict[str, Any]
+    drivers: dict[str, ParamValue]
     # The rows of the refit on every row that follows the evaluation fit (None: no refit).
     refit_rows: int | None = None
 
@@ -76,13 +81,15 @@ class TrainingCost:
 def estimate_cost(model_type: str, params: BaseModel, rows: int) -> TrainingCost:
     """The estimated cost of fitting ``model_type`` with ``params`` on ``rows`` rows once (see
     :func:`estimate_training_cost` for a training's two fits)."""
-    values = params.model_dump()
     if model_type in ("rf", "rf_class"):
-        size, seconds, drivers = _forest(values, rows)
+        size, seconds, drivers = _forest(_params_as(ForestParams, params), rows)
     elif model_type == "gbm":
-        size, seconds, drivers = _boosting(values, rows)
+        size, seconds, drivers = _boosting(_params_as(BoostingParams, params), rows)
     elif model_type == "nn":
-        size, seconds, drivers = _network(values, rows)
+        # Imported here: the network's hyperparameters live with it, and PyTorch comes with them.
+        from bikecount.models.nn_network import NNParams
+
+        size, seconds, drivers = _network(_params_as(NNParams, params), rows)
     else:
         raise ValueError(f"no cost model for {model_type!r}")
     seconds += FEATURE_SECONDS_PER_ROW * rows
@@ -172,66 +179,84 @@ def check_fit_possible(model_type: str, params: BaseModel, rows: int) -> None:
         )
 
 
+def _params_as(kind: type[ParamsT], params: BaseModel) -> ParamsT:
+    """``params`` as the hyperparameters of their model type (as parse_params made them)."""
+    if not isinstance(params, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(params).__name__}")
+    return params
+
+
 def bootstrap_distinct(rows: int, fraction: float) -> float:
     """Expected distinct rows in a bootstrap sample of ``fraction * rows`` draws."""
     return rows * (1.0 - math.exp(-fraction))
 
 
-def _forest(values: dict[str, Any], rows: int) -> tuple[float, float, dict[str, Any]]:
-    fraction = values["max_samples"] or 1.0
+Estimate = tuple[float, float, dict[str, ParamValue]]  # bytes, seconds, drivers
+
+
+def _forest(params: ForestParams, rows: int) -> Estimate:
+    fraction = params.max_samples or 1.0
     drawn = max(1.0, rows * fraction)
-    leaves = bootstrap_distinct(rows, fraction) / values["min_samples_leaf"]
-    if values["max_leaf_nodes"] is not None:
-        leaves = min(leaves, values["max_leaf_nodes"])
-    if values["max_depth"] is not None:
-        leaves = min(leaves, 2.0 ** values["max_depth"])
+    leaves = bootstrap_distinct(rows, fraction) / params.min_samples_leaf
+    if params.max_leaf_nodes is not None:
+        leaves = min(leaves, params.max_leaf_nodes)
+    if params.max_depth is not None:
+        leaves = min(leaves, 2.0**params.max_depth)
     leaves = max(leaves, 1.0)
-    features = max(1, math.ceil(values["max_features"] * len(FEATURE_COLUMNS)))
-    trees = values["n_estimators"]
+    features = max(1, math.ceil(params.max_features * len(FEATURE_COLUMNS)))
+    trees = params.n_estimators
     size = trees * (2 * leaves - 1) * BYTES_PER_TREE_NODE
     levels = max(1.0, math.log2(leaves))
     seconds = trees * drawn * features * levels * FOREST_SECONDS_PER_UNIT
-    drivers = {
-        name: values[name]
-        for name in ("n_estimators", "max_leaf_nodes", "max_depth", "min_samples_leaf")
+    drivers: dict[str, ParamValue] = {
+        "n_estimators": params.n_estimators,
+        "max_leaf_nodes": params.max_leaf_nodes,
+        "max_depth": params.max_depth,
+        "min_samples_leaf": params.min_samples_leaf,
+        "max_samples": params.max_samples,
+        "max_features": params.max_features,
     }
-    drivers.update(max_samples=values["max_samples"], max_features=values["max_features"])
     return size, seconds, drivers
 
 
-def _boosting(values: dict[str, Any], rows: int) -> tuple[float, float, dict[str, Any]]:
-    leaves = max(1.0, min(values["max_leaf_nodes"], rows / values["min_samples_leaf"]))
-    iterations = values["max_iter"]
+def _boosting(params: BoostingParams, rows: int) -> Estimate:
+    leaves = max(1.0, min(params.max_leaf_nodes, rows / params.min_samples_leaf))
+    iterations = params.max_iter
     size = iterations * (2 * leaves - 1) * BYTES_PER_TREE_NODE
     seconds = iterations * rows * max(1.0, math.log2(leaves)) * BOOSTING_SECONDS_PER_UNIT
-    drivers = {name: values[name] for name in ("max_iter", "max_leaf_nodes", "min_samples_leaf")}
+    drivers: dict[str, ParamValue] = {
+        "max_iter": params.max_iter,
+        "max_leaf_nodes": params.max_leaf_nodes,
+        "min_samples_leaf": params.min_samples_leaf,
+    }
     return size, seconds, drivers
 
 
-def _network(values: dict[str, Any], rows: int) -> tuple[float, float, dict[str, Any]]:
+def _network(params: NNParams, rows: int) -> Estimate:
     # Imported here: the network's input widths live with it, and PyTorch comes with them.
     from bikecount.models.nn_inputs import COUNTER_INPUTS, SEASON_INPUTS
 
-    dim = values["embedding_dim"]
-    dense = _dense_weights(3 * dim + len(COUNTER_INPUTS), values["hidden_sizes"])
-    dense += _dense_weights(2 * dim + len(SEASON_INPUTS), values["season_hidden_sizes"])
+    dim = params.embedding_dim
+    dense = _dense_weights(3 * dim + len(COUNTER_INPUTS), params.hidden_sizes)
+    dense += _dense_weights(2 * dim + len(SEASON_INPUTS), params.season_hidden_sizes)
     # Embeddings: one row per counter code (a few hundred at most) and per hour and weekday.
     embeddings = (1024 + 24 + 7) * dim
     # Early stopping may run every epoch, then the refit as many again; a fixed epoch count
     # runs exactly that many, once.
-    if values.get("epochs") is not None:
-        epochs = values["epochs"]
+    if params.epochs is not None:
+        epochs = params.epochs
     else:
-        epochs = values["max_epochs"] * (2 if values["refit"] else 1)
-    batches = math.ceil(rows / values["batch_size"])
+        epochs = params.max_epochs * (2 if params.refit else 1)
+    batches = math.ceil(rows / params.batch_size)
     seconds = epochs * (batches * NN_SECONDS_PER_BATCH + rows * dense * NN_SECONDS_PER_ROW_WEIGHT)
     size = (dense + embeddings) * BYTES_PER_WEIGHT
-    drivers = {
-        name: values[name]
-        for name in (
-            "hidden_sizes", "season_hidden_sizes", "embedding_dim", "max_epochs", "batch_size",
-        )
-    }  # fmt: skip
+    drivers: dict[str, ParamValue] = {
+        "hidden_sizes": params.hidden_sizes,
+        "season_hidden_sizes": params.season_hidden_sizes,
+        "embedding_dim": params.embedding_dim,
+        "max_epochs": params.max_epochs,
+        "batch_size": params.batch_size,
+    }
     return size, seconds, drivers
 
 

@@ -9,20 +9,24 @@ parsing and refuse booleans for numbers and numbers for booleans. Floats must be
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BeforeValidator, ConfigDict
 
 PARAMS_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+# A hyperparameter's value, as the parsed hyperparameters hold it (``hidden_sizes`` is a tuple).
+ParamValue = int | float | bool | str | tuple[int, ...] | None
 
-def _no_bool(value: Any) -> Any:
+
+# The validators see a value before pydantic parses it: anything, passed on unchanged.
+def _no_bool(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, not a boolean ({value})")
     return value
 
 
-def _only_bool(value: Any) -> Any:
+def _only_bool(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(f"expected true or false, not a number ({value})")
     return value

@@ -8,6 +8,7 @@ from sklearn.pipeline import Pipeline
 
 from bikecount.features import build_feature_pipeline
 from bikecount.models.param_types import PARAMS_CONFIG, Float, Int
+from bikecount.models.protocol import RecordModel
 from bikecount.models.targets import log_count_regressor
 
 # Upper bounds of counts (leaves, samples per leaf) far above any data set here, far below
@@ -62,12 +63,12 @@ def with_features(estimator: object) -> Pipeline:
     return Pipeline([*build_feature_pipeline().steps, ("model", estimator)])
 
 
-def build_forest(params: ForestParams, seed: int) -> object:
+def build_forest(params: ForestParams, seed: int) -> RecordModel:
     forest = RandomForestRegressor(**params.model_dump(), random_state=seed)
     return log_count_regressor(with_features(forest))
 
 
-def build_boosting(params: BoostingParams, seed: int) -> object:
+def build_boosting(params: BoostingParams, seed: int) -> RecordModel:
     settings = params.model_dump()
     loss = settings.pop("loss")
     gbm = HistGradientBoostingRegressor(

@@ -14,9 +14,9 @@ profile ``monitoring`` run Alertmanager with it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from bikecount.config import Settings
 
@@ -36,7 +36,7 @@ TEXT = (
 )
 
 
-def _secret(value: Any) -> str | None:
+def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
@@ -50,12 +50,12 @@ def receiver_kinds(settings: Settings) -> list[str]:
     return [kind for kind, url in urls.items() if url]
 
 
-def alertmanager_config(settings: Settings) -> dict[str, Any]:
+def alertmanager_config(settings: Settings) -> dict[str, object]:
     """Alertmanager's configuration: one route to the ``bikecount`` receiver.
 
     Resolved alerts are sent too, so that a channel also hears that a problem is over.
     """
-    receiver: dict[str, Any] = {"name": RECEIVER}
+    receiver: dict[str, object] = {"name": RECEIVER}
     webhook = _secret(settings.alert_webhook_url)
     slack = _secret(settings.alert_slack_webhook_url)
     discord = _secret(settings.alert_discord_webhook_url)

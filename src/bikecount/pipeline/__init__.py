@@ -9,6 +9,7 @@ API go through :func:`call_api`, which turns transport and HTTP failures into on
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -37,12 +38,12 @@ def call_api(
     settings: Settings,
     api_url: str,
     path: str,
-    payload: dict[str, Any] | None,
+    payload: Mapping[str, object] | None,
     timeout: float,
     method: str = "POST",
 ) -> dict[str, Any]:
     """Send ``payload`` to the RegModel API (``method``, POST by default; the write key when
-    one is set) and return its JSON answer.
+    one is set) and return its JSON answer (its shape depends on ``path``: the caller reads it).
 
     Raises:
         PipelineError: the API cannot be reached, times out or answers with an error status.

@@ -18,7 +18,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -28,7 +27,12 @@ from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError, read_records
 from bikecount.data.opendata import read_day
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline import PipelineError
-from bikecount.pipeline.store import log_ingest, open_store, read_counts, replace_day_counts
+from bikecount.pipeline.store import (
+    log_ingest,
+    open_pipeline_store,
+    read_counts,
+    replace_day_counts,
+)
 from bikecount.records import (
     PARIS_TZ,
     RECORD_KEY,
@@ -64,7 +68,7 @@ class IngestResult:
     reasons: dict[str, int] = field(default_factory=dict)
     note: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @property
@@ -128,15 +132,8 @@ def ingest(
     """
     raw, source_note = read_source(settings, source, day)
     day_rows = rows_of_day(raw, day)
-    parsed = parse_records(day_rows, require_count=True)
-    reasons = parsed.drop_reasons()
-    frame = parsed.frame
-    duplicated = frame.duplicated(list(RECORD_KEY), keep="last")
-    if duplicated.any():
-        # Two values for one counter and hour: keep the later row, as a corrected export would.
-        reasons[DUPLICATE_REASON] = int(duplicated.sum())
-        frame = frame[~duplicated]
-    engine = open_store(settings.pipeline_db_url)
+    frame, reasons = valid_records(day_rows)
+    engine = open_pipeline_store(settings)
     stored = len(read_counts(engine, day, day))
     shrink = shrink_of(settings, day, source, len(frame), stored)
     keep_stored = frame.empty or (shrink is not None and not force)
@@ -165,6 +162,19 @@ def ingest(
         forced = f"forced: the stored day shrank ({shrink})"
         result.note = "; ".join(text for text in (source_note, forced) if text)
     return result
+
+
+def valid_records(day_rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The canonical frame of a day's valid records, and the count of rows dropped by reason."""
+    parsed = parse_records(day_rows, require_count=True)
+    reasons = parsed.drop_reasons()
+    frame = parsed.frame
+    duplicated = frame.duplicated(list(RECORD_KEY), keep="last")
+    if duplicated.any():
+        # Two values for one counter and hour: keep the later row, as a corrected export would.
+        reasons[DUPLICATE_REASON] = int(duplicated.sum())
+        frame = frame[~duplicated]
+    return frame, reasons
 
 
 def shrink_of(

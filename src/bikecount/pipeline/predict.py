@@ -13,28 +13,24 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bikecount.config import Settings
-from bikecount.forecast import forecast_day
+from bikecount.forecast import day_grid, forecast_day
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import (
     known_counters,
-    open_store,
+    open_pipeline_store,
     read_counts,
     read_predictions,
     replace_daily_error,
     replace_predictions,
 )
 from bikecount.records import (
-    CANONICAL_INPUTS,
     COUNT_COLUMN,
-    PARIS_TZ,
     RECORD_KEY,
-    TIMESTAMP_COLUMN,
     to_raw_records,
 )
 
@@ -54,7 +50,7 @@ class PredictResult:
     versions: list[int]
     errors: dict[int, dict[str, float]] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -67,24 +63,8 @@ class ScoreResult:
     errors: dict[int, dict[str, float]] = field(default_factory=dict)
     reason: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def day_hours(day: date) -> pd.DatetimeIndex:
-    """The local hours of ``day`` (23 or 25 on daylight-saving days), Paris time."""
-    start = pd.Timestamp(day).tz_localize(PARIS_TZ)
-    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(PARIS_TZ)
-    return pd.date_range(start, end, freq="h", inclusive="left")
-
-
-def day_grid(counters: pd.DataFrame, day: date) -> pd.DataFrame:
-    """Canonical records (counter, timestamp, lat, lon) for every counter and hour of the day."""
-    hours = day_hours(day)
-    grid = counters.loc[counters.index.repeat(len(hours))].reset_index(drop=True)
-    stamps = pd.to_datetime(np.tile(hours, len(counters)), utc=True)
-    grid[TIMESTAMP_COLUMN] = stamps.tz_convert(PARIS_TZ)
-    return grid[list(CANONICAL_INPUTS)]
 
 
 def predict_day(
@@ -105,7 +85,7 @@ def predict_day(
     """
     api_url = api_url or settings.pipeline_api_url
     model_type = model_type or settings.pipeline_model_type
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     counters = known_counters(engine)
     if counters.empty:
         raise PipelineError("no counter in the store yet: run `bikecount pipeline ingest` first")
@@ -168,7 +148,7 @@ def score_day(settings: Settings, day: date, model_type: str | None = None) -> S
     counted hours yet; predictions made before the counts arrived are scored once they have.
     """
     model_type = model_type or settings.pipeline_model_type
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     predicted = read_predictions(engine, day, model_type)
     truth = read_counts(engine, day, day)
     truth = truth[truth[COUNT_COLUMN].notna()]

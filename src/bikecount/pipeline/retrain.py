@@ -19,25 +19,28 @@ import pandas as pd
 
 from bikecount.config import Settings
 from bikecount.data.io import write_records
-from bikecount.monitoring.drift import (
-    DriftSummary,
-    MonitoringResult,
-    has_decayed,
-    monitor_frames,
-    monitoring_experiment,
-    read_canonical,
-)
-from bikecount.monitoring.drift import decay_ratio as current_decay_ratio
+from bikecount.monitoring.decay import decay_ratio as current_decay_ratio
+from bikecount.monitoring.decay import has_decayed
+from bikecount.monitoring.drift import DriftSummary
+from bikecount.monitoring.inputs import read_canonical
+from bikecount.monitoring.run import MonitoringResult, monitor_frames, monitoring_experiment
 from bikecount.pipeline import PipelineError, call_api
-from bikecount.pipeline.store import last_day, open_store, read_counts, write_audit
-from bikecount.records import COUNT, to_raw_records
-from bikecount.registry import Registry, RegistryUnavailableError, champion_trained_until
+from bikecount.pipeline.store import last_day, open_pipeline_store, read_counts, write_audit
+from bikecount.records import (
+    CANONICAL_COLUMNS,
+    COUNT,
+    COUNT_COLUMN,
+    COUNTER_COLUMN,
+    RECORD_KEY,
+    TIMESTAMP_COLUMN,
+    to_raw_records,
+)
+from bikecount.registry import Registry, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
 RUN_NAME = "monitor-and-retrain"
 TRAIN_TIMEOUT_SECONDS = 900.0
-CANONICAL = ["counter", "timestamp", "lat", "lon", "count"]
 
 
 @dataclass
@@ -70,7 +73,7 @@ class RetrainResult:
     audit_id: int | None = None
     run_id: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
@@ -126,7 +129,7 @@ def decide(
 
 def counts_drifted(drift: DriftSummary) -> bool:
     """Whether the hourly counts (the target) drifted; False when they were not compared."""
-    return bool((drift.target_drift or {}).get("drifted"))
+    return drift.target_drift is not None and drift.target_drift["drifted"]
 
 
 def drift_detected(drift: DriftSummary) -> bool:
@@ -136,7 +139,7 @@ def drift_detected(drift: DriftSummary) -> bool:
 
 def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
     """The labelled stored counts of the last ``days`` stored days, as canonical records."""
-    engine = open_store(settings.pipeline_db_url)
+    engine = open_pipeline_store(settings)
     latest = last_day(engine)
     if latest is None:
         raise PipelineError("no raw counts in the store: run `bikecount pipeline ingest` first")
@@ -146,11 +149,11 @@ def recent_counts(settings: Settings, days: int) -> pd.DataFrame:
 
 def stored_history(settings: Settings) -> pd.DataFrame:
     """Every labelled stored count: what a retraining adds to the reference data."""
-    return labelled(read_counts(open_store(settings.pipeline_db_url)))
+    return labelled(read_counts(open_pipeline_store(settings)))
 
 
 def labelled(counts: pd.DataFrame) -> pd.DataFrame:
-    return counts[counts["count"].notna()][CANONICAL].reset_index(drop=True)
+    return counts[counts[COUNT_COLUMN].notna()][list(CANONICAL_COLUMNS)].reset_index(drop=True)
 
 
 def reference_records(settings: Settings) -> pd.DataFrame:
@@ -174,18 +177,25 @@ def champion_window(
     left behind long ago. Without a champion (or an unreachable registry) it is the reference.
     """
     try:
-        until = champion_trained_until(registry, model_type)
+        until = registry.champion_trained_until(model_type)
     except RegistryUnavailableError as exc:
         logger.warning("champion's training window unknown, drift against reference: %s", exc)
         until = None
     if until is None:
         return reference, str(settings.dataset_path("reference"))
-    both = pd.concat([reference[CANONICAL], history[CANONICAL]], ignore_index=True)
-    both = both.drop_duplicates(["counter", "timestamp"], keep="last")
-    window = both[both["timestamp"] <= until]
+    both = stored_over_reference(reference, history)
+    window = both[both[TIMESTAMP_COLUMN] <= until]
     if window.empty:
         return reference, str(settings.dataset_path("reference"))
     return window.reset_index(drop=True), f"champion's training window (to {until.isoformat()})"
+
+
+def stored_over_reference(reference: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Reference and stored records together, a stored count winning over a reference count of
+    the same counter and hour."""
+    columns = list(CANONICAL_COLUMNS)
+    both = pd.concat([reference[columns], history[columns]], ignore_index=True)
+    return both.drop_duplicates(list(RECORD_KEY), keep="last")
 
 
 def write_training_file(settings: Settings, reference: pd.DataFrame, history: pd.DataFrame) -> str:
@@ -194,11 +204,10 @@ def write_training_file(settings: Settings, reference: pd.DataFrame, history: pd
     The API reads training files from its own data folder only, so the name is relative to it.
     A stored value wins over a reference value of the same counter and hour.
     """
-    both = pd.concat([reference[CANONICAL], history[CANONICAL]], ignore_index=True)
-    both = both.drop_duplicates(["counter", "timestamp"], keep="last")
-    both = both.sort_values(["timestamp", "counter"]).reset_index(drop=True)
+    both = stored_over_reference(reference, history)
+    both = both.sort_values([TIMESTAMP_COLUMN, COUNTER_COLUMN]).reset_index(drop=True)
     raw = to_raw_records(both)
-    raw[COUNT] = both["count"].astype(int).to_numpy()
+    raw[COUNT] = both[COUNT_COLUMN].astype(int).to_numpy()
     name = f"retrain_{datetime.now(UTC):%Y%m%dT%H%M%S%f}.csv"
     write_records(raw, settings.data_dir / name)
     return name
@@ -277,7 +286,7 @@ def assess(
         # Every stored day, not only the recent ones: a second retraining must not forget the
         # weeks the first one learnt. The recent days are the holdout both models are scored on.
         result.data_path = write_training_file(settings, reference, history)
-        result.holdout_from = recent["timestamp"].min().date().isoformat()
+        result.holdout_from = recent[TIMESTAMP_COLUMN].min().date().isoformat()
     return result
 
 
@@ -335,7 +344,7 @@ def record(
                     "promoted", "reason")
     }  # fmt: skip
     result.audit_id = write_audit(
-        open_store(settings.pipeline_db_url), {**row, "mlflow_run_id": result.run_id}
+        open_pipeline_store(settings), {**row, "mlflow_run_id": result.run_id}
     )
     logger.info("audit %s: %s", result.audit_id, result.reason)
     return result

@@ -9,15 +9,20 @@ when it runs (:func:`task_settings`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from pydantic_settings import BaseSettings
 
 from bikecount.config import Settings
+from bikecount.faults import as_machine_fault
 from bikecount.records import PARIS_TZ
+
+logger = logging.getLogger(__name__)
 
 
 def run_day(given: str | None, logical_date: datetime | None, run_after: datetime) -> date:
@@ -39,6 +44,7 @@ def context_day(context: Mapping[str, Any]) -> date:
     """:func:`run_day` of an Airflow task's context.
 
     A run triggered by hand (UI, REST API) may have no logical date: the key is then absent.
+    The context's values are Airflow's own objects (not installed here): typed loosely.
     """
     return run_day(
         context["params"].get("day"), context.get("logical_date"), context["dag_run"].run_after
@@ -69,7 +75,24 @@ class TaskRetries(BaseSettings):
     pipeline_retry_delay_seconds: float = _field_of_settings("pipeline_retry_delay_seconds")
 
 
-def dag_arguments(retries: TaskRetries | None = None) -> dict[str, Any]:
+class TaskDefaults(TypedDict):
+    """Airflow's ``default_args`` of every bikecount task."""
+
+    owner: str
+    retries: int
+    retry_delay: timedelta
+
+
+class DagArguments(TypedDict):
+    """The arguments every bikecount ``DAG`` shares."""
+
+    start_date: datetime
+    catchup: bool
+    default_args: TaskDefaults
+    tags: list[str]
+
+
+def dag_arguments(retries: TaskRetries | None = None) -> DagArguments:
     """What every bikecount DAG shares: the start in Paris time (schedules follow its time
     zone), no catching up, the task retries (default: read from the environment), the tag."""
     return {
@@ -80,7 +103,7 @@ def dag_arguments(retries: TaskRetries | None = None) -> dict[str, Any]:
     }
 
 
-def task_defaults(settings: Settings | TaskRetries) -> dict[str, Any]:
+def task_defaults(settings: Settings | TaskRetries) -> TaskDefaults:
     """Airflow ``default_args``: retries for the API restarting or Open Data being late."""
     return {
         "owner": "bikecount",
@@ -100,3 +123,24 @@ def task_settings() -> Settings:
     settings = Settings()
     bound_mlflow_requests(settings)
     return settings
+
+
+@contextmanager
+def saying_faults() -> Iterator[None]:
+    """Around a task's work: a fault of the machine (a store busy, a disk full or read-only)
+    fails the task with the line the command line says, logged with its hint.
+
+    A raw ``OSError`` of a full disk leaves as its :class:`~bikecount.faults.StorageError`,
+    so that the task's failure reads the same as ``bikecount pipeline ...``'s.
+    """
+    try:
+        yield
+    except Exception as exc:
+        fault = as_machine_fault(exc)
+        if fault is None:
+            raise
+        logger.error("%s", fault.message)
+        logger.error("hint: %s", fault.hint)
+        if fault is exc:
+            raise
+        raise fault from exc

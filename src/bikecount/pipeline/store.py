@@ -8,112 +8,46 @@ and prediction replace as a whole, inside one transaction, so a re-run never dup
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Date,
-    DateTime,
+    Connection,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     delete,
     func,
     insert,
     select,
+    text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
+from bikecount.config import Settings
+from bikecount.faults import database_fault
+from bikecount.pipeline.store_schema import (
+    audit,
+    daily_errors,
+    ingest_log,
+    metadata,
+    predictions,
+    raw_counts,
+)
 from bikecount.records import PARIS_TZ
 
 logger = logging.getLogger(__name__)
 
-metadata = MetaData()
-
-raw_counts = Table(
-    "raw_counts",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("counter", String(255), nullable=False),
-    Column("timestamp", DateTime, nullable=False),
-    Column("lat", Float, nullable=False),
-    Column("lon", Float, nullable=False),
-    Column("count", Float),
-    UniqueConstraint("counter", "timestamp", name="uq_raw_counts_counter_timestamp"),
-)
-
-ingest_log = Table(
-    "ingest_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("source", Text, nullable=False),
-    Column("rows_in", Integer, nullable=False),
-    Column("rows_rejected", Integer, nullable=False),
-    Column("reasons", JSON, nullable=False),
-    Column("ingested_at", DateTime, nullable=False),
-)
-
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("counter", String(255), nullable=False),
-    Column("timestamp", DateTime, nullable=False),
-    Column("prediction", Float, nullable=False),
-    Column("model_type", String(32), nullable=False),
-    Column("model_version", Integer, nullable=False),
-    Column("predicted_at", DateTime, nullable=False),
-    UniqueConstraint(
-        "model_type", "model_version", "counter", "timestamp", name="uq_predictions_row"
-    ),
-)
-
-daily_errors = Table(
-    "daily_errors",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", Date, nullable=False, index=True),
-    Column("model_type", String(32), nullable=False),
-    Column("model_version", Integer, nullable=False),
-    Column("rmse", Float, nullable=False),
-    Column("mae", Float, nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("computed_at", DateTime, nullable=False),
-    UniqueConstraint("day", "model_type", "model_version", name="uq_daily_errors_version"),
-)
-
-audit = Table(
-    "audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_at", DateTime, nullable=False),
-    Column("model_type", String(32), nullable=False),
-    Column("forced", Boolean, nullable=False),
-    Column("drift_detected", Boolean),
-    Column("counts_drifted", Boolean),
-    Column("drift_share", Float),
-    Column("champion_version", Integer),
-    Column("champion_metrics", JSON),
-    Column("retrained", Boolean, nullable=False),
-    Column("new_version", Integer),
-    Column("promoted", Boolean, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("mlflow_run_id", String(64)),
-)
+# The engine's execution option holding open_store()'s busy timeout, in seconds.
+BUSY_TIMEOUT_OPTION = "bikecount_busy_timeout_seconds"
+# PostgreSQL: a write's statement_timeout, in busy timeouts.
+STATEMENT_TIMEOUT_FACTOR = 2
 
 
 def now_utc() -> datetime:
@@ -121,11 +55,100 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def open_store(url: str) -> Engine:
-    """An engine on ``url`` with every table created (creating is a no-op when they exist)."""
-    engine = create_engine(url)
-    metadata.create_all(engine)
+def open_store(url: str, busy_timeout_seconds: float | None = None) -> Engine:
+    """An engine on ``url`` with every table created (creating is a no-op when they exist).
+
+    Args:
+        url: any SQLAlchemy URL.
+        busy_timeout_seconds: how long a statement waits for another writer's lock before it
+            is refused with :class:`~bikecount.faults.StoreBusyError` (default: the setting
+            BIKECOUNT_STORE_BUSY_TIMEOUT_SECONDS's default).
+    """
+    if busy_timeout_seconds is None:
+        busy_timeout_seconds = float(Settings.model_fields["store_busy_timeout_seconds"].default)
+    engine = create_engine(
+        url,
+        connect_args=busy_timeout_args(make_url(url), busy_timeout_seconds),
+        execution_options={BUSY_TIMEOUT_OPTION: busy_timeout_seconds},
+    )
+    with _store_faults(engine):
+        metadata.create_all(engine)
     return engine
+
+
+def open_pipeline_store(settings: Settings) -> Engine:
+    """The pipeline store of ``settings``, waiting for locks as long as they allow."""
+    return open_store(settings.pipeline_db_url, settings.store_busy_timeout_seconds)
+
+
+def busy_timeout_args(url: URL, seconds: float) -> dict[str, Any]:
+    """The driver's arguments that bound the wait for a lock to ``seconds``.
+
+    SQLite (pysqlite) waits ``timeout`` seconds for a lock, 5 by default. PostgreSQL waits
+    forever by default: its ``lock_timeout`` bounds each wait for a lock, set for the session.
+    """
+    if url.get_backend_name() == "sqlite":
+        return {"timeout": seconds}
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+        return {"options": f"-c lock_timeout={_milliseconds(seconds)}"}
+    return {}
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def shown_store(engine: Engine) -> str:
+    """The store as messages show it: its URL without the password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def _store_faults(engine: Engine) -> Iterator[None]:
+    """Turn the driver's errors that are the machine's (a lock held too long, a full or
+    read-only disk) into :class:`~bikecount.faults.MachineFault` naming the store."""
+    started = time.monotonic()
+    try:
+        yield
+    except DBAPIError as exc:
+        waited = time.monotonic() - started
+        fault = None
+        if exc.orig is not None:
+            fault = database_fault(
+                exc.orig, shown_store(engine), waited, _database_file(engine), "pipeline store"
+            )
+        if fault is None:
+            raise
+        raise fault from exc
+
+
+def _database_file(engine: Engine) -> str | None:
+    """SQLite's file, what a full or read-only disk is about (None: a server's database)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return database
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction (committed at the end, rolled back on error, so a refused write leaves
+    the store as it was); on PostgreSQL its statements are bounded like its locks."""
+    with _store_faults(engine), engine.begin() as conn:
+        seconds = conn.get_execution_options().get(BUSY_TIMEOUT_OPTION)
+        if conn.dialect.name == "postgresql" and seconds is not None:
+            # A write stuck on anything, not only a lock, is cancelled (57014); twice the lock
+            # wait, so that a lock held too long is said as such (55P03). Reads are left
+            # unbounded: reading every stored day for a retraining may rightly take long.
+            timeout = _milliseconds(STATEMENT_TIMEOUT_FACTOR * seconds)
+            conn.execute(text(f"SET LOCAL statement_timeout = {timeout}"))
+        yield conn
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    with _store_faults(engine), engine.connect() as conn:
+        yield conn
 
 
 def to_utc_naive(timestamps: pd.Series) -> list[datetime]:
@@ -158,7 +181,7 @@ def replace_day_counts(engine: Engine, day: date, frame: pd.DataFrame) -> int:
             strict=True,
         )
     ]
-    with engine.begin() as conn:
+    with _transaction(engine) as conn:
         deleted = conn.execute(delete(raw_counts).where(raw_counts.c.day == day)).rowcount
         if rows:
             conn.execute(insert(raw_counts), rows)
@@ -166,8 +189,9 @@ def replace_day_counts(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     return len(rows)
 
 
-def _num(value: Any) -> float | None:
-    return None if pd.isna(value) else float(value)
+def _num(value: float | None) -> float | None:
+    """A count for the store: None when missing (None or NaN)."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def log_ingest(
@@ -182,7 +206,7 @@ def log_ingest(
         "reasons": reasons,
         "ingested_at": now_utc(),
     }
-    with engine.begin() as conn:
+    with _transaction(engine) as conn:
         conn.execute(insert(ingest_log), row)
 
 
@@ -198,7 +222,7 @@ def read_counts(
         query = query.where(raw_counts.c.day >= first_day)
     if last_day is not None:
         query = query.where(raw_counts.c.day <= last_day)
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         frame = pd.DataFrame(
             conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
         )
@@ -209,7 +233,7 @@ def read_counts(
 
 def last_day(engine: Engine) -> date | None:
     """The latest day with stored raw counts, None when there are none."""
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         return conn.execute(select(func.max(raw_counts.c.day))).scalar_one_or_none()
 
 
@@ -220,7 +244,7 @@ def ingested_days(engine: Engine, first_day: date, last_day: date) -> set[date]:
         .where(raw_counts.c.day >= first_day, raw_counts.c.day <= last_day)
         .distinct()
     )
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         return set(conn.execute(query).scalars())
 
 
@@ -229,7 +253,7 @@ def known_counters(engine: Engine) -> pd.DataFrame:
     latest = select(raw_counts.c.counter, raw_counts.c.lat, raw_counts.c.lon).order_by(
         raw_counts.c.timestamp
     )
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         frame = pd.DataFrame(conn.execute(latest).all(), columns=["counter", "lat", "lon"])
     return (
         frame.drop_duplicates("counter", keep="last").sort_values("counter").reset_index(drop=True)
@@ -252,7 +276,7 @@ def replace_predictions(engine: Engine, day: date, frame: pd.DataFrame, model_ty
             frame["prediction"], frame["model_version"], strict=True,
         )
     ]  # fmt: skip
-    with engine.begin() as conn:
+    with _transaction(engine) as conn:
         conn.execute(
             delete(predictions).where(
                 predictions.c.day == day,
@@ -275,7 +299,7 @@ def read_predictions(engine: Engine, day: date, model_type: str) -> pd.DataFrame
         .where(predictions.c.day == day, predictions.c.model_type == model_type)
         .order_by(predictions.c.model_version, predictions.c.timestamp, predictions.c.counter)
     )  # fmt: skip
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         frame = pd.DataFrame(
             conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
         )
@@ -287,7 +311,7 @@ def replace_daily_error(
     engine: Engine, day: date, model_type: str, version: int, errors: dict[str, float]
 ) -> None:
     """Store (or replace) one version's RMSE, MAE and row count for one day."""
-    with engine.begin() as conn:
+    with _transaction(engine) as conn:
         conn.execute(
             delete(daily_errors).where(
                 daily_errors.c.day == day,
@@ -303,10 +327,10 @@ def replace_daily_error(
         )  # fmt: skip
 
 
-def write_audit(engine: Engine, row: dict[str, Any]) -> int:
+def write_audit(engine: Engine, row: Mapping[str, object]) -> int:
     """Append one audit row (a monitor-and-retrain decision); return its id."""
     values = {"run_at": now_utc(), **row}
-    with engine.begin() as conn:
+    with _transaction(engine) as conn:
         result = conn.execute(insert(audit), values)
     key = result.inserted_primary_key
     assert key is not None, "an insert returns its primary key"
@@ -315,7 +339,7 @@ def write_audit(engine: Engine, row: dict[str, Any]) -> int:
 
 def read_table(engine: Engine, table: Table) -> pd.DataFrame:
     """A whole table as a frame (small tables: the audit, logs, tests)."""
-    with engine.connect() as conn:
+    with _reading(engine) as conn:
         result = conn.execute(select(table).order_by(table.c.id))
         return pd.DataFrame(result.mappings().all(), columns=[c.name for c in table.columns])
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from bikecount.config import Settings
+from bikecount.registry import Registry
 from bikecount.stack.background import BackgroundWork
 from bikecount.stack.first_start import (
     BootstrapError,
     BootstrapHooks,
     BootstrapReport,
     bootstrap,
+    server_settings,
 )
 from bikecount.stack.processes import (
     LineCallback,
@@ -146,17 +148,20 @@ def run_stack(settings: Settings, options: StackOptions, hooks: StackHooks | Non
     mlflow, *apis = services
     with handling_stop_signals(_request_stop), manager:
         _start_and_wait(manager, [mlflow], options, hooks)
+        # The stack's settings pointed at its MLflow server, and the one registry on it.
+        on_server = server_settings(settings, mlflow.url)
+        registry = Registry(on_server)
         report = None
         if options.bootstrap:
             # After MLflow (models are registered there), before the APIs (which load them).
-            report = bootstrap(settings, mlflow.url, hooks.bootstrap)
+            report = bootstrap(on_server, registry, hooks.bootstrap)
         _start_and_wait(manager, apis, options, hooks)
         hooks.on_ready(services, report)
         background = None
         if options.bootstrap:
             # Full models and a filled store: after the first models answer, never blocking.
             api = next(spec for spec in apis if spec.name == REGMODEL)
-            background = BackgroundWork(settings, mlflow.url, api.url)
+            background = BackgroundWork(on_server, registry, api.url)
             if hooks.on_background is not None:
                 background.on_message = hooks.on_background
             background.start()

@@ -27,7 +27,6 @@ from bikecount.pipeline.predict import predict_day
 from bikecount.pipeline.store import last_day, open_store
 from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps
 from bikecount.registry import Registry
-from bikecount.stack.first_start import server_settings
 from bikecount.stack.services import REGMODEL
 
 logger = logging.getLogger(__name__)
@@ -276,7 +275,7 @@ class BackgroundWork:
 
     Args:
         settings: the stack's settings (its API key, env and data).
-        tracking_uri: the stack's MLflow server.
+        registry: the stack's MLflow server, where test-mode champions are found.
         api_url: the stack's RegModel API, which trains the full models.
         on_message: a sentence for the console, from the background thread.
         model_types: the types that may get a full model.
@@ -285,13 +284,13 @@ class BackgroundWork:
     def __init__(
         self,
         settings: Settings,
-        tracking_uri: str,
+        registry: Registry,
         api_url: str,
         on_message: Callable[[str], None] = _log_message,
         model_types: Sequence[str] = MODEL_TYPES,
     ) -> None:
         self.settings = settings
-        self.tracking_uri = tracking_uri
+        self.registry = registry
         self.api_url = api_url
         self.on_message = on_message
         self.model_types = list(model_types)
@@ -304,9 +303,13 @@ class BackgroundWork:
         self.thread = threading.Thread(target=self._run, name="first-start", daemon=True)
         self.thread.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         """Stop the work: a training under way is cancelled through the API (its champion is
-        left as it was)."""
+        left as it was).
+
+        The wait is short: the services stop next, and the API cancels its own running job
+        when it stops, so a cancel request slowed by a busy machine must not hold the stack up.
+        """
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
@@ -316,14 +319,14 @@ class BackgroundWork:
             self._work()
         except Exception as exc:  # the stack keeps running: this work is a convenience
             logger.debug("first-start work failed", exc_info=True)
-            self.on_message(f"background work stopped: {exc}")
+            if not self.stop_event.is_set():  # once stopping, the services going away is expected
+                self.on_message(f"background work stopped: {exc}")
 
     def _work(self) -> None:
         filled: list[date] = []
         if self.settings.env == "dev" and store_is_empty(self.settings):
             filled = fill_store(self.settings, self.api_url, self.on_message)
-        registry = Registry(server_settings(self.settings, self.tracking_uri))
-        pending = types_with_test_mode_champion(registry, self._ordered_types())
+        pending = types_with_test_mode_champion(self.registry, self._ordered_types())
         if not pending:
             return
         log_path = self.settings.logs_dir / f"{REGMODEL}.log"

@@ -93,7 +93,7 @@ def types_without_champion(registry: Registry, model_types: Sequence[str]) -> li
 
 def bootstrap(
     settings: Settings,
-    tracking_uri: str,
+    registry: Registry,
     hooks: BootstrapHooks | None = None,
     model_types: Sequence[str] = MODEL_TYPES,
 ) -> BootstrapReport:
@@ -106,8 +106,8 @@ def bootstrap(
         BootstrapError: the data sets could not be made, or the registry could not be read.
 
     Args:
-        settings: the stack's settings (data folder, seed, env).
-        tracking_uri: the running MLflow server, where models are looked up and registered.
+        settings: the stack's settings (data folder, seed, env, training limits).
+        registry: the running MLflow server, where models are looked up and registered.
         hooks: progress callbacks.
         model_types: the types that should have a model.
     """
@@ -120,8 +120,6 @@ def bootstrap(
         except (OSError, ValueError) as exc:
             raise BootstrapError(f"could not prepare the data sets: {exc}") from exc
         report.data_prepared = True
-    on_server = server_settings(settings, tracking_uri)
-    registry = Registry(on_server)
     try:
         missing = types_without_champion(registry, model_types)
     except RegistryUnavailableError as exc:  # MLflow answered /health but not the registry
@@ -134,7 +132,7 @@ def bootstrap(
     hooks.on_message(f"no model registered for {', '.join(missing)}: training first models")
     hooks.on_training(missing)
     for model_type in missing:
-        _train_first(model_type, on_server, registry, hooks, report)
+        _train_first(model_type, settings, registry, hooks, report)
     return report
 
 

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from types import FrameType, TracebackType
 
 import httpx
 
@@ -78,7 +77,9 @@ class ServiceFailedError(StackError):
 
 
 @contextmanager
-def handling_stop_signals(handler: Callable[..., Any] | int) -> Iterator[None]:
+def handling_stop_signals(
+    handler: Callable[[int, FrameType | None], object] | int,
+) -> Iterator[None]:
     """Handle SIGINT and SIGTERM with ``handler`` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -1,14 +1,18 @@
-"""What `bikecount up` prints under "Try:": commands that work as pasted into bash."""
+"""`bikecount up`: its options override the settings they are named for, and what it prints
+under "Try:" are commands that work as pasted into bash."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import subprocess
 
 import pytest
 
-from bikecount.cli.stack import FALLBACK_RECORD, example_commands
+from bikecount.cli.stack.ready import FALLBACK_RECORD, example_commands
+from bikecount.cli.stack.up import LISTEN_SETTINGS, up_command, with_listen_options
+from bikecount.config import Settings
 from bikecount.stack.services import ServiceSpec
 
 # A real counter whose name has an apostrophe, as the export writes it.
@@ -40,3 +44,21 @@ def test_every_try_line_reaches_curl_whole(record: dict[str, str]) -> None:
     assert bodies[0] == {"records": [record], "model_type": "rf"}
     assert bodies[1]["model_type"] == "rf" and bodies[1]["test_mode"] is True
     assert bodies[2] == {"records": [record]}
+
+
+def test_every_listen_option_is_a_setting_and_an_option_of_up() -> None:
+    options = inspect.signature(up_command).parameters
+
+    assert set(LISTEN_SETTINGS) <= set(Settings.model_fields)
+    assert set(LISTEN_SETTINGS) <= set(options)
+    assert {name for name in options if name.endswith("_port")} <= set(LISTEN_SETTINGS)
+
+
+def test_only_the_listen_options_given_override_the_settings() -> None:
+    settings = Settings(api_port=8100, mlflow_port=5100)
+    params = {"mlflow_port": 5200, "api_port": None, "host": "0.0.0.0", "legacy": True}
+
+    run = with_listen_options(settings, params)
+
+    assert (run.mlflow_port, run.api_port, run.host) == (5200, 8100, "0.0.0.0")
+    assert (settings.mlflow_port, settings.host) == (5100, Settings().host)

@@ -52,7 +52,7 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     import helpers
-    from bikecount.dashboard.cache import get_config, get_settings
+    from bikecount.dashboard.resources import get_config, get_settings
 
     (port,) = helpers.free_ports(1)
     nowhere = f"http://127.0.0.1:{port}"

@@ -126,3 +126,8 @@ def test_a_stop_token_stops_on_cancel_or_after_its_time_limit() -> None:
     cancelled.cancel("cancelled by a test")
     with pytest.raises(TrainingCancelledError, match=r"cancelled by a test \(scoring\)"):
         cancelled.check("scoring")
+
+
+def test_an_estimate_takes_the_hyperparameters_of_its_model_type() -> None:
+    with pytest.raises(TypeError, match="expected BoostingParams, got ForestParams"):
+        estimate_cost("gbm", parse_params("rf"), PARIS_ROWS)

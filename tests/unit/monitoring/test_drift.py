@@ -10,14 +10,9 @@ import pytest
 
 from bikecount.config import Settings
 from bikecount.data.synthetic import SynthConfig, generate_records
-from bikecount.monitoring.drift import (
-    DriftSummary,
-    compute_drift,
-    drift_features,
-    sample_rows,
-    score_champion,
-    write_report,
-)
+from bikecount.monitoring.decay import score_champion
+from bikecount.monitoring.drift import DriftSummary, compute_drift, drift_features, sample_rows
+from bikecount.monitoring.reports import write_report
 from bikecount.records import parse_records
 from bikecount.registry import Registry
 

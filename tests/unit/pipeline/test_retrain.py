@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bikecount.monitoring.drift import ChampionScore, DriftSummary, MonitoringResult
+from bikecount.monitoring.decay import ChampionScore
+from bikecount.monitoring.drift import DriftSummary
+from bikecount.monitoring.run import MonitoringResult
 from bikecount.pipeline.retrain import RetrainResult, decide
 
 

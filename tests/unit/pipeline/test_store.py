@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bikecount.config import Settings
 from bikecount.data.io import DataFileError, write_records
+from bikecount.forecast import day_grid, day_hours
 from bikecount.pipeline.ingest import DUPLICATE_REASON, ingest
-from bikecount.pipeline.predict import day_grid, day_hours
 from bikecount.pipeline.store import (
     audit,
     ingest_log,

@@ -61,6 +61,9 @@ ORCHESTRATION_SERVICES = {
     "airflow-dag-processor",
 }
 OPTIONAL_SERVICES = {*MONITORING_SERVICES, *ORCHESTRATION_SERVICES, *ONE_SHOT_SERVICES}
+# The `fleet` profile's services, checked in test_compose_fleet.py.
+OPTIONAL_SERVICES |= {"fleet-db", "fleet-mlflow", "fleet-balancer", "fleet-prometheus"}
+OPTIONAL_SERVICES |= {"regmodel-1", "regmodel-2"}
 
 
 @pytest.fixture(scope="module")

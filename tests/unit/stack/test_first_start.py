@@ -82,6 +82,11 @@ class Recorder:
         return "\n".join(self.messages)
 
 
+def registry_on(settings: Settings, tracking_uri: str) -> Registry:
+    """The stack's registry: its settings pointed at the MLflow server at ``tracking_uri``."""
+    return Registry(server_settings(settings, tracking_uri))
+
+
 def versions_by_type(registry: Registry) -> dict[str, list[VersionInfo]]:
     return {model_type: registry.list_versions(model_type) for model_type in MODEL_TYPES}
 
@@ -162,7 +167,7 @@ def test_data_sets_that_cannot_be_made_stop_the_bootstrap_before_mlflow(
     recorder = Recorder()
     # Nothing listens at the tracking URI: the error must come from the data, before MLflow.
     with pytest.raises(BootstrapError, match="could not prepare the data sets") as caught:
-        bootstrap(settings, helpers.closed_port_url(), recorder.hooks())
+        bootstrap(settings, registry_on(settings, helpers.closed_port_url()), recorder.hooks())
     assert reason in str(caught.value)
     assert isinstance(caught.value, StackError)  # what `bikecount up` reports without a trace
     assert data_missing(settings)
@@ -186,7 +191,7 @@ def test_a_registry_that_cannot_be_asked_is_an_error_never_no_champion(
     uri = helpers.closed_port_url()
     recorder = Recorder()
     with pytest.raises(BootstrapError) as caught:
-        bootstrap(settings, uri, recorder.hooks())
+        bootstrap(settings, registry_on(settings, uri), recorder.hooks())
     message = str(caught.value)
     assert message.startswith("could not list the models registered in MLflow: ")
     assert f"MLflow at {uri} could not read the rf champion" in message
@@ -256,7 +261,7 @@ def first_starts(tmp_path_factory: pytest.TempPathFactory) -> FirstStarts:
 
     def start(with_settings: Settings) -> Start:
         recorder = Recorder()
-        report = bootstrap(with_settings, tracking_uri, recorder.hooks())
+        report = bootstrap(server_settings(with_settings, tracking_uri), registry, recorder.hooks())
         return Start(
             report,
             recorder,
@@ -355,7 +360,8 @@ def test_background_work_stops_with_a_message_when_the_api_is_down(
     write_datasets(small_raw, settings)
     api_url = helpers.closed_port_url()
     messages: list[str] = []
-    work = BackgroundWork(settings, helpers.closed_port_url(), api_url, messages.append)
+    registry = registry_on(settings, helpers.closed_port_url())
+    work = BackgroundWork(settings, registry, api_url, messages.append)
     work.start()
     assert work.thread is not None
     work.thread.join(60)

@@ -17,7 +17,9 @@ def registered_models(
     """Every registered version (of one type, or all), newest first, with holdout metrics."""
     registry.check_reachable()  # at once, before MLflow's client retries for minutes
     types = (model_type,) if model_type else state.model_types
-    versions = [VersionPublic(**v.as_dict()) for t in types for v in registry.list_versions(t)]
+    versions = [
+        VersionPublic.model_validate(v.as_dict()) for t in types for v in registry.list_versions(t)
+    ]
     return ModelsPublic(models=versions, count=len(versions))
 
 

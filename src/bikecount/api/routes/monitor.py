@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,13 +17,9 @@ from bikecount.config import DATASET_FILES, Settings
 from bikecount.data.datasets import resolve_data_source
 from bikecount.data.io import DataFileError
 from bikecount.monitoring import metrics
-from bikecount.monitoring.drift import (
-    MonitoringData,
-    MonitoringDataError,
-    MonitoringResult,
-    run_monitoring,
-)
+from bikecount.monitoring.inputs import MonitoringData, MonitoringDataError
 from bikecount.monitoring.reports import prune_reports
+from bikecount.monitoring.run import MonitoringResult, run_monitoring
 from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
@@ -104,7 +99,7 @@ class MonitorPublic(BaseModel):
     duration_seconds: float
 
 
-MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+MONITOR_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "A field is wrong: which one and why."},

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from fastapi import APIRouter
 
 from bikecount.api.deps import CacheDep, SettingsDep
 from bikecount.api.errors import ApiError, InvalidFieldError, TooManyRecordsError
 from bikecount.api.model_cache import ModelCache, ServedModel
+from bikecount.api.quick_records import quick_frame
 from bikecount.api.records_body import records_frame
 from bikecount.api.schemas import ErrorPublic, PredictionsPublic, PredictRequest
 from bikecount.config import Settings
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["predict"])
 
 TASK_METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
-PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+PREDICT_ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorPublic, "description": "No champion (or no version with that metric)."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "Invalid records: each row, column and reason."},
@@ -36,7 +38,7 @@ PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
 def serve_predictions(
     cache: ModelCache,
     settings: Settings,
-    records: list[dict[str, Any]],
+    records: Sequence[Mapping[str, object]],
     model_type: str,
     metric: str | None = None,
 ) -> tuple[ServedModel, Predictions]:
@@ -55,7 +57,7 @@ def serve_predictions(
     if metric is not None and metric not in TASK_METRICS[task]:
         choices = ", ".join(TASK_METRICS[task])
         raise InvalidFieldError("metric", f"{model_type} is scored by {choices}; not {metric}")
-    frame = require_valid(records_frame(records))
+    frame = valid_frame(records)
     served = cache.get(model_type, metric)
     result = predict_records(served.model, served.task, frame)
     if not np.isfinite(result.values).all():
@@ -63,6 +65,17 @@ def serve_predictions(
         raise ApiError(f"{model_type} v{served.version} returned non-finite predictions")
     record_prediction(model_type, len(result.values))
     return served, result
+
+
+def valid_frame(records: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """The canonical frame of a request's records, every one valid: read one by one when they
+    are few and plain (:mod:`~bikecount.api.quick_records`), else by the records' contract.
+
+    Raises:
+        RecordError: naming each row, column and reason.
+    """
+    frame = quick_frame(records)
+    return frame if frame is not None else require_valid(records_frame(records))
 
 
 @router.post("/predict", summary="Predict hourly counts", responses=PREDICT_ERRORS)

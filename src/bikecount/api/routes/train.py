@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
 from bikecount.api.deps import JobsDep, RegistryDep, SettingsDep, WriteAccess
@@ -14,7 +12,7 @@ from bikecount.api.schemas import ErrorPublic, JobAccepted, JobPublic, TrainPubl
 
 router = APIRouter(tags=["train"])
 
-TRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+TRAIN_RESPONSES: dict[int | str, dict[str, object]] = {
     202: {"model": JobAccepted, "description": "Accepted (`wait: false`): poll `status_url`."},
     401: {"model": ErrorPublic, "description": "Missing or wrong X-API-Key."},
     409: {
