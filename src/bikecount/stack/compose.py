@@ -1,7 +1,7 @@
 """What ``docker-compose.yaml`` must say for its services to run as ``bikecount up`` runs them:
 the same command lines (from :mod:`bikecount.stack.services`) with the containers' paths, every
-interface bound and the MLflow server reached by its service name. ``tests/unit/test_compose.py``
-checks the file against these."""
+interface bound and the MLflow server reached by its service name.
+``tests/unit/stack/test_compose.py`` checks the file against these."""
 
 from __future__ import annotations
 

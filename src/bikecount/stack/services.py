@@ -4,7 +4,7 @@ Each service's command line and environment is built here from the programs' arg
 (:mod:`bikecount.stack.commands`) and its addresses (:mod:`bikecount.stack.addresses`).
 ``bikecount up`` runs these command lines as local processes; ``docker-compose.yaml`` runs the same
 ones in containers (only paths, bind address and the MLflow host name differ: see
-:mod:`bikecount.stack.compose`), and ``tests/unit/test_compose.py`` checks that the two agree.
+:mod:`bikecount.stack.compose`), and ``tests/unit/stack/test_compose.py`` checks that the two agree.
 Change a flag here, then in the compose file, and the test tells you if you forgot one.
 """
 

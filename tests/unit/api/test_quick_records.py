@@ -7,7 +7,6 @@ leave every record it is unsure of to it (``None``), so errors keep their one ho
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,8 +17,9 @@ from bikecount.api.records_body import records_frame
 from bikecount.api.routes.predict import valid_frame
 from bikecount.data.io import read_records
 from bikecount.records import FIELD_TO_EXPORT, SNAKE_TO_EXPORT, RecordError, require_valid
+from helpers import REPO
 
-REAL_EXPORT = Path(__file__).parents[1] / "fixtures" / "opendata" / "exports-csv-2021-06-01.csv"
+REAL_EXPORT = REPO / "tests" / "fixtures" / "opendata" / "exports-csv-2021-06-01.csv"
 Record = dict[str, Any]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,8 @@ from bikecount.stack.compose import (
     COMPOSE_PORTS,
 )
 from bikecount.stack.services import MLFLOW, REGMODEL, REGMODEL_APP
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 HAPROXY_CONFIG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "fleet.yml"
 PROFILE = "fleet"
