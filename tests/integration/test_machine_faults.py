@@ -211,6 +211,26 @@ def test_a_read_only_store_and_data_folder_are_said_with_their_path(
     assert not output.exists()
 
 
+def test_a_read_only_reports_folder_fails_monitoring_with_its_path(
+    small_disk: Path, small_raw: pd.DataFrame
+) -> None:
+    home = small_disk.parent
+    half = len(small_raw) // 2
+    write_records(small_raw.iloc[:half], home / "reference.csv")
+    write_records(small_raw.iloc[half:], home / "current.csv")
+    remount_read_only(small_disk)
+
+    monitored = cli(
+        home, "monitor", "--reference", "reference.csv", "--current", "current.csv",
+        reports_dir=small_disk,
+    )  # fmt: skip
+    assert monitored.returncode == READ_ONLY_EXIT_CODE, monitored.stderr
+    first = error_lines(monitored)[0]
+    assert first.startswith(f"error: {small_disk}/drift_"), first
+    assert "the filesystem is read-only while writing the drift report" in first
+    assert not list(small_disk.iterdir())  # no partial report
+
+
 @pytest.mark.slow
 def test_a_full_artifact_disk_fails_the_run_and_leaves_nothing_half_written(
     small_disk: Path,
