@@ -16,15 +16,9 @@ from bikecount.api.model_cache import ModelCache
 from bikecount.api.routes import health
 from bikecount.config import Settings
 from bikecount.registry import Registry
+from helpers import wait_until
 
 WAIT_SECONDS = 10.0
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_the_watch_probes_every_interval_until_stopped() -> None:
@@ -32,10 +26,10 @@ def test_the_watch_probes_every_interval_until_stopped() -> None:
     watch = MlflowWatch(lambda: calls.append(time.monotonic()), interval_seconds=0.01)
 
     watch.start()
-    wait_until(lambda: len(calls) >= 3)
+    wait_until(lambda: len(calls) >= 3, WAIT_SECONDS, "probed three times", interval=0.005)
     watch.stop()
     stopped_at = len(calls)
-    time.sleep(0.05)
+    time.sleep(0.05)  # five intervals: a watch still running would probe in them
 
     assert len(calls) == stopped_at
     assert not any(t.name == "mlflow-watch" and t.is_alive() for t in threading.enumerate())
@@ -50,7 +44,7 @@ def test_a_probe_that_raises_does_not_end_the_watch() -> None:
 
     watch = MlflowWatch(check, interval_seconds=0.01)
     watch.start()
-    wait_until(lambda: len(calls) >= 3)
+    wait_until(lambda: len(calls) >= 3, WAIT_SECONDS, "probed three times", interval=0.005)
     watch.stop()
 
 
