@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from compose_project import ComposeProject
 from docker_engine import compose_command, docker_engine
 from servers import answers
 from standin_images import ensure_registry_images
@@ -64,40 +65,10 @@ RECORD = {
 
 
 @dataclass
-class Stack:
-    """The compose project of the test: its folder, environment and published ports."""
+class Stack(ComposeProject):
+    """The compose project of the test, with the times of its steps."""
 
-    root: Path
-    command: list[str]
-    env: dict[str, str]
-    ports: dict[str, int]
-    figures: list[str]
     timings: dict[str, float] = field(default_factory=dict)
-
-    def compose(
-        self,
-        *args: str,
-        profiles: tuple[str, ...] = PROFILES,
-        timeout: float = 900,
-        check: bool = True,
-    ) -> str:
-        """``docker compose -p PROJECT --profile P... ARGS`` in the project folder."""
-        chosen = [word for profile in profiles for word in ("--profile", profile)]
-        done = subprocess.run(
-            [*self.command, "-p", PROJECT, *chosen, *args],
-            cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        if check and done.returncode != 0:
-            output = f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
-            pytest.fail(f"compose {' '.join(args)} failed:\n{output}\n{self.logs()}")
-        return done.stdout + done.stderr
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    def logs(self, *services: str) -> str:
-        """The last lines of the services' logs (every service's by default)."""
-        return self.compose("logs", "--no-color", "--tail", "40", *services, check=False)
 
 
 def copy_project(root: Path) -> None:
@@ -143,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) -> Itera
         BIKECOUNT_DASHBOARD_PORT=str(ports["dashboard"]),
     )
     with docker_engine(root / "dockerd.log"):
-        stack = Stack(root, command, env, ports, figures)
+        stack = Stack(PROJECT, PROFILES, root, command, env, ports, figures)
         stack.compose("down", "--volumes", "--remove-orphans")  # a previous run's leftovers
         started = time.monotonic()
         standins = ensure_registry_images(REPO, PROFILES)

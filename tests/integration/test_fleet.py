@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from compose_project import ComposeProject
 from docker_engine import compose_command, docker_engine
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -66,31 +67,8 @@ LONG_GBM = {"model_type": "gbm", "hyperparams": {"max_iter": 4000}, "wait": Fals
 
 
 @dataclass
-class Fleet:
-    """The compose project of the test: its folder, environment and published ports."""
-
-    root: Path
-    command: list[str]
-    env: dict[str, str]
-    ports: dict[str, int]
-    figures: list[str]
-
-    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> str:
-        """``docker compose -p PROJECT --profile fleet ARGS`` in the project folder."""
-        done = subprocess.run(
-            [*self.command, "-p", PROJECT, "--profile", PROFILE, *args],
-            cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        if check and done.returncode != 0:
-            output = f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
-            pytest.fail(f"compose {' '.join(args)} failed:\n{output}\n{self.logs()}")
-        return done.stdout + done.stderr
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
-
-    def logs(self, *services: str) -> str:
-        return self.compose("logs", "--no-color", "--tail", "40", *services, check=False)
+class Fleet(ComposeProject):
+    """The fleet's compose project: its replicas, containers and MLflow."""
 
     def waited(self, check: Callable[[], Any], timeout: float, what: str, *services: str) -> float:
         return helpers.wait_until(check, timeout, what, lambda: self.logs(*services), interval=1)
@@ -142,7 +120,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) -> Itera
         BIKECOUNT_PROMETHEUS_PORT=str(ports["prometheus"]),
     )
     with docker_engine(root / "dockerd.log"):
-        fleet = Fleet(root, command, env, ports, figures)
+        fleet = Fleet(PROJECT, (PROFILE,), root, command, env, ports, figures)
         fleet.compose("down", "--volumes", "--remove-orphans")  # a previous run's leftovers
         standins = StandIns()
         started = time.monotonic()
