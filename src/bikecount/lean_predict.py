@@ -25,6 +25,7 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 
+from bikecount import lean_boosting
 from bikecount.models.affluence import AffluenceClassifier
 
 
@@ -39,7 +40,8 @@ def predict_values(model: Any, records: pd.DataFrame) -> np.ndarray:
     estimator = model.steps[-1][1]
     matrix = _tree_inputs(estimator, features, RandomForestRegressor)
     if matrix is None:
-        return np.asarray(estimator.predict(features))
+        boosted = lean_boosting.predict_few(estimator, features)
+        return np.asarray(estimator.predict(features) if boosted is None else boosted)
     # A regression tree's answer is the first (only) column of its values.
     return _mean_of_trees(estimator, matrix, (len(matrix),), lambda values: values[:, 0])
 
