@@ -60,6 +60,36 @@ def no_developer_configuration() -> Iterator[None]:
     os.environ.update(saved)
 
 
+# MLflow copies the URIs it is pointed at into the environment, for its child processes.
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def restored_process_state() -> Iterator[None]:
+    """Put back, after each test, what a test may leave in this process for the next ones.
+
+    - pytest's own ``__main__``: Streamlit's AppTest runs a page script as ``__main__`` and leaves
+      it there; a training fit started later (a fork-server child) re-runs the caller's main
+      script, and a page script run alone fails (``NameError: __args``).
+    - MLflow's URIs in the environment: a command run in this process points MLflow at its store
+      and MLflow writes that into ``os.environ``; a later test's ``bikecount`` child inherits the
+      environment, and ``MLFLOW_TRACKING_URI`` would send its runs to the earlier test's store.
+
+    Either way, which tests ran first decided whether a test passed.
+    """
+    main = sys.modules["__main__"]
+    uris = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+    yield
+    sys.modules["__main__"] = main
+    for name, value in uris.items():
+        if os.environ.get(name) == value:
+            continue  # nothing to write: other threads may be reading the environment
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_openmp_thread() -> Iterator[None]:
     """One OpenMP thread for scikit-learn's native code during the tests.
