@@ -159,6 +159,7 @@ def test_the_balancer_replays_only_reads_and_predictions(haproxy: dict[str, list
     # A replica killed mid-request: its /predict is replayed on another (empty-response).
     assert "retry-on conn-failure empty-response 503" in defaults
     assert "option redispatch 1" in defaults
+    assert "option http-buffer-request" in defaults  # no replay without the whole request
     replayable = [line.split()[2:] for line in frontend if line.startswith("acl replayable ")]
     assert replayable == [["method", "GET", "HEAD"], ["path", "/predict"]]
     # Anything else (POST /train, DELETE /train/{id}) is retried only when it was never sent.
