@@ -59,8 +59,13 @@ HOLD_LOCK = (
 
 def cli(home: Path, *args: str, **settings: object) -> subprocess.CompletedProcess[str]:
     """``bikecount ARGS`` run from ``home`` (its folders and stores there), as an operator would."""
+    # Without MLflow's URI variables: one an earlier test left would win over the home's store.
     env = {
-        **os.environ,
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+        },
         "BIKECOUNT_ENV": "dev",
         "BIKECOUNT_DATA_DIR": str(home / "data"),
         "BIKECOUNT_MLRUNS_DIR": str(home / "mlruns"),

@@ -47,6 +47,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in ("data_dir", "mlruns_dir", "artifacts_dir", "logs_dir", "reports_dir"):
         monkeypatch.setenv(f"BIKECOUNT_{name.upper()}", str(getattr(settings, name)))
     monkeypatch.setenv("BIKECOUNT_PIPELINE_DB_URL", settings.pipeline_db_url)
+    # A URI an earlier test left in the environment would win over this folder's store.
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
     return settings
 
 
