@@ -75,12 +75,22 @@ def restored_process_state() -> Iterator[None]:
       and MLflow writes that into ``os.environ``; a later test's ``bikecount`` child inherits the
       environment, and ``MLFLOW_TRACKING_URI`` would send its runs to the earlier test's store.
 
+    - MLflow's global URIs (``mlflow.set_tracking_uri``/``set_registry_uri``, module globals of
+      its fluent API): an ``MlflowClient(tracking_uri)`` built later without a registry URI takes
+      the global one, and read another test's registry ("Registered Model ... not found").
+
     Either way, which tests ran first decided whether a test passed.
     """
+    from mlflow.tracking._model_registry import utils as registry_uris
+    from mlflow.tracking._tracking_service import utils as tracking_uris
+
     main = sys.modules["__main__"]
     uris = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+    # Private globals: MLflow has no public way to unset a URI once set (set_*(None) writes "").
+    fluent = (tracking_uris._tracking_uri, registry_uris._registry_uri)
     yield
     sys.modules["__main__"] = main
+    tracking_uris._tracking_uri, registry_uris._registry_uri = fluent
     for name, value in uris.items():
         if os.environ.get(name) == value:
             continue  # nothing to write: other threads may be reading the environment

@@ -77,7 +77,8 @@ class Fleet(ComposeProject):
         return self.compose("ps", "-q", service).split()[-1]
 
     def mlflow(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.url("mlflow"))
+        url = self.url("mlflow")
+        return MlflowClient(url, url)  # both: MLflow's global registry URI may name another store
 
 
 def registry_images() -> set[str]:

@@ -124,7 +124,7 @@ def test_the_command_writes_forecasts_prints_json_and_logs_to_mlflow(
     assert len(written) == 2 * 24 * 6
     assert (written[COUNT].astype(float) >= 0).all()
     tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    client = mlflow.tracking.MlflowClient(tracking_uri=tracking)
+    client = mlflow.tracking.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     run = client.get_run(summary["run_id"])
     assert run.info.experiment_id == client.get_experiment_by_name("city-b-backtest").experiment_id
     assert run.data.params["retrain_every"] == "7"
