@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import httpx
 import pandas as pd
@@ -54,17 +54,7 @@ def check_api(api_url: str) -> ApiHealth:
     Raises:
         ApiError: it does not answer, or answers with an error status.
     """
-    try:
-        response = httpx.get(
-            api_url.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False
-        )
-    except httpx.HTTPError as exc:
-        raise ApiError(f"the RegModel API at {api_url} does not answer ({exc})") from exc
-    if response.status_code != 200:
-        raise ApiError(
-            f"the RegModel API at {api_url} answered /health with {response.status_code}"
-        )
-    body = response.json()
+    body = _get_json(api_url, "/health")
     return ApiHealth(status=str(body.get("status")), models=dict(body.get("models") or {}))
 
 
@@ -107,18 +97,26 @@ def accepts_interval(api_url: str) -> bool:
     Raises:
         ApiError: the API does not answer, or answers with an error status.
     """
+    schemas = _get_json(api_url, "/openapi.json").get("components", {}).get("schemas", {})
+    return "interval" in schemas.get("PredictRequest", {}).get("properties", {})
+
+
+def _get_json(api_url: str, path: str) -> dict[str, Any]:
+    """The JSON body of ``GET path`` on the API, answered quickly.
+
+    Raises:
+        ApiError: the API does not answer, or answers with an error status.
+    """
     try:
         response = httpx.get(
-            api_url.rstrip("/") + "/openapi.json", timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False
+            api_url.rstrip("/") + path, timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False
         )
     except httpx.HTTPError as exc:
         raise ApiError(f"the RegModel API at {api_url} does not answer ({exc})") from exc
     if response.status_code != 200:
-        raise ApiError(
-            f"the RegModel API at {api_url} answered /openapi.json with {response.status_code}"
-        )
-    schemas = response.json().get("components", {}).get("schemas", {})
-    return "interval" in schemas.get("PredictRequest", {}).get("properties", {})
+        raise ApiError(f"the RegModel API at {api_url} answered {path} with {response.status_code}")
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def predict(
