@@ -157,20 +157,18 @@ HEALTH_DAY = date(2021, 3, 24)
 
 
 def fill_health_store(
-    settings: Settings, frame: pd.DataFrame, broken: str | None = None, out_from: int = 8
+    settings: Settings, frame: pd.DataFrame, broken: str | None = None, through: int = 1
 ) -> None:
-    """Store the days of canonical ``frame`` that a health check of ``HEALTH_DAY`` and the day
-    after read; with ``broken``, that counter counts zeros on ``HEALTH_DAY`` from ``out_from``
-    o'clock to midnight (an outage that is over the day after)."""
+    """Store the days of canonical ``frame`` that a health check of ``HEALTH_DAY`` reads, and
+    ``through`` days after it; with ``broken``, that counter counts zeros on ``HEALTH_DAY`` from
+    8:00 to midnight (an outage that is over the day after)."""
     engine = open_store(settings.pipeline_db_url)
     first = HEALTH_DAY - timedelta(days=6 * 7 + 7)
     days = frame["timestamp"].dt.date
-    frame = frame[(days >= first) & (days <= HEALTH_DAY + timedelta(days=1))].copy()
+    frame = frame[(days >= first) & (days <= HEALTH_DAY + timedelta(days=through))].copy()
     if broken is not None:
         out = pd.Timestamp(HEALTH_DAY.isoformat()).tz_localize(PARIS_TZ)
-        rows = (frame["counter"] == broken) & (
-            frame["timestamp"] >= out + pd.Timedelta(hours=out_from)
-        )
+        rows = (frame["counter"] == broken) & (frame["timestamp"] >= out + pd.Timedelta(hours=8))
         rows &= frame["timestamp"] < out + pd.Timedelta(days=1)
         frame.loc[rows, "count"] = 0.0
     for day, rows in frame.groupby(frame["timestamp"].dt.date):

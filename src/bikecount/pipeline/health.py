@@ -22,7 +22,12 @@ from typing import Any
 
 from bikecount.config import Settings
 from bikecount.health import HealthInputError, HealthParams, HealthReport, check_health
-from bikecount.monitoring.counter_alerts import AlertDeliveryError, counter_alerts, post_alerts
+from bikecount.monitoring.counter_alerts import (
+    AlertDeliveryError,
+    counter_alerts,
+    firing_counters,
+    post_alerts,
+)
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.store import last_day, open_pipeline_store, read_counts, replace_day_health
 
@@ -93,8 +98,8 @@ def _alert(settings: Settings, report: HealthReport, latest: date | None, now: d
         return "not sent: BIKECOUNT_ALERTMANAGER_URL is not set"
     if latest is not None and report.day < latest:
         return f"not sent: {report.day} is older than the latest stored day ({latest})"
-    alerts = counter_alerts(report, now)
     try:
+        alerts = counter_alerts(report, now, firing_counters(settings.alertmanager_url))
         post_alerts(settings.alertmanager_url, alerts)
     except AlertDeliveryError as exc:
         raise PipelineError(f"{report.day}: health stored, alerts not sent: {exc}") from exc

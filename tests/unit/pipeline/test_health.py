@@ -98,9 +98,8 @@ def test_alerts_are_alertmanagers_postable_alerts(settings: Settings, broken: st
     prometheus/alertmanager): ``labels`` required; ``annotations``, ``startsAt``, ``endsAt``
     optional, times as RFC 3339 date-times; an alert whose end is past is resolved."""
     report = check_health(read_counts(open_store(settings.pipeline_db_url)), DAY)
-    alerts = {alert["labels"]["counter"]: alert for alert in counter_alerts(report, NOW)}
-    assert set(alerts) == {health.counter for health in report.counters}
-    firing = alerts.pop(broken)
+    healed = next(h.counter for h in report.counters if h.status == "ok")
+    (firing,) = counter_alerts(report, NOW)  # nothing to resolve: nothing was firing
     assert firing["labels"] == {"alertname": ALERT_NAME, "severity": "warning", "counter": broken}
     assert firing["startsAt"] == "2021-03-24T07:00:00Z"  # 8:00 in Paris, in UTC
     ends = NOW + timedelta(hours=ALERT_HOURS)
@@ -109,9 +108,15 @@ def test_alerts_are_alertmanagers_postable_alerts(settings: Settings, broken: st
     assert (
         broken in firing["annotations"]["summary"] and "check" in firing["annotations"]["summary"]
     )
-    assert all(set(a) == {"labels", "endsAt"} for a in alerts.values())
-    assert {a["endsAt"] for a in alerts.values()} == {"2021-03-25T01:30:00Z"}
-    json.dumps(list(alerts.values()))  # what is posted is plain JSON
+    alerts = counter_alerts(report, NOW, firing={healed, broken, "a counter since removed"})
+    resolved = [alert for alert in alerts if alert["labels"]["counter"] != broken]
+    assert resolved == [
+        {
+            "labels": {"alertname": ALERT_NAME, "severity": "warning", "counter": healed},
+            "endsAt": "2021-03-25T01:30:00Z",
+        }
+    ]
+    json.dumps(alerts)  # what is posted is plain JSON
 
 
 def test_the_command_prints_the_faults_and_json(settings: Settings) -> None:
