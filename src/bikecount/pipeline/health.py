@@ -94,7 +94,7 @@ def check_day(
 
 def _alert(settings: Settings, report: HealthReport, latest: date | None, now: datetime) -> str:
     """Post the report's alerts when due; what happened, in words."""
-    if settings.alertmanager_url is None:
+    if not settings.alertmanager_url:  # unset, or left empty (compose passes it on as it is)
         return "not sent: BIKECOUNT_ALERTMANAGER_URL is not set"
     if latest is not None and report.day < latest:
         return f"not sent: {report.day} is older than the latest stored day ({latest})"
