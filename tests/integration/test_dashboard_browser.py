@@ -9,6 +9,7 @@ Screenshots of every page are saved under the test's temporary folder (the path 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -26,9 +27,16 @@ from servers import ServerProcess, Tracking, api_env, running, start, start_api
 
 import helpers
 from bikecount.config import Settings
+from bikecount.dashboard import charts
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
-from bikecount.pipeline.store import open_store, read_counts, read_predictions
+from bikecount.health import HealthParams, check_health
+from bikecount.pipeline.store import (
+    open_store,
+    read_counts,
+    read_predictions,
+    replace_day_health,
+)
 from bikecount.registry import Registry
 from bikecount.stack.background import fill_store
 from bikecount.stack.first_start import bootstrap, server_settings
@@ -238,6 +246,50 @@ def test_map_draws_the_counters_over_the_arrondissements(
     points = browser.find_element(By.CSS_SELECTOR, "g.mark-symbol").rect
     assert city["width"] > 0.5 * chart["width"] or city["height"] > 0.8 * chart["height"]
     assert city["x"] <= points["x"] and points["x"] + points["width"] <= city["x"] + city["width"]
+
+
+def health_with_faults(settings: Settings) -> tuple[date, dict[str, str]]:
+    """The store's last counted day checked by the real health check, on its counts with three
+    faults injected in memory (the stored counts stay as they are), and stored as the pipeline
+    stores it. The store holds eight days: one week of profile before the day checked.
+
+    Returns:
+        The day, and the status of each broken counter.
+    """
+    engine = open_store(settings.pipeline_db_url)
+    counts = read_counts(engine)
+    day = max(counts["day"])
+    others = sorted(set(counts["counter"]) - {SEBASTOPOL})
+    faults = {others[0]: (0.0, "outage"), others[1]: (0.3, "low"), others[2]: (None, "stuck")}
+    after = counts["timestamp"] >= pd.Timestamp(day.isoformat()).tz_localize("Europe/Paris")
+    after &= counts["timestamp"].dt.hour >= 7
+    for counter, (factor, _) in faults.items():
+        rows = after & (counts["counter"] == counter)
+        counts.loc[rows, "count"] = 37.0 if factor is None else counts.loc[rows, "count"] * factor
+    report = check_health(counts, day, HealthParams(profile_weeks=1, lookback_days=1))
+    replace_day_health(engine, day, report.counters)
+    return day, {counter: report.status_of(counter).status for counter in faults}
+
+
+def test_map_colours_the_counters_by_their_health(stack: Stack, browser, screenshots: Path) -> None:
+    day, found = health_with_faults(stack.settings)
+    assert sorted(found.values()) == ["low", "outage", "stuck"]
+    option = f"health on {day}"
+    shot = screenshots / "map-before-health.png"
+    open_page(browser, stack.dashboard_url, lambda: map_points(browser) == 52, "the map", shot)
+    label = browser.find_element(By.XPATH, f"//label[contains(., '{option}')]")
+    label.click()
+    wait_for(browser, has_text(browser, f"Health checked on {day}: 3 of 52"), "the health mode")
+    wait_for(browser, lambda: charts_drawn(browser), "the health map drawn")
+    browser.save_screenshot(str(screenshots / "map-health.png"))
+    assert error_elements(browser) == []
+    points = browser.find_elements(By.CSS_SELECTOR, "g.mark-symbol path")
+    fills = Counter(point.get_attribute("fill") for point in points)
+    colours = charts.HEALTH_COLOURS
+    assert fills[colours["outage"]] == fills[colours["low"]] == fills[colours["stuck"]] == 1
+    assert fills[colours["ok"]] + fills[colours["unknown"]] == 49
+    legend = browser.find_element(By.CSS_SELECTOR, "g.role-legend").text
+    assert all(status in legend for status in colours)
 
 
 def test_counter_page_numbers_are_the_stores(stack: Stack, browser, screenshots: Path) -> None:
