@@ -101,6 +101,11 @@ def counters_layer(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
         health=frame["health"] if "health" in frame else UNKNOWN,
         health_reason=frame["health_reason"].fillna("") if "health_reason" in frame else "",
     )[["counter", "lat", "lon", "forecast_total", "mae", "health", "health_reason"]]
+    if colour_by == "health":
+        # Drawn in data order: the faults last, so that the other direction of a site (50 m
+        # away, half under it) never hides one.
+        rank = {status: -i for i, status in enumerate(HEALTH_COLOURS)}
+        data = data.sort_values("health", key=lambda s: s.map(rank), kind="stable")
     tooltip = [
         alt.Tooltip("counter:N", title="counter"),
         alt.Tooltip("forecast_total:Q", title="coming day (bikes)"),
