@@ -4,9 +4,11 @@ In a working directory of its own, the script trains a gbm champion on the refer
 a real MLflow server and the RegModel API, then replays every day of the current data set as the
 DAGs would: ingest the day (from a file-drop folder holding the current export), score the
 forecast made for it the day before, forecast the next day through ``POST /predict``; every
-``--every`` days it runs monitor-and-retrain on the recent stored weeks. It prints, per step, the
-time taken, and per week the decision (drift, champion R², retrained, promoted) and the daily
-errors of the forecasts. Figures are printed, never asserted.
+``--every`` days it runs monitor-and-retrain on the recent stored weeks. Each ingested day's
+counter health is checked as the ingest DAG does (every counter ``unknown`` until seven weeks are
+stored). It prints, per step, the time taken, and per week the decision (drift, champion R²,
+retrained, promoted), the daily errors of the forecasts and the counters with a fault.
+Figures are printed, never asserted.
 
     python benchmarks/pipeline.py [--every 7] [--recent-days 14] [--days N]
 """
@@ -38,6 +40,7 @@ from bikecount.config import Settings
 from bikecount.data.io import read_records, write_records
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
+from bikecount.pipeline.health import check_day
 from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import predict_day, score_day
 from bikecount.pipeline.retrain import monitor_and_retrain
@@ -50,6 +53,7 @@ from bikecount.train import TrainRequest, train
 @dataclass
 class Timings:
     ingest: list[float] = field(default_factory=list)
+    health: list[float] = field(default_factory=list)
     score: list[float] = field(default_factory=list)
     predict: list[float] = field(default_factory=list)
     monitor: list[float] = field(default_factory=list)
@@ -97,9 +101,10 @@ def replay(
 ) -> None:
     timings, drop = Timings(), settings.data_dir.parent / "drop"
     errors: list[tuple[date, int, float, float]] = []
-    print("day        | forecast version | RMSE  | MAE   | decision")
+    print("day        | forecast version | RMSE  | MAE   | faults | decision")
     for index, day in enumerate(days):
         ingested = timed(timings.ingest, ingest, settings, day, drop)
+        checked = timed(timings.health, check_day, settings, day)
         scored = timed(timings.score, score_day, settings, day)
         for version, values in scored.errors.items():
             errors.append((day, version, values["rmse"], values["mae"]))
@@ -124,14 +129,15 @@ def replay(
         shown = " ".join(f"v{v}" for _, v, _, _ in scored_now) or "-"
         rmse = f"{scored_now[0][2]:5.1f}" if scored_now else "    -"
         mae = f"{scored_now[0][3]:5.1f}" if scored_now else "    -"
-        print(f"{day} | {shown:16} | {rmse} | {mae} | {decision}", flush=True)
+        faults = len(checked.faults)
+        print(f"{day} | {shown:16} | {rmse} | {mae} | {faults:6} | {decision}", flush=True)
         assert ingested.rows_written > 0 and forecast.rows > 0
     print_summary(timings, errors)
 
 
 def print_summary(timings: Timings, errors: list[tuple[date, int, float, float]]) -> None:
     print()
-    for name in ("ingest", "score", "predict", "monitor"):
+    for name in ("ingest", "health", "score", "predict", "monitor"):
         values = getattr(timings, name)
         if values:
             print(

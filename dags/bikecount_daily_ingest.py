@@ -1,9 +1,12 @@
-"""bikecount_daily_ingest: the day that just ended, from Paris Open Data into the pipeline store.
+"""bikecount_daily_ingest: the day that just ended, from Paris Open Data into the pipeline store,
+then every counter's health on it.
 
-Thin tasks over ``bikecount.pipeline``; ``bikecount pipeline ingest --date D`` is the same step
-without Airflow. Give ``{"day": "YYYY-MM-DD"}`` as the run's configuration to (re)ingest a day:
-a day ingested twice is replaced, never duplicated. A re-ingest that would shrink a stored day
-materially fails the run and keeps the day, unless the configuration says ``{"force": true}``.
+Thin tasks over ``bikecount.pipeline``; ``bikecount pipeline ingest --date D`` and ``bikecount
+pipeline health --date D`` are the same steps without Airflow. Give ``{"day": "YYYY-MM-DD"}`` as
+the run's configuration to (re)ingest a day: a day ingested twice is replaced, never duplicated.
+A re-ingest that would shrink a stored day materially fails the run and keeps the day, unless
+the configuration says ``{"force": true}``. Faults found by the health check go to
+Alertmanager when BIKECOUNT_ALERTMANAGER_URL is set.
 """
 
 from __future__ import annotations
@@ -67,7 +70,24 @@ def bikecount_daily_ingest() -> None:
             logger.warning("%s", ingested.note)
         check_rejections(ingested, task_settings().pipeline_max_rejected_share)
 
-    report(ingest())
+    @task
+    def check_health(result: dict[str, Any]) -> dict[str, Any]:
+        """Every counter's health on the ingested day, stored; its faults sent to Alertmanager
+        (BIKECOUNT_ALERTMANAGER_URL) when the day is the latest stored one."""
+        from datetime import date
+
+        from bikecount.pipeline.health import check_day
+
+        with saying_faults():
+            checked = check_day(task_settings(), date.fromisoformat(result["day"]))
+        logger.info("%s: %s; alerts %s", checked.day, checked.statuses, checked.alerts)
+        for fault in checked.faults:
+            logger.warning("%s %s: %s", fault["counter"], fault["status"], fault["reason"])
+        return checked.as_dict()
+
+    ingested = ingest()
+    report(ingested)
+    check_health(ingested)
 
 
 bikecount_daily_ingest()

@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,12 @@ from bikecount.config import Settings
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import day_grid, score_day
-from bikecount.pipeline.store import open_store, read_counts, replace_predictions
+from bikecount.pipeline.store import (
+    open_store,
+    read_counts,
+    replace_day_counts,
+    replace_predictions,
+)
 from bikecount.records import COORDINATES, COUNT, COUNTER, PARIS_TZ, TIMESTAMP, parse_records
 
 # The repository's root: the files beside the package that tests check (compose, deploy/, dags/).
@@ -144,6 +149,30 @@ def fill_dashboard_store(settings: Settings, days: Sequence[date], coming_day: d
         second["prediction"] = second.pop("count").fillna(10.0) + 3.0
         replace_predictions(engine, day, second.assign(model_version=2), model_type)
         score_day(settings, day)
+
+
+# 6 counters (enough for the city factor) from seven weeks before HEALTH_DAY, a Wednesday.
+HEALTH_CONFIG = SynthConfig(start="2021-01-04", months=3, n_counters=6, seed=3)
+HEALTH_DAY = date(2021, 3, 24)
+
+
+def fill_health_store(
+    settings: Settings, frame: pd.DataFrame, broken: str | None = None, through: int = 1
+) -> None:
+    """Store the days of canonical ``frame`` that a health check of ``HEALTH_DAY`` reads, and
+    ``through`` days after it; with ``broken``, that counter counts zeros on ``HEALTH_DAY`` from
+    8:00 to midnight (an outage that is over the day after)."""
+    engine = open_store(settings.pipeline_db_url)
+    first = HEALTH_DAY - timedelta(days=6 * 7 + 7)
+    days = frame["timestamp"].dt.date
+    frame = frame[(days >= first) & (days <= HEALTH_DAY + timedelta(days=through))].copy()
+    if broken is not None:
+        out = pd.Timestamp(HEALTH_DAY.isoformat()).tz_localize(PARIS_TZ)
+        rows = (frame["counter"] == broken) & (frame["timestamp"] >= out + pd.Timedelta(hours=8))
+        rows &= frame["timestamp"] < out + pd.Timedelta(days=1)
+        frame.loc[rows, "count"] = 0.0
+    for day, rows in frame.groupby(frame["timestamp"].dt.date):
+        replace_day_counts(engine, day, rows)
 
 
 def shifted_records(current: pd.DataFrame, rows: int = 300) -> list[dict[str, Any]]:

@@ -294,6 +294,12 @@ class Settings(BaseSettings):
     alertmanager_port: int = Field(
         default=9093, ge=1, le=65535, description="Alertmanager (`bikecount up --monitoring`)."
     )
+    alertmanager_url: str | None = Field(
+        default=None,
+        description="The Alertmanager the daily counter health check posts counter faults to "
+        "(its base URL, e.g. http://127.0.0.1:9093). Unset: faults are stored and shown on the "
+        "map, not alerted.",
+    )
     # `bikecount up --airflow`.
     airflow_home: Path = Field(
         default=Path("airflow_home"),

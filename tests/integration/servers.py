@@ -15,6 +15,7 @@ fixtures in ``conftest.py``.
 from __future__ import annotations
 
 import contextlib
+import json
 import socketserver
 import subprocess
 import threading
@@ -22,7 +23,9 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -228,6 +231,35 @@ def in_thread(server: socketserver.BaseServer) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class Receiver(ThreadingHTTPServer):
+    """Records every JSON body POSTed to it, by path; answers 200 as Slack and Discord do (a
+    stand-in for the receivers Alertmanager delivers to)."""
+
+    daemon_threads = True
+    received: dict[str, list[dict[str, Any]]]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.received.setdefault(self.path, []).append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def receiving() -> Iterator[Receiver]:
+    server = Receiver(("127.0.0.1", 0), Handler)
+    server.received = {}
+    with in_thread(server):
+        yield server
 
 
 def answers(url: str, timeout: float = 2.0) -> bool:

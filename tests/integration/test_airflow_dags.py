@@ -46,6 +46,7 @@ from bikecount.pipeline.store import (
     open_store,
     predictions,
     read_counts,
+    read_health,
     read_table,
 )
 from bikecount.records import COUNT, PARIS_TZ, TIMESTAMP, parse_timestamps
@@ -199,7 +200,9 @@ def test_ingest_reads_open_data_and_a_second_run_replaces_the_day(stack: Stack) 
     second = run_dag(stack, "bikecount_daily_ingest", DAY, "ingest.db")
     for run in (first, second):
         assert run["state"] == "success", run["log"][-3000:]
-        assert states(run) == {"ingest": "success", "report": "success"}
+        assert states(run) == {"ingest": "success", "report": "success", "check_health": "success"}
+        checked = run["tasks"]["check_health"]["result"]
+        assert checked["day"] == DAY.isoformat() and checked["counters"] == N_COUNTERS
         report = run["tasks"]["ingest"]["result"]
         assert report["day"] == DAY.isoformat() and report["source"] == "opendata"
         assert report["rows_in"] == report["rows_written"] == N_COUNTERS * 24
@@ -213,6 +216,7 @@ def test_ingest_reads_open_data_and_a_second_run_replaces_the_day(stack: Stack) 
     assert len(stored) == N_COUNTERS * 24 and not stored.duplicated(["counter", "timestamp"]).any()
     assert stored["count"].sum() == day_total(stack.root / "shifted" / "current.csv", DAY)
     assert len(read_table(engine, ingest_log)) == 2
+    assert len(read_health(engine, DAY)) == N_COUNTERS  # the second check replaced the first
 
 
 def test_ingest_falls_back_to_the_drop_folder_when_open_data_is_down(stack: Stack) -> None:

@@ -14,14 +14,20 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from servers import REGMODEL_APP, Tracking, api_env, in_thread, running, start_api, write_test_data
+from servers import (
+    REGMODEL_APP,
+    Receiver,
+    Tracking,
+    api_env,
+    receiving,
+    running,
+    start_api,
+    write_test_data,
+)
 
 import helpers
 from bikecount.config import Settings
@@ -50,34 +56,6 @@ pytestmark = [
 ALERT = "BikecountDataDrift"
 DELIVERY_TIMEOUT = 120
 TRAIN = {"model_type": "rf", "data_source": "reference", "env": "dev", "test_mode": True}
-
-
-class Receiver(ThreadingHTTPServer):
-    """Records every JSON body POSTed to it, by path; answers 200 as Slack and Discord do."""
-
-    daemon_threads = True
-    received: dict[str, list[dict[str, Any]]]
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.received.setdefault(self.path, []).append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
-@contextmanager
-def receiving() -> Iterator[Receiver]:
-    server = Receiver(("127.0.0.1", 0), Handler)
-    server.received = {}
-    with in_thread(server):
-        yield server
 
 
 def alert_settings(root: Path, receiver: Receiver) -> Settings:

@@ -9,6 +9,7 @@ Screenshots of every page are saved under the test's temporary folder (the path 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -26,9 +27,16 @@ from servers import ServerProcess, Tracking, api_env, running, start, start_api
 
 import helpers
 from bikecount.config import Settings
+from bikecount.dashboard import charts
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
-from bikecount.pipeline.store import open_store, read_counts, read_predictions
+from bikecount.health import HealthParams, HealthReport, check_health
+from bikecount.pipeline.store import (
+    open_store,
+    read_counts,
+    read_predictions,
+    replace_day_health,
+)
 from bikecount.registry import Registry
 from bikecount.stack.background import fill_store
 from bikecount.stack.first_start import bootstrap, server_settings
@@ -238,6 +246,55 @@ def test_map_draws_the_counters_over_the_arrondissements(
     points = browser.find_element(By.CSS_SELECTOR, "g.mark-symbol").rect
     assert city["width"] > 0.5 * chart["width"] or city["height"] > 0.8 * chart["height"]
     assert city["x"] <= points["x"] and points["x"] + points["width"] <= city["x"] + city["width"]
+
+
+def health_with_faults(settings: Settings) -> tuple[HealthReport, dict[str, str]]:
+    """The store's last counted day checked by the real health check, on its counts with three
+    faults injected in memory (the stored counts stay as they are), and stored as the pipeline
+    stores it. The store holds eight days: a week of profile before the day checked, so one
+    day of each kind (the day is a Saturday) is let make a profile.
+
+    Returns:
+        The stored report, and the status of each broken counter.
+    """
+    engine = open_store(settings.pipeline_db_url)
+    counts = read_counts(engine)
+    day = max(counts["day"])
+    # Counters of three different sites (the two directions of a site are drawn 50 m apart).
+    sites = counts[counts["counter"] != SEBASTOPOL].groupby("counter")[["lat", "lon"]].first()
+    broken = sites.round(3).drop_duplicates().index[:3]
+    faults = dict(zip(broken, [(0.0, "outage"), (0.3, "low"), (None, "stuck")], strict=True))
+    after = counts["timestamp"] >= pd.Timestamp(day.isoformat()).tz_localize("Europe/Paris")
+    after &= counts["timestamp"].dt.hour >= 7
+    for counter, (factor, _) in faults.items():
+        rows = after & (counts["counter"] == counter)
+        counts.loc[rows, "count"] = 37.0 if factor is None else counts.loc[rows, "count"] * factor
+    report = check_health(
+        counts, day, HealthParams(profile_weeks=1, lookback_days=1, min_profile_days=1)
+    )
+    replace_day_health(engine, day, report.counters)
+    return report, {counter: report.status_of(counter).status for counter in faults}
+
+
+def test_map_colours_the_counters_by_their_health(stack: Stack, browser, screenshots: Path) -> None:
+    report, found = health_with_faults(stack.settings)
+    assert sorted(found.values()) == ["low", "outage", "stuck"]
+    shot = screenshots / "map-before-health.png"
+    open_page(browser, stack.dashboard_url, lambda: map_points(browser) == 52, "the map", shot)
+    label = browser.find_element(By.XPATH, f"//label[contains(., 'health on {report.day}')]")
+    label.click()
+    caption = f"Health checked on {report.day}: {len(report.faults())} of 52 counters with a fault"
+    wait_for(browser, has_text(browser, caption), "the health mode")
+    wait_for(browser, lambda: charts_drawn(browser), "the health map drawn")
+    browser.save_screenshot(str(screenshots / "map-health.png"))
+    assert error_elements(browser) == []
+    # Each counter drawn in its status's colour; every status named in the legend.
+    points = browser.find_elements(By.CSS_SELECTOR, "g.mark-symbol.role-mark path")
+    fills = Counter(point.get_attribute("fill") for point in points)
+    colours = charts.HEALTH_COLOURS
+    assert fills == Counter(colours[health.status] for health in report.counters)
+    legend = browser.find_element(By.CSS_SELECTOR, "g.role-legend").text
+    assert all(status in legend for status in colours)
 
 
 def test_counter_page_numbers_are_the_stores(stack: Stack, browser, screenshots: Path) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bikecount.config import Settings
 from bikecount.data.io import write_records
+from bikecount.health import CounterHealth
 from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import day_grid, score_day
 from bikecount.pipeline.store import (
@@ -25,7 +26,9 @@ from bikecount.pipeline.store import (
     open_store,
     raw_counts,
     read_counts,
+    read_health,
     read_table,
+    replace_day_health,
     replace_predictions,
     write_audit,
 )
@@ -121,3 +124,14 @@ def test_audit_rows_keep_their_json(engine: Engine) -> None:
     row = read_table(engine, audit).iloc[0]
     assert row["id"] == audit_id and row["champion_metrics"] == metrics
     assert row["promoted"] and row["reason"] == "drift detected"
+
+
+def test_a_day_of_counter_health_is_replaced_whole(engine: Engine) -> None:
+    since = pd.Timestamp("2021-03-10 08:00", tz="Europe/Paris")
+    out = CounterHealth("a", "outage", since, 900.0, 40.0, None, None, (8, 9, 10), "zeros")
+    ok = CounterHealth("b", "ok", None, 900.0, 950.0, 450.0, 1800.0, (), "")
+    replace_day_health(engine, DAY, [out, ok])
+    replace_day_health(engine, DAY, [out])  # a re-check of the day: only its rows remain
+    stored = read_health(engine, DAY)
+    assert stored["counter"].tolist() == ["a"] and stored["hours"].tolist() == [[8, 9, 10]]
+    assert stored["since"].tolist() == [since] and stored["lower"].isna().all()

@@ -77,8 +77,14 @@ def wiring(described: dict[str, Any], dag_id: str) -> dict[str, list[str]]:
     return {task: info["downstream"] for task, info in described["dags"][dag_id]["tasks"].items()}
 
 
-def test_ingest_reports_after_ingesting(described: dict[str, Any]) -> None:
-    assert wiring(described, "bikecount_daily_ingest") == {"ingest": ["report"], "report": []}
+def test_ingest_reports_and_checks_the_counters_health_after_ingesting(
+    described: dict[str, Any],
+) -> None:
+    assert wiring(described, "bikecount_daily_ingest") == {
+        "ingest": ["check_health", "report"],
+        "check_health": [],
+        "report": [],
+    }
 
 
 def test_predict_waits_for_the_ingested_day_then_scores_and_forecasts(

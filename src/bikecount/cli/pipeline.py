@@ -1,4 +1,5 @@
-"""``bikecount pipeline``: the daily steps without Airflow (ingest, predict, monitor-retrain)."""
+"""``bikecount pipeline``: the daily steps without Airflow (ingest, health, predict,
+monitor-retrain)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from mlflow.exceptions import MlflowException
+from rich.markup import escape
 from rich.table import Table
 
 from bikecount.cli.console import console, fail_mlflow, print_json
@@ -23,12 +25,14 @@ from bikecount.records import RecordError
 from bikecount.registry import quiet_mlflow
 
 if TYPE_CHECKING:  # the steps themselves are imported by their command, when it runs
+    from bikecount.pipeline.health import HealthResult
     from bikecount.pipeline.ingest import IngestResult
     from bikecount.pipeline.predict import PredictResult, ScoreResult
     from bikecount.pipeline.retrain import RetrainResult
 
 app = typer.Typer(
-    help="Run the pipeline's steps by hand: ingest a day, predict a day, monitor and retrain."
+    help="Run the pipeline's steps by hand: ingest a day, check its counters' health, predict a "
+    "day, monitor and retrain."
 )
 USER_ERRORS = (PipelineError, FetchError, DataFileError, RecordError, ValueError, OSError)
 
@@ -136,6 +140,34 @@ def _print_ingested(result: IngestResult) -> None:
         for reason, count in result.reasons.items():
             table.add_row(reason, f"{count:,}")
         console.print(table)
+
+
+@app.command("health")
+def health_command(ctx: typer.Context, day: DateOption, as_json: JsonOption = False) -> None:
+    """Check every counter's health on a stored day, store it, and alert its faults.
+
+    Faults go to BIKECOUNT_ALERTMANAGER_URL when it is set and the day is the latest stored one.
+    Exits 0 whatever the counters' state (a report); 1 when the day has no stored counts or
+    Alertmanager cannot take the alerts.
+    """
+    from bikecount.pipeline.health import check_day
+
+    result = _run_step(check_day, settings_of(ctx), _day(day))
+    _report(result, as_json, _print_health)
+
+
+def _print_health(result: HealthResult) -> None:
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items()))
+    console.print(f"[bold]{result.day}[/]: {result.counters} counters checked ({statuses})")
+    if result.faults:
+        table = Table(title="counters with a fault")
+        for column in ("counter", "status", "since", "reason"):
+            table.add_column(column)
+        for fault in result.faults:
+            since = (fault["since"] or "")[:16].replace("T", " ")
+            table.add_row(escape(fault["counter"]), fault["status"], since, escape(fault["reason"]))
+        console.print(table)
+    console.print(f"alerts {result.alerts}")
 
 
 @app.command("predict")

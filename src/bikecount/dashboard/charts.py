@@ -15,10 +15,24 @@ import altair as alt
 import pandas as pd
 
 from bikecount.dashboard.geography import Feature, load_arrondissements
+from bikecount.health.report import HIGH, LOW, OK, OUTAGE, STUCK, UNKNOWN
 
 MAP_SELECTION = "counter_pick"
 SVG = {"embedOptions": {"renderer": "svg"}}
-COLOUR_BY = {"forecast_total": "coming day (bikes)", "mae": "last day's MAE (bikes/h)"}
+COLOUR_BY = {
+    "forecast_total": "coming day (bikes)",
+    "mae": "last day's MAE (bikes/h)",
+    "health": "counter health",
+}
+# One colour per status, in the check's order (worst first): faults loud, ok calm, unknown grey.
+HEALTH_COLOURS = {
+    OUTAGE: "#d62728",
+    STUCK: "#9467bd",
+    LOW: "#ff7f0e",
+    HIGH: "#1f77b4",
+    UNKNOWN: "#bdbdbd",
+    OK: "#2ca02c",
+}
 # The two directions of a site share its coordinates: the second is drawn this far east (about
 # 50 m), so that both points can be seen and clicked.
 SAME_PLACE_OFFSET_DEGREES = 0.0007
@@ -34,8 +48,9 @@ def map_chart(
     """Every counter at its coordinates over the arrondissements (Mercator); click selects one.
 
     Args:
-        frame: columns counter, lat, lon and the ``COLOUR_BY`` columns (NaN: grey point).
-        colour_by: ``forecast_total`` or ``mae``.
+        frame: columns counter, lat, lon and the ``COLOUR_BY`` columns (NaN: grey point;
+            without a ``health`` column every counter's health is unknown).
+        colour_by: ``forecast_total``, ``mae`` or ``health``.
         outlines: GeoJSON features of the arrondissements; the shipped ones when None.
     """
     features = list(load_arrondissements() if outlines is None else outlines)
@@ -79,32 +94,51 @@ def arrondissement_numbers(features: list[Feature]) -> alt.Chart:
 
 def counters_layer(frame: pd.DataFrame, colour_by: str) -> alt.Chart:
     """The counters' circles, coloured by ``colour_by``, with the click selection."""
-    scheme: Literal["yelloworangered", "purples"] = (
-        "yelloworangered" if colour_by == "forecast_total" else "purples"
-    )
     pick = alt.selection_point(fields=["counter"], name=MAP_SELECTION, on="click")
-    data = frame.assign(forecast_total=frame["forecast_total"].round(0), mae=frame["mae"].round(1))[
-        ["counter", "lat", "lon", "forecast_total", "mae"]
+    data = frame.assign(
+        forecast_total=frame["forecast_total"].round(0),
+        mae=frame["mae"].round(1),
+        health=frame["health"] if "health" in frame else UNKNOWN,
+        health_reason=frame["health_reason"].fillna("") if "health_reason" in frame else "",
+    )[["counter", "lat", "lon", "forecast_total", "mae", "health", "health_reason"]]
+    if colour_by == "health":
+        # Drawn in data order: the faults last, so that the other direction of a site (50 m
+        # away, half under it) never hides one.
+        rank = {status: -i for i, status in enumerate(HEALTH_COLOURS)}
+        data = data.sort_values("health", key=lambda s: s.map(rank), kind="stable")
+    tooltip = [
+        alt.Tooltip("counter:N", title="counter"),
+        alt.Tooltip("forecast_total:Q", title="coming day (bikes)"),
+        alt.Tooltip("mae:Q", title="last day MAE"),
+        alt.Tooltip("health:N", title="health"),
     ]
+    if colour_by == "health":
+        tooltip.append(alt.Tooltip("health_reason:N", title="why"))
     return (
         alt.Chart(data)
         .mark_circle(size=150, opacity=0.95, stroke="#333333", strokeWidth=0.7)
-        .encode(
-            longitude="lon:Q",
-            latitude="lat:Q",
-            color=alt.Color(
-                f"{colour_by}:Q",
-                title=COLOUR_BY[colour_by],
-                scale=alt.Scale(scheme=scheme),
-                legend=alt.Legend(orient="bottom", gradientLength=320),
-            ),
-            tooltip=[
-                alt.Tooltip("counter:N", title="counter"),
-                alt.Tooltip("forecast_total:Q", title="coming day (bikes)"),
-                alt.Tooltip("mae:Q", title="last day MAE"),
-            ],
-        )
+        .encode(longitude="lon:Q", latitude="lat:Q", color=_colour(colour_by), tooltip=tooltip)
         .add_params(pick)
+    )
+
+
+def _colour(colour_by: str) -> alt.Color:
+    """A fixed colour per status (every status in the legend, present or not), or a gradient."""
+    if colour_by == "health":
+        return alt.Color(
+            "health:N",
+            title=COLOUR_BY[colour_by],
+            scale=alt.Scale(domain=list(HEALTH_COLOURS), range=list(HEALTH_COLOURS.values())),
+            legend=alt.Legend(orient="bottom", direction="horizontal", symbolStrokeColor="#333333"),
+        )
+    scheme: Literal["yelloworangered", "purples"] = (
+        "yelloworangered" if colour_by == "forecast_total" else "purples"
+    )
+    return alt.Color(
+        f"{colour_by}:Q",
+        title=COLOUR_BY[colour_by],
+        scale=alt.Scale(scheme=scheme),
+        legend=alt.Legend(orient="bottom", gradientLength=320),
     )
 
 

@@ -20,6 +20,7 @@ from bikecount.dashboard.geography import ATTRIBUTION_TEXT as ARRONDISSEMENTS_AT
 from bikecount.dashboard.registry_view import RegistryUnavailableError, metric_columns
 from bikecount.dashboard.resources import queries
 from bikecount.dashboard.store_queries import FilledStore, summarise_counter_days
+from bikecount.health import FAULTS
 
 COUNTER_PARAM = "counter"
 ASK_ANSWER = "ask_answer"
@@ -63,23 +64,33 @@ def _store_or_stop(data: Queries) -> FilledStore:
 
 def render_map() -> None:
     """Every counter at its coordinates over the arrondissements, coloured by its coming-day
-    forecast or last-day error."""
+    forecast, last-day error or latest checked health."""
     data = queries()
     st.title("Paris bike counters")
     summary = _store_or_stop(data)
     frame = data.map_frame()
     has_forecast = frame["forecast_total"].notna().any()
+    health_day = frame["health_day"].dropna().max()
     options = {
         f"forecast of {summary.coming_day}": "forecast_total",
         f"forecast error on {summary.last_count_day}": "mae",
+        "health" if pd.isna(health_day) else f"health on {health_day}": "health",
     }
     choice = st.radio("Colour by", list(options), horizontal=True, key="map_colour")
     colour_by = options[choice]
-    if not has_forecast:
+    if colour_by == "health" and pd.isna(health_day):
+        st.info(states.no_health(summary.last_count_day), icon=":material/schedule:")
+    elif not has_forecast:
         st.info(states.no_forecast(summary.coming_day), icon=":material/schedule:")
     event = st.altair_chart(
         charts.map_chart(frame, colour_by), on_select="rerun", key="map", width="stretch"
     )
+    if colour_by == "health" and not pd.isna(health_day):
+        faults = int(frame["health"].isin(FAULTS).sum())
+        st.caption(
+            f"Health checked on {health_day}: {faults} of {len(frame)} counters with a fault "
+            "(hover one for why; `bikecount health` for the method)."
+        )
     st.caption(
         f"{len(frame)} counters counted on {summary.last_count_day}; "
         f"{data.config.model_type} forecasts. Click a counter to open its page. {ATTRIBUTION} "

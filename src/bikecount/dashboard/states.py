@@ -41,6 +41,13 @@ def no_forecast(day: date) -> str:
     )
 
 
+def no_health(day: date) -> str:
+    return (
+        f"**No counter health in the store yet.** Check a day with "
+        f"`bikecount pipeline health --date {day}` (the daily ingest DAG does it after each day)."
+    )
+
+
 def no_champion(model_type: str) -> str:
     return (
         f"**No {model_type} champion yet**: nothing is served for this type. Train one with "

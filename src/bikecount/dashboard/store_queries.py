@@ -13,8 +13,15 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy import Engine, and_, func, inspect, select
 
+from bikecount.health.report import UNKNOWN
 from bikecount.pipeline.store import to_paris
-from bikecount.pipeline.store_schema import audit, daily_errors, predictions, raw_counts
+from bikecount.pipeline.store_schema import (
+    audit,
+    counter_health,
+    daily_errors,
+    predictions,
+    raw_counts,
+)
 
 # The most audit rows a view shows (newest first); the audit grows by one row a week.
 AUDIT_LIMIT = 200
@@ -172,12 +179,43 @@ def read_day_errors_by_counter(engine: Engine, day: date, model_type: str) -> pd
     return pd.DataFrame(rows, columns=columns)
 
 
+HEALTH_COLUMNS = ["counter", "health", "health_since", "health_reason", "health_day"]
+
+
+def read_latest_health(engine: Engine, last_day: date) -> pd.DataFrame:
+    """Each counter's status on the latest day checked up to ``last_day`` (a store written
+    before the health check existed has no table: no row).
+
+    Returns:
+        Columns counter, health (the status), health_since (Paris time), health_reason,
+        health_day.
+    """
+    if not inspect(engine).has_table(counter_health.name):
+        return pd.DataFrame(columns=HEALTH_COLUMNS)
+    latest = (
+        select(func.max(counter_health.c.day))
+        .where(counter_health.c.day <= last_day)
+        .scalar_subquery()
+    )
+    query = select(
+        counter_health.c.counter, counter_health.c.status, counter_health.c.since,
+        counter_health.c.reason, counter_health.c.day,
+    ).where(counter_health.c.day == latest)  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(rows, columns=HEALTH_COLUMNS)
+    frame["health_since"] = to_paris(frame["health_since"])
+    return frame
+
+
 def read_map_frame(engine: Engine, summary: StoreSummary, model_type: str) -> pd.DataFrame:
-    """Every counter of the last counted day with its coming-day forecast and last-day error.
+    """Every counter of the last counted day with its coming-day forecast, last-day error and
+    latest stored health.
 
     Returns:
         Columns counter, lat, lon, forecast_total, peak_forecast, mae, counted_total (NaN where
-        a forecast or an error is missing).
+        a forecast or an error is missing), and those of :func:`read_latest_health` (health
+        ``unknown`` for a counter never checked).
     """
     filled = summary.filled()
     if filled is None:
@@ -192,6 +230,9 @@ def read_map_frame(engine: Engine, summary: StoreSummary, model_type: str) -> pd
     frame = frame.merge(errors, on="counter", how="left")
     for column in ("forecast_total", "peak_forecast", "mae", "counted_total"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    health = read_latest_health(engine, filled.last_count_day)
+    frame = frame.merge(health, on="counter", how="left")
+    frame["health"] = frame["health"].fillna(UNKNOWN)
     return frame
 
 

@@ -1,4 +1,5 @@
-"""The pipeline's store: raw counts by day, ingest log, predictions, daily errors and the audit.
+"""The pipeline's store: raw counts by day, ingest log, predictions, daily errors, the audit and
+counter health.
 
 SQLAlchemy Core over any URL (SQLite by default, PostgreSQL in production). Timestamps are stored
 as naive UTC (SQLite keeps no offset); the local Paris ``day`` is the partition key that ingest
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,8 +33,10 @@ from sqlalchemy.exc import DBAPIError
 
 from bikecount.config import Settings
 from bikecount.faults import database_fault
+from bikecount.health import CounterHealth
 from bikecount.pipeline.store_schema import (
     audit,
+    counter_health,
     daily_errors,
     ingest_log,
     metadata,
@@ -325,6 +328,45 @@ def replace_daily_error(
              "rmse": errors["rmse"], "mae": errors["mae"], "n": int(errors["n"]),
              "computed_at": now_utc()},
         )  # fmt: skip
+
+
+def replace_day_health(engine: Engine, day: date, counters: Sequence[CounterHealth]) -> int:
+    """Store each counter's health on ``day``, replacing the day's earlier check whole.
+
+    Returns:
+        The number of rows written.
+    """
+    stamp = now_utc()
+    rows = [
+        {"day": day, "counter": health.counter, "status": health.status,
+         "since": _utc_naive(health.since), "expected": health.expected,
+         "observed": health.observed, "lower": health.lower, "upper": health.upper,
+         "hours": list(health.hours), "reason": health.reason, "checked_at": stamp}
+        for health in counters
+    ]  # fmt: skip
+    with _transaction(engine) as conn:
+        conn.execute(delete(counter_health).where(counter_health.c.day == day))
+        if rows:
+            conn.execute(insert(counter_health), rows)
+    return len(rows)
+
+
+def _utc_naive(stamp: pd.Timestamp | None) -> datetime | None:
+    if stamp is None:
+        return None
+    return stamp.tz_convert("UTC").tz_localize(None).to_pydatetime()
+
+
+def read_health(engine: Engine, day: date) -> pd.DataFrame:
+    """A day's stored counter health (columns as the table's, ``since`` in Paris time)."""
+    query = select(counter_health).where(counter_health.c.day == day)
+    with _reading(engine) as conn:
+        frame = pd.DataFrame(
+            conn.execute(query.order_by(counter_health.c.counter)).mappings().all(),
+            columns=[c.name for c in counter_health.columns],
+        )
+    frame["since"] = to_paris(frame["since"])
+    return frame
 
 
 def write_audit(engine: Engine, row: Mapping[str, object]) -> int:

@@ -1,4 +1,5 @@
-"""The pipeline store's tables: raw counts by day, ingest log, predictions, daily errors, audit.
+"""The pipeline store's tables: raw counts by day, ingest log, predictions, daily errors, audit,
+counter health.
 
 The schema alone, so that readers (the dashboard) can query the tables without the store's
 write path. Timestamps are naive UTC; ``day`` is the local Paris day each write replaces whole.
@@ -95,4 +96,24 @@ audit = Table(
     Column("promoted", Boolean, nullable=False),
     Column("reason", Text, nullable=False),
     Column("mlflow_run_id", String(64)),
+)
+
+# One row per counter and checked day (`bikecount pipeline health`): the day's status and its
+# evidence, as :class:`bikecount.health.CounterHealth` says them; a re-check replaces the day.
+counter_health = Table(
+    "counter_health",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False, index=True),
+    Column("counter", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("since", DateTime),
+    Column("expected", Float),
+    Column("observed", Float),
+    Column("lower", Float),
+    Column("upper", Float),
+    Column("hours", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("checked_at", DateTime, nullable=False),
+    UniqueConstraint("day", "counter", name="uq_counter_health_day_counter"),
 )

@@ -210,7 +210,13 @@ def dags_folder() -> Path | None:
 
 
 def airflow_service(
-    settings: Settings, host: str, port: int, *, api_url: str, tracking_uri: str
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    api_url: str,
+    tracking_uri: str,
+    alertmanager_url: str | None = None,
 ) -> ServiceSpec:
     """``airflow standalone``: its API server and UI, scheduler, DAG processor and triggerer.
 
@@ -236,6 +242,8 @@ def airflow_service(
         "BIKECOUNT_DATA_DIR": str(settings.data_dir.resolve()),
         "BIKECOUNT_REPORTS_DIR": str(settings.reports_dir.resolve()),
     }
+    if alertmanager_url is not None:
+        env["BIKECOUNT_ALERTMANAGER_URL"] = alertmanager_url
     return ServiceSpec(
         name=AIRFLOW,
         command=python_module(sys.executable, "airflow", ["standalone"]),
@@ -310,7 +318,13 @@ def build_services(settings: Settings, options: StackOptions | None = None) -> l
         services.append(prometheus_service(settings, host, settings.prometheus_port))
     clients = {"api_url": regmodel.url, "tracking_uri": mlflow.url}
     if options.airflow:
-        services.append(airflow_service(settings, host, settings.airflow_port, **clients))
+        # The daily health check posts counter faults to the stack's Alertmanager.
+        alerting = next((spec.url for spec in services if spec.name == ALERTMANAGER), None)
+        services.append(
+            airflow_service(
+                settings, host, settings.airflow_port, **clients, alertmanager_url=alerting
+            )
+        )
     if options.dashboard:
         services.append(dashboard_service(settings, host, settings.dashboard_port, **clients))
     return services

@@ -107,6 +107,32 @@ def test_the_map_layers_the_counters_over_the_arrondissements() -> None:
     assert numbers["encoding"]["text"]["field"] == "number"
 
 
+def test_the_health_mode_gives_each_status_its_colour_and_a_legend_of_all() -> None:
+    counters = load_paris_counters().head(3)
+    lat, lon = parse_coordinates(counters["coordinates"])
+    frame = pd.DataFrame(
+        {
+            "counter": counters["name"], "lat": lat, "lon": lon, "forecast_total": 1.0,
+            "mae": 0.5, "health": ["ok", "outage", None], "health_reason": ["", "zeros", None],
+        }
+    )  # fmt: skip
+    spec = charts.map_chart(frame.fillna({"health": "unknown"}), "health").to_dict()
+    points = spec["layer"][2]
+    colour = points["encoding"]["color"]
+    assert colour["field"] == "health" and colour["type"] == "nominal"
+    # Every status in the legend, present on the map or not, each with its own fixed colour.
+    assert colour["scale"]["domain"] == ["outage", "stuck", "low", "high", "unknown", "ok"]
+    assert len(set(colour["scale"]["range"])) == 6
+    assert colour["legend"]["orient"] == "bottom" and colour["title"] == "counter health"
+    shown = [tip["field"] for tip in points["encoding"]["tooltip"]]
+    assert "health" in shown and "health_reason" in shown
+    values = {row["counter"]: row["health"] for row in spec["datasets"].popitem()[1]}
+    assert list(values.values()) == ["ok", "unknown", "outage"]  # faults drawn last, on top
+    # Without health columns (a frame of an older store) every counter is unknown.
+    plain = charts.map_chart(frame.drop(columns=["health", "health_reason"]), "health").to_dict()
+    assert {row["health"] for row in plain["datasets"].popitem()[1]} == {"unknown"}
+
+
 # --- reading and checking an upload --------------------------------------------------------
 
 

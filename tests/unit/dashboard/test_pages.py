@@ -113,3 +113,50 @@ def test_down_services_say_what_to_start(environment: pytest.MonkeyPatch, store_
         "does not answer" in models.warning[0].value and "bikecount up" in models.warning[0].value
     )
     assert "RegModel API" in ask.warning[0].value
+
+
+@pytest.fixture(scope="module")
+def health_store_url(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The pages' store, copied, with the last day's health: one counter out, the rest ok."""
+    import shutil
+
+    import pandas as pd
+
+    from bikecount.health import CounterHealth
+    from bikecount.pipeline.store import open_store, read_counts, replace_day_health
+
+    path = tmp_path_factory.mktemp("health-store") / "pipeline.db"
+    shutil.copy(store_url.removeprefix("sqlite:///"), path)
+    engine = open_store(f"sqlite:///{path}")
+    counters = sorted(read_counts(engine, DAYS[-1], DAYS[-1])["counter"].unique())
+    since = pd.Timestamp("2021-06-09 10:00", tz="Europe/Paris")
+    rows = [CounterHealth(counters[0], "outage", since, 900.0, 40.0, None, None, (), "zeros")]
+    rows += [
+        CounterHealth(c, "ok", None, 900.0, 950.0, 450.0, 1800.0, (), "") for c in counters[1:]
+    ]
+    replace_day_health(engine, DAYS[-1], rows)
+    return f"sqlite:///{path}"
+
+
+def test_the_map_colours_counters_by_their_health(
+    environment: pytest.MonkeyPatch, health_store_url: str
+) -> None:
+    environment.setenv("BIKECOUNT_PIPELINE_DB_URL", health_store_url)
+    app = run(map_page)
+    assert app.radio[0].options[-1] == "health on 2021-06-09"
+    app.radio[0].set_value("health on 2021-06-09").run()
+    assert not app.exception
+    assert any(
+        "Health checked on 2021-06-09: 1 of 52 counters with a fault" in c.value
+        for c in app.caption
+    )
+
+
+def test_the_health_mode_says_how_to_check_a_day_when_none_was(
+    environment: pytest.MonkeyPatch, store_url: str
+) -> None:
+    environment.setenv("BIKECOUNT_PIPELINE_DB_URL", store_url)
+    app = run(map_page)
+    app.radio[0].set_value("health").run()
+    assert not app.exception
+    assert "bikecount pipeline health --date 2021-06-09" in app.info[0].value

@@ -13,7 +13,15 @@ from sqlalchemy import Engine, create_engine
 from bikecount.config import Settings
 from bikecount.dashboard import api_client, charts, registry_view, states, store_queries
 from bikecount.dashboard.config import DashboardConfig
-from bikecount.pipeline.store import open_store, read_counts, write_audit
+from bikecount.health import CounterHealth
+from bikecount.pipeline.store import (
+    open_store,
+    read_counts,
+    replace_day_counts,
+    replace_day_health,
+    write_audit,
+)
+from bikecount.pipeline.store_schema import counter_health, metadata
 from bikecount.registry import Registry
 
 DAYS = [date(2021, 6, 7), date(2021, 6, 8), date(2021, 6, 9)]
@@ -191,3 +199,46 @@ def test_pages_show_the_tracking_server_without_its_credentials() -> None:
         Settings(_env_file=None, mlflow_tracking_uri="sqlite:///m.db")
     )
     assert local.mlflow_ui_url is None and local.shown_tracking_uri == "sqlite:///m.db"
+
+
+def health(counter: str, status: str, since: pd.Timestamp | None = None) -> CounterHealth:
+    return CounterHealth(counter, status, since, 100.0, 0.0, 50.0, 200.0, (), f"{status} here")
+
+
+def test_map_shows_each_counters_latest_checked_health(store: tuple) -> None:
+    settings, engine = store
+    counters = sorted(read_counts(engine, DAYS[-1], DAYS[-1])["counter"].unique())
+    others = [c for c in counters if c != SEBASTOPOL]
+    since = pd.Timestamp("2021-06-08 09:00", tz="Europe/Paris")
+    # An older day says every counter is ok; the latest, the one the map shows, checked all
+    # but the last counter: Sébastopol out since the day before, one low.
+    replace_day_health(engine, DAYS[0], [health(c, "ok") for c in counters])
+    latest = [health(SEBASTOPOL, "outage", since), health(others[0], "low")]
+    latest += [health(c, "ok") for c in others[1:-1]]
+    replace_day_health(engine, DAYS[-1], latest)
+    frame = store_queries.read_map_frame(
+        engine, store_queries.read_summary(engine), settings.pipeline_model_type
+    ).set_index("counter")
+    assert frame.loc[SEBASTOPOL, "health"] == "outage"
+    assert frame.loc[SEBASTOPOL, "health_since"] == since
+    assert frame.loc[SEBASTOPOL, "health_reason"] == "outage here"
+    assert frame.loc[others[0], "health"] == "low" and frame.loc[others[-1], "health"] == "unknown"
+    assert (frame.loc[others[1:-1], "health"] == "ok").all()
+    assert set(frame["health_day"].dropna()) == {DAYS[-1]}
+
+
+def test_a_store_from_before_the_health_check_shows_every_counter_unknown(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    older = [table for table in metadata.sorted_tables if table is not counter_health]
+    metadata.create_all(engine, tables=older)  # the tables of a store of an older bikecount
+    day = date(2021, 3, 10)
+    replace_day_counts(engine, day, helpers_frame(day))
+    frame = store_queries.read_map_frame(engine, store_queries.read_summary(engine), "gbm")
+    assert len(frame) == 6 and set(frame["health"]) == {"unknown"}
+
+
+def helpers_frame(day: date) -> pd.DataFrame:
+    import helpers
+
+    frame = helpers.generate_canonical()
+    return frame[frame["timestamp"].dt.date == day]

@@ -101,3 +101,16 @@ def test_without_alertmanager_prometheus_sends_alerts_nowhere(tmp_path: Path) ->
     # Alertmanager alone is of no use: without Prometheus it is not started.
     alone = plan(tmp_path, StackOptions(alertmanager=True))
     assert ALERTMANAGER not in [spec.name for spec in alone]
+
+
+def test_airflow_posts_counter_faults_to_the_stacks_alertmanager(tmp_path: Path) -> None:
+    with_it = plan(
+        tmp_path,
+        StackOptions(monitoring=True, alertmanager=True, airflow=True),
+        alertmanager_port=9393,
+    )
+    airflow = next(spec for spec in with_it if spec.name == "airflow")
+    assert airflow.env["BIKECOUNT_ALERTMANAGER_URL"] == "http://127.0.0.1:9393"
+    without = plan(tmp_path, StackOptions(monitoring=True, airflow=True))
+    airflow = next(spec for spec in without if spec.name == "airflow")
+    assert "BIKECOUNT_ALERTMANAGER_URL" not in airflow.env
