@@ -139,6 +139,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="use and keep this folder (default: temporary)"
     )
+    parser.add_argument(
+        "--ports",
+        type=int,
+        nargs=2,
+        metavar=("MLFLOW", "API"),
+        default=None,
+        help="the servers' ports (default: free ones), for a machine whose ports are shared out",
+    )
     return parser.parse_args(argv)
 
 
@@ -442,10 +450,13 @@ def print_tables(figures: list[Figures], concurrency: int) -> None:
     print_rows(["model", "records", "parse", "features", "model", "total"], split_rows)
 
 
-def plan_services(settings: Settings) -> tuple[ServiceSpec, ServiceSpec, Settings]:
-    """MLflow and the API on free ports, the API seeing the working folder; the settings of
-    the benchmark's own process, pointed at that MLflow server."""
-    listen = {"host": HOST, "mlflow_port": free_port(), "api_port": free_port()}
+def plan_services(
+    settings: Settings, ports: Sequence[int] | None = None
+) -> tuple[ServiceSpec, ServiceSpec, Settings]:
+    """MLflow and the API on ``ports`` (default: free ones), the API seeing the working folder;
+    the settings of the benchmark's own process, pointed at that MLflow server."""
+    mlflow_port, api_port = ports if ports is not None else (free_port(), free_port())
+    listen = {"host": HOST, "mlflow_port": mlflow_port, "api_port": api_port}
     mlflow_spec, api_spec = build_services(
         settings.model_copy(update=listen), StackOptions(dashboard=False)
     )
@@ -488,7 +499,7 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
     settings = workdir_settings(root)
     print(f"working in {root}", flush=True)
     prepare_data(args, settings)
-    mlflow_spec, api_spec, settings = plan_services(settings)
+    mlflow_spec, api_spec, settings = plan_services(settings, args.ports)
     bound_mlflow_requests(settings)  # before the process manager's threads start
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
