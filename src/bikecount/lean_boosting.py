@@ -67,6 +67,11 @@ _cache: weakref.WeakKeyDictionary[Any, tuple[object, FlatTrees | None]] = (
 _lock = threading.Lock()
 
 
+def is_boosting(estimator: Any) -> bool:
+    """Whether ``estimator`` is the boosting whose trees answer each row on its own."""
+    return isinstance(estimator, HistGradientBoostingRegressor)
+
+
 def predict_few(estimator: Any, features: pd.DataFrame) -> np.ndarray | None:
     """``estimator.predict(features)`` for a fitted HistGradientBoostingRegressor and a few
     rows; None when the estimator must answer itself (more rows, or a shape not known here)."""

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bikecount import lean_predict
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.records_body import records_frame
 from bikecount.api.regmodel import create_app
@@ -170,3 +171,35 @@ def test_the_route_answers_the_pipelines_on_and_off_the_event_loop(
             values, np.clip(np.asarray(expected, dtype=float), 0, None), rtol=RELATIVE, atol=0
         )
         assert body["count"] == len(records)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_big_batches_shared_across_cores_are_the_pipelines(
+    model_type: str,
+    fitted: dict[str, Any],
+    caches: dict[str, ModelCache],
+    small_raw: pd.DataFrame,
+) -> None:
+    """From ``PARALLEL_ROWS`` records, trees predict a share of the rows on each core: the
+    answers are still the pipeline's, in input order."""
+    records = as_records(small_raw.iloc[::-1].head(lean_predict.PARALLEL_ROWS + 101))
+    assert_served_as_the_pipeline_predicts(
+        fitted[model_type], caches[model_type], model_type, records
+    )
+
+
+def test_rows_shared_across_cores_come_back_in_order() -> None:
+    rows = np.arange(3 * lean_predict.PARALLEL_ROWS, dtype=float)
+    shares: list[int] = []
+
+    def twice(part: np.ndarray) -> np.ndarray:
+        shares.append(len(part))
+        return part * 2
+
+    np.testing.assert_array_equal(lean_predict.by_rows(twice, rows), rows * 2)
+    assert sum(shares) == len(rows)
+    assert len(shares) == min(len(os.sched_getaffinity(0)), len(rows))
+    frame = pd.DataFrame({"x": rows})
+    np.testing.assert_array_equal(
+        lean_predict.by_rows(lambda part: part["x"].to_numpy() + 1, frame), rows + 1
+    )
