@@ -12,7 +12,8 @@ data with default (full) settings, then measures, per model type:
   with the one-record requests (same moment, same load), and the one-record p50 as a multiple
   of it;
 - in-process, on the model as the API loads it: the median time to read the records
-  (``valid_frame``), to make the features (the model's feature steps), and to predict from them;
+  (``valid_frame``), to make the features (the model's feature steps, as serving calls them), and
+  to predict from them;
 - requests per second with ``--concurrency`` clients sending one-record requests at once.
 
 Figures are printed, never asserted. Every process started is stopped at the end, on Ctrl-C too.
@@ -44,7 +45,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from bikecount.api.routes.predict import valid_frame
@@ -53,6 +53,7 @@ from bikecount.data.io import read_records
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.inference import load_for_serving, predict_records
+from bikecount.lean_predict import model_features
 from bikecount.models import MODEL_TYPES, get_spec
 from bikecount.records import COUNT, SNAKE_TO_EXPORT
 from bikecount.registry import Registry, bound_mlflow_requests
@@ -306,14 +307,6 @@ def median_seconds(action: Callable[[], object], n: int) -> float:
     return statistics.median(times)
 
 
-def feature_steps(model: Any) -> Pipeline:
-    """The feature steps of a served model: its pipeline without the final estimator."""
-    for wrapped in ("regressor_", "classifier_"):  # the target and affluence wrappers
-        if hasattr(model, wrapped):
-            model = getattr(model, wrapped)
-    return model[:-1]
-
-
 def measure_in_process(
     registry: Registry, model_type: str, version: int, records: list[Record], n: int
 ) -> dict[int, Split]:
@@ -326,14 +319,15 @@ def measure_in_process(
 def split_stages(model: Any, model_type: str, records: list[Record], n: int) -> dict[int, Split]:
     """Per size, the medians of the stages, with ``model`` as loaded (see measure_in_process)."""
     task = get_spec(model_type).task
-    steps = feature_steps(model)
     splits = {}
     for size in SIZES:
         batch = batch_of(records, size, 0)
         repeats = n if size in SMALL_SIZES else max(3, n // 20)
         frame = valid_frame(batch)
         parse = median_seconds(partial(valid_frame, batch), repeats)
-        features = median_seconds(partial(steps.transform, frame), repeats)
+        # The features as serving makes them: the model's own steps, called as the lean path
+        # calls them (lean_predict), not through the Pipeline's per-call wrappers.
+        features = median_seconds(partial(model_features, model, frame), repeats)
         total = median_seconds(partial(predict_records, model, task, frame), repeats)
         splits[size] = Split(parse * 1e3, features * 1e3, max(total - features, 0.0) * 1e3)
     return splits

@@ -84,6 +84,14 @@ def predict_proba(model: Any, records: pd.DataFrame) -> np.ndarray:
     )
 
 
+def model_features(model: Any, records: pd.DataFrame) -> Any | None:
+    """The features a model's own feature steps make of ``records``, as the lean path makes
+    them (inside the target or affluence wrapper); None for a model not known here."""
+    for wrapped in ("regressor_", "classifier_"):
+        model = getattr(model, wrapped, model)
+    return _transform(model, records) if isinstance(model, Pipeline) else None
+
+
 def _plain_inverse(model: TransformedTargetRegressor) -> bool:
     """Whether the wrapper maps answers back with a plain function (as every model here does)."""
     return model.transformer is None and model.inverse_func is not None
