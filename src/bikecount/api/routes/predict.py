@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bikecount.api.deps import CacheDep, SettingsDep
 from bikecount.api.errors import ApiError, InvalidFieldError, TooManyRecordsError
+from bikecount.api.json_body import QuickJsonRoute
 from bikecount.api.model_cache import ModelCache, ServedModel
 from bikecount.api.quick_records import quick_frame
 from bikecount.api.records_body import records_frame
@@ -26,7 +27,8 @@ from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["predict"])
+# The body is parsed by orjson where it gives the standard library's values (json_body).
+router = APIRouter(tags=["predict"], route_class=QuickJsonRoute)
 
 # At most this many records are predicted on the event loop, when their model is loaded: a few
 # milliseconds of work, less than handing the request to a worker thread and back costs on a
