@@ -14,7 +14,10 @@ data with default (full) settings, then measures, per model type:
 - in-process, on the model as the API loads it: the median time to read the records
   (``valid_frame``), to make the features (the model's feature steps, as serving calls them), and
   to predict from them;
-- requests per second with ``--concurrency`` clients sending one-record requests at once.
+- requests per second with ``--concurrency`` clients sending one-record requests at once;
+- the server's CPU time (user + system, from its process's counters) per 404 and per
+  one-record request: unlike the latencies, it does not grow with the machine's load, so it
+  compares runs on a shared machine.
 
 Figures are printed, never asserted. Every process started is stopped at the end, on Ctrl-C too.
 With ``--workdir DIR --reuse``, a second run reuses the data and models a first run left there.
@@ -45,6 +48,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 from threadpoolctl import threadpool_limits
 
 from bikecount.api.routes.predict import valid_frame
@@ -111,6 +115,8 @@ class Figures:
     in_process: dict[int, Split]
     requests_per_second: float
     load_p50_ms: float
+    cpu_floor_ms: float
+    cpu_one_ms: float
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -296,6 +302,27 @@ def measure_floor_and_one(
     return floor, one
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (s, user + system) the server's process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def measure_server_cpu(
+    client: httpx.Client, records: list[Record], model_type: str, pid: int, n: int
+) -> tuple[float, float]:
+    """The server's CPU time (ms) per request: of ``n`` requests answered 404, then of ``n``
+    one-record requests."""
+    before = server_cpu_seconds(pid)
+    for _ in range(n):
+        client.get(MISSING_PATH)
+    middle = server_cpu_seconds(pid)
+    for i in range(n):
+        post_predict(client, [records[i % len(records)]], model_type)
+    after = server_cpu_seconds(pid)
+    return (middle - before) / n * 1e3, (after - middle) / n * 1e3
+
+
 def median_seconds(action: Callable[[], object], n: int) -> float:
     """Median time (s) of ``n`` calls of ``action``, after one unmeasured call."""
     action()
@@ -376,6 +403,7 @@ def measure_load(
 
 def measure_model(
     url: str,
+    pid: int,
     registry: Registry,
     records: list[Record],
     model_type: str,
@@ -389,11 +417,22 @@ def measure_model(
         for size in SIZES[1:]:
             n = args.requests if size in SMALL_SIZES else args.batch_requests
             http[size] = Latency.of(measure_size(client, records, model_type, size, n))
+        cpu_floor, cpu_one = measure_server_cpu(client, records, model_type, pid, args.requests)
     in_process = measure_in_process(registry, model_type, version, records, args.requests)
     rate, load_p50 = measure_load(
         url, records, model_type, args.concurrency, args.load_requests, args.load_seconds
     )
-    return Figures(model_type, version, Latency.of(floor), http, in_process, rate, load_p50)
+    return Figures(
+        model_type,
+        version,
+        Latency.of(floor),
+        http,
+        in_process,
+        rate,
+        load_p50,
+        cpu_floor,
+        cpu_one,
+    )
 
 
 def print_rows(headers: list[str], rows: list[list[str]]) -> None:
@@ -442,6 +481,21 @@ def print_tables(figures: list[Figures], concurrency: int) -> None:
         for size, split in f.in_process.items()
     ]
     print_rows(["model", "records", "parse", "features", "model", "total"], split_rows)
+    print()
+    print(
+        "The server's CPU time per request, milliseconds (user + system, its process's counters):"
+    )
+    print()
+    cpu_rows = [
+        [
+            f.model_type,
+            f"{f.cpu_floor_ms:.2f}",
+            f"{f.cpu_one_ms:.2f}",
+            f"{f.cpu_one_ms / f.cpu_floor_ms:.1f}x" if f.cpu_floor_ms > 0 else "-",
+        ]
+        for f in figures
+    ]
+    print_rows(["model", "404", "1 record", "1 record (x 404)"], cpu_rows)
 
 
 def plan_services(
@@ -501,12 +555,14 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
         training = to_train(args, registry)
         print(f"training {', '.join(training) or 'nothing'} (default settings)", flush=True)
         failures = train_models(settings, training)
-        start_service(manager, api_spec)
+        api = start_service(manager, api_spec)
         records = snake_records(settings)
         results = []
         for model_type in [m for m in args.models if m not in failures]:
             print(f"measuring {model_type}", flush=True)
-            results.append(measure_model(api_spec.url, registry, records, model_type, args))
+            results.append(
+                measure_model(api_spec.url, api.process.pid, registry, records, model_type, args)
+            )
         return results, failures
 
 
