@@ -12,8 +12,12 @@ data with default (full) settings, then measures, per model type:
   with the one-record requests (same moment, same load), and the one-record p50 as a multiple
   of it;
 - in-process, on the model as the API loads it: the median time to read the records
-  (``valid_frame``), to make the features (the model's feature steps), and to predict from them;
-- requests per second with ``--concurrency`` clients sending one-record requests at once.
+  (``valid_frame``), to make the features (the model's feature steps, as serving calls them), and
+  to predict from them;
+- requests per second with ``--concurrency`` clients sending one-record requests at once;
+- the server's CPU time (user + system, from its process's counters) per 404 and per
+  one-record request: unlike the latencies, it does not grow with the machine's load, so it
+  compares runs on a shared machine.
 
 Figures are printed, never asserted. Every process started is stopped at the end, on Ctrl-C too.
 With ``--workdir DIR --reuse``, a second run reuses the data and models a first run left there.
@@ -44,7 +48,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sklearn.pipeline import Pipeline
+import psutil
 from threadpoolctl import threadpool_limits
 
 from bikecount.api.routes.predict import valid_frame
@@ -53,6 +57,7 @@ from bikecount.data.io import read_records
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.inference import load_for_serving, predict_records
+from bikecount.lean_predict import model_features
 from bikecount.models import MODEL_TYPES, get_spec
 from bikecount.records import COUNT, SNAKE_TO_EXPORT
 from bikecount.registry import Registry, bound_mlflow_requests
@@ -110,6 +115,8 @@ class Figures:
     in_process: dict[int, Split]
     requests_per_second: float
     load_p50_ms: float
+    cpu_floor_ms: float
+    cpu_one_ms: float
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -138,6 +145,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--counters", type=int, default=52, help="generated counters")
     parser.add_argument(
         "--workdir", type=Path, default=None, help="use and keep this folder (default: temporary)"
+    )
+    parser.add_argument(
+        "--ports",
+        type=int,
+        nargs=2,
+        metavar=("MLFLOW", "API"),
+        default=None,
+        help="the servers' ports (default: free ones), for a machine whose ports are shared out",
     )
     return parser.parse_args(argv)
 
@@ -287,6 +302,27 @@ def measure_floor_and_one(
     return floor, one
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (s, user + system) the server's process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def measure_server_cpu(
+    client: httpx.Client, records: list[Record], model_type: str, pid: int, n: int
+) -> tuple[float, float]:
+    """The server's CPU time (ms) per request: of ``n`` requests answered 404, then of ``n``
+    one-record requests."""
+    before = server_cpu_seconds(pid)
+    for _ in range(n):
+        client.get(MISSING_PATH)
+    middle = server_cpu_seconds(pid)
+    for i in range(n):
+        post_predict(client, [records[i % len(records)]], model_type)
+    after = server_cpu_seconds(pid)
+    return (middle - before) / n * 1e3, (after - middle) / n * 1e3
+
+
 def median_seconds(action: Callable[[], object], n: int) -> float:
     """Median time (s) of ``n`` calls of ``action``, after one unmeasured call."""
     action()
@@ -296,14 +332,6 @@ def median_seconds(action: Callable[[], object], n: int) -> float:
         action()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def feature_steps(model: Any) -> Pipeline:
-    """The feature steps of a served model: its pipeline without the final estimator."""
-    for wrapped in ("regressor_", "classifier_"):  # the target and affluence wrappers
-        if hasattr(model, wrapped):
-            model = getattr(model, wrapped)
-    return model[:-1]
 
 
 def measure_in_process(
@@ -318,14 +346,15 @@ def measure_in_process(
 def split_stages(model: Any, model_type: str, records: list[Record], n: int) -> dict[int, Split]:
     """Per size, the medians of the stages, with ``model`` as loaded (see measure_in_process)."""
     task = get_spec(model_type).task
-    steps = feature_steps(model)
     splits = {}
     for size in SIZES:
         batch = batch_of(records, size, 0)
         repeats = n if size in SMALL_SIZES else max(3, n // 20)
         frame = valid_frame(batch)
         parse = median_seconds(partial(valid_frame, batch), repeats)
-        features = median_seconds(partial(steps.transform, frame), repeats)
+        # The features as serving makes them: the model's own steps, called as the lean path
+        # calls them (lean_predict), not through the Pipeline's per-call wrappers.
+        features = median_seconds(partial(model_features, model, frame), repeats)
         total = median_seconds(partial(predict_records, model, task, frame), repeats)
         splits[size] = Split(parse * 1e3, features * 1e3, max(total - features, 0.0) * 1e3)
     return splits
@@ -374,6 +403,7 @@ def measure_load(
 
 def measure_model(
     url: str,
+    pid: int,
     registry: Registry,
     records: list[Record],
     model_type: str,
@@ -387,11 +417,22 @@ def measure_model(
         for size in SIZES[1:]:
             n = args.requests if size in SMALL_SIZES else args.batch_requests
             http[size] = Latency.of(measure_size(client, records, model_type, size, n))
+        cpu_floor, cpu_one = measure_server_cpu(client, records, model_type, pid, args.requests)
     in_process = measure_in_process(registry, model_type, version, records, args.requests)
     rate, load_p50 = measure_load(
         url, records, model_type, args.concurrency, args.load_requests, args.load_seconds
     )
-    return Figures(model_type, version, Latency.of(floor), http, in_process, rate, load_p50)
+    return Figures(
+        model_type,
+        version,
+        Latency.of(floor),
+        http,
+        in_process,
+        rate,
+        load_p50,
+        cpu_floor,
+        cpu_one,
+    )
 
 
 def print_rows(headers: list[str], rows: list[list[str]]) -> None:
@@ -440,12 +481,30 @@ def print_tables(figures: list[Figures], concurrency: int) -> None:
         for size, split in f.in_process.items()
     ]
     print_rows(["model", "records", "parse", "features", "model", "total"], split_rows)
+    print()
+    print(
+        "The server's CPU time per request, milliseconds (user + system, its process's counters):"
+    )
+    print()
+    cpu_rows = [
+        [
+            f.model_type,
+            f"{f.cpu_floor_ms:.2f}",
+            f"{f.cpu_one_ms:.2f}",
+            f"{f.cpu_one_ms / f.cpu_floor_ms:.1f}x" if f.cpu_floor_ms > 0 else "-",
+        ]
+        for f in figures
+    ]
+    print_rows(["model", "404", "1 record", "1 record (x 404)"], cpu_rows)
 
 
-def plan_services(settings: Settings) -> tuple[ServiceSpec, ServiceSpec, Settings]:
-    """MLflow and the API on free ports, the API seeing the working folder; the settings of
-    the benchmark's own process, pointed at that MLflow server."""
-    listen = {"host": HOST, "mlflow_port": free_port(), "api_port": free_port()}
+def plan_services(
+    settings: Settings, ports: Sequence[int] | None = None
+) -> tuple[ServiceSpec, ServiceSpec, Settings]:
+    """MLflow and the API on ``ports`` (default: free ones), the API seeing the working folder;
+    the settings of the benchmark's own process, pointed at that MLflow server."""
+    mlflow_port, api_port = ports if ports is not None else (free_port(), free_port())
+    listen = {"host": HOST, "mlflow_port": mlflow_port, "api_port": api_port}
     mlflow_spec, api_spec = build_services(
         settings.model_copy(update=listen), StackOptions(dashboard=False)
     )
@@ -488,7 +547,7 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
     settings = workdir_settings(root)
     print(f"working in {root}", flush=True)
     prepare_data(args, settings)
-    mlflow_spec, api_spec, settings = plan_services(settings)
+    mlflow_spec, api_spec, settings = plan_services(settings, args.ports)
     bound_mlflow_requests(settings)  # before the process manager's threads start
     with handling_stop_signals(_stop_on_signal), ProcessManager(settings.logs_dir) as manager:
         start_service(manager, mlflow_spec)
@@ -496,12 +555,14 @@ def run(args: argparse.Namespace, root: Path) -> tuple[list[Figures], dict[str, 
         training = to_train(args, registry)
         print(f"training {', '.join(training) or 'nothing'} (default settings)", flush=True)
         failures = train_models(settings, training)
-        start_service(manager, api_spec)
+        api = start_service(manager, api_spec)
         records = snake_records(settings)
         results = []
         for model_type in [m for m in args.models if m not in failures]:
             print(f"measuring {model_type}", flush=True)
-            results.append(measure_model(api_spec.url, registry, records, model_type, args))
+            results.append(
+                measure_model(api_spec.url, api.process.pid, registry, records, model_type, args)
+            )
         return results, failures
 
 

@@ -154,8 +154,21 @@ class LocalCalendar:
 
 def wall_clock(timestamps: pd.Series) -> np.ndarray:
     """The local wall-clock times of timestamps (in their own time zone) as datetime64[ns]."""
-    values = timestamps.dt.tz_localize(None) if timestamps.dt.tz is not None else timestamps
+    # The series' own array, not its ``.dt`` accessor: the same values, without building a
+    # series around them (most of the time this takes for a few rows).
+    values = timestamps.array
+    if getattr(timestamps.dtype, "tz", None) is not None:
+        values = values.tz_localize(None)
     return values.to_numpy(dtype="datetime64[ns]")
+
+
+def is_member(days: np.ndarray, sorted_days: np.ndarray) -> np.ndarray:
+    """Whether each of ``days`` is one of ``sorted_days`` (``np.isin``'s answer, by a binary
+    search: a few rows need microseconds instead of a sort of both arrays)."""
+    if len(sorted_days) == 0:
+        return np.zeros(len(days), dtype=bool)
+    found = np.searchsorted(sorted_days, days).clip(max=len(sorted_days) - 1)
+    return sorted_days[found] == days
 
 
 def read_calendar(timestamps: pd.Series) -> LocalCalendar:
@@ -171,8 +184,8 @@ def read_calendar(timestamps: pd.Series) -> LocalCalendar:
         weekday=((day + EPOCH_WEEKDAY) % 7).astype(np.int32),
         month=(days.astype("datetime64[M]").astype(np.int64) % 12 + 1).astype(np.int32),
         day_of_year=((days - years).astype(np.int64) + 1).astype(np.int32),
-        is_holiday=np.isin(day, _day_numbers(french_holidays(year_numbers))),
-        is_school_holiday=np.isin(day, _day_numbers(school_holidays(year_numbers))),
+        is_holiday=is_member(day, _day_numbers(french_holidays(year_numbers))),
+        is_school_holiday=is_member(day, _day_numbers(school_holidays(year_numbers))),
     )
 
 
@@ -229,8 +242,10 @@ class CounterCalendarFeatures(TransformerMixin, BaseEstimator):
             "lon": X[LON_COLUMN].to_numpy(dtype=float),
             **calendar.columns(),
         }
-        # Arrays, not series: placed by position, so an index with repeated labels is kept.
-        return pd.DataFrame(columns, index=X.index, columns=list(FEATURE_COLUMNS))
+        # Arrays, not series: placed by position, so an index with repeated labels is kept. The
+        # dict in the columns' order, not ``columns=``: that would select them again (twice
+        # the time for a few rows).
+        return pd.DataFrame({name: columns[name] for name in FEATURE_COLUMNS}, index=X.index)
 
     def encode_counters(self, X: pd.DataFrame) -> np.ndarray:
         """Counter codes; an unseen counter takes the code of the nearest known counter."""

@@ -67,6 +67,11 @@ _cache: weakref.WeakKeyDictionary[Any, tuple[object, FlatTrees | None]] = (
 _lock = threading.Lock()
 
 
+def is_boosting(estimator: Any) -> bool:
+    """Whether ``estimator`` is the boosting whose trees answer each row on its own."""
+    return isinstance(estimator, HistGradientBoostingRegressor)
+
+
 def predict_few(estimator: Any, features: pd.DataFrame) -> np.ndarray | None:
     """``estimator.predict(features)`` for a fitted HistGradientBoostingRegressor and a few
     rows; None when the estimator must answer itself (more rows, or a shape not known here)."""
@@ -184,18 +189,30 @@ def read_encoding(estimator: Any) -> Encoding | None:
     )
 
 
+# Integers up to 2**53 are exact as floats: categories compared as floats compare as integers.
+EXACT_INTEGERS = 2**53
+
+
 def encode(encoding: Encoding, features: pd.DataFrame) -> np.ndarray | None:
     """The features as the estimator's preprocessor gives them: ordinal codes of the
-    categorical columns (unknown: NaN) first, then the numerical columns as floats."""
-    columns = [features.iloc[:, i].to_numpy() for i in encoding.categorical]
-    if not all(column.dtype.kind in "iu" for column in columns):
+    categorical columns (unknown: NaN) first, then the numerical columns as floats.
+
+    The frame is read as floats once (each column cast as on its own: the same values);
+    categorical columns must hold integers, which floats hold exactly up to 2**53.
+    """
+    kinds = [dtype.kind for dtype in features.dtypes]
+    if not all(kinds[i] in "iu" for i in encoding.categorical):
+        return None
+    values = features.to_numpy(dtype=np.float64)
+    categorical = values[:, list(encoding.categorical)]
+    if categorical.size and np.abs(categorical).max() > EXACT_INTEGERS:
         return None
     matrix = np.empty((len(features), len(encoding.categorical) + len(encoding.numerical)))
-    for j, (column, known) in enumerate(zip(columns, encoding.categories, strict=True)):
+    for j, known in enumerate(encoding.categories):
+        column = categorical[:, j]
         codes = np.searchsorted(known, column).clip(max=len(known) - 1)
         matrix[:, j] = np.where(known[codes] == column, codes, np.nan)
-    numerical = features.iloc[:, list(encoding.numerical)].to_numpy(dtype=np.float64)
-    matrix[:, len(encoding.categorical) :] = numerical
+    matrix[:, len(encoding.categorical) :] = values[:, list(encoding.numerical)]
     return matrix
 
 

@@ -9,6 +9,10 @@ pipeline), the target wrapper's own inverse function makes counts of them, and a
 are summed in the order its sequential ``predict`` sums them. The answers are the model's own;
 ``tests/unit/test_lean_predict.py`` holds every model type to it.
 
+A big batch is split by rows across every core: a tree's (and so a forest's or a boosting's)
+answer for a row depends on that row alone, so the floats are the same however the rows are
+grouped, and the trees' compiled loops let the other threads run.
+
 Nothing here writes to a model: requests served at once share it. A shape not known here
 (another wrapper, a multi-output forest, features that are not finite) is predicted by the
 model itself.
@@ -16,17 +20,29 @@ model itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from bikecount import lean_boosting
 from bikecount.models.affluence import AffluenceClassifier
+
+# From this many rows, trees predict on every core, a share of the rows each: below it, handing
+# rows to other threads costs more than it saves.
+PARALLEL_ROWS = 2_000
+Rows = TypeVar("Rows", np.ndarray, pd.DataFrame)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def predict_values(model: Any, records: pd.DataFrame) -> np.ndarray:
@@ -41,7 +57,11 @@ def predict_values(model: Any, records: pd.DataFrame) -> np.ndarray:
     matrix = _tree_inputs(estimator, features, RandomForestRegressor)
     if matrix is None:
         boosted = lean_boosting.predict_few(estimator, features)
-        return np.asarray(estimator.predict(features) if boosted is None else boosted)
+        if boosted is not None:
+            return boosted
+        if lean_boosting.is_boosting(estimator) and isinstance(features, pd.DataFrame):
+            return by_rows(lambda rows: np.asarray(estimator.predict(rows)), features)
+        return np.asarray(estimator.predict(features))
     # A regression tree's answer is the first (only) column of its values.
     return _mean_of_trees(estimator, matrix, (len(matrix),), lambda values: values[:, 0])
 
@@ -62,6 +82,14 @@ def predict_proba(model: Any, records: pd.DataFrame) -> np.ndarray:
     return _mean_of_trees(
         estimator, matrix, (len(matrix), classes), lambda values: values[:, :classes]
     )
+
+
+def model_features(model: Any, records: pd.DataFrame) -> Any | None:
+    """The features a model's own feature steps make of ``records``, as the lean path makes
+    them (inside the target or affluence wrapper); None for a model not known here."""
+    for wrapped in ("regressor_", "classifier_"):
+        model = getattr(model, wrapped, model)
+    return _transform(model, records) if isinstance(model, Pipeline) else None
 
 
 def _plain_inverse(model: TransformedTargetRegressor) -> bool:
@@ -101,9 +129,53 @@ def _mean_of_trees(
     answer: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
     """The mean of the trees' answers, added up one tree after the other as the forest's
-    sequential predict does, so that the floats are the same."""
-    total = np.zeros(shape, dtype=np.float64)
-    for tree in forest.estimators_:
-        total += answer(tree.tree_.predict(matrix))
-    total /= len(forest.estimators_)
-    return total
+    sequential predict does, so that the floats are the same (a big batch a share of its rows
+    on each core)."""
+
+    def mean_of_trees(rows: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(rows), *shape[1:]), dtype=np.float64)
+        for tree in forest.estimators_:
+            total += answer(tree.tree_.predict(rows))
+        total /= len(forest.estimators_)
+        return total
+
+    return by_rows(mean_of_trees, matrix)
+
+
+def by_rows(predict: Callable[[Rows], np.ndarray], rows: Rows) -> np.ndarray:
+    """``predict(rows)`` for a predictor that answers each row on its own: from
+    ``PARALLEL_ROWS`` rows, a share of them on each core (this thread takes the first share)."""
+    workers = _cores()
+    if len(rows) < PARALLEL_ROWS or workers < 2:
+        return predict(rows)
+    bounds = np.linspace(0, len(rows), workers + 1).astype(int)
+    shares: Sequence[Rows] = [
+        rows.iloc[start:stop] if isinstance(rows, pd.DataFrame) else rows[start:stop]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    others: list[Future[np.ndarray]] = [_threads().submit(predict, share) for share in shares[1:]]
+    first = predict(shares[0])
+    return np.concatenate([first, *(future.result() for future in others)])
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _one_openmp_thread() -> None:
+    """Keep a compiled predictor's own threads (OpenMP's, per calling thread) to one in this
+    thread: the cores are shared out by rows already, and OpenMP threads spinning beside
+    them would fight for the cores."""
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The threads that predict shares of big batches, one per other core, started once."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max(_cores() - 1, 1), thread_name_prefix="rows", initializer=_one_openmp_thread
+            )
+        return _pool

@@ -12,19 +12,23 @@ present, a day of every counter is checked too.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import pickle
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
+from bikecount import lean_predict
 from bikecount.api.model_cache import ModelCache
 from bikecount.api.records_body import records_frame
-from bikecount.api.routes.predict import serve_predictions
+from bikecount.api.regmodel import create_app
+from bikecount.api.routes.predict import INLINE_RECORDS, serve_predictions
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.inference import tune_for_serving
@@ -128,3 +132,74 @@ def test_served_predictions_are_the_pipelines_on_the_full_real_data(
     for record in records[::20]:
         assert_served_as_the_pipeline_predicts(model, cache, model_type, [record])
     assert_served_as_the_pipeline_predicts(model, cache, model_type, records)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_the_route_answers_the_pipelines_on_and_off_the_event_loop(
+    model_type: str,
+    fitted: dict[str, Any],
+    caches: dict[str, ModelCache],
+    real_records: list[Record],
+    tmp_path: Path,
+) -> None:
+    """``POST /predict`` itself: a record alone (predicted on the event loop once its model is
+    loaded) and a batch above ``INLINE_RECORDS`` (on a worker thread) get the pipeline's
+    answers, in order."""
+    settings = Settings(_env_file=None, data_dir=tmp_path, mlruns_dir=tmp_path / "mlruns")
+    app = create_app(settings)
+    app.state.bikecount.cache = caches[model_type]
+    model = fitted[model_type]
+    batch = (real_records * 2)[: INLINE_RECORDS + 8]
+
+    async def post(records: list[Record]) -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=app)  # no lifespan: nothing talks to MLflow
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.post(
+                "/predict", json={"records": records, "model_type": model_type}
+            )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    caches[model_type].get(model_type)  # loaded: a small request takes the inline path
+    assert caches[model_type].peek(model_type) is not None
+    for records in ([real_records[5]], batch):
+        body = asyncio.run(post(records))
+        frame = require_valid(records_frame(records))
+        expected = model.predict(frame)
+        values = np.asarray(body["predictions"], dtype=float)
+        np.testing.assert_allclose(
+            values, np.clip(np.asarray(expected, dtype=float), 0, None), rtol=RELATIVE, atol=0
+        )
+        assert body["count"] == len(records)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_big_batches_shared_across_cores_are_the_pipelines(
+    model_type: str,
+    fitted: dict[str, Any],
+    caches: dict[str, ModelCache],
+    small_raw: pd.DataFrame,
+) -> None:
+    """From ``PARALLEL_ROWS`` records, trees predict a share of the rows on each core: the
+    answers are still the pipeline's, in input order."""
+    records = as_records(small_raw.iloc[::-1].head(lean_predict.PARALLEL_ROWS + 101))
+    assert_served_as_the_pipeline_predicts(
+        fitted[model_type], caches[model_type], model_type, records
+    )
+
+
+def test_rows_shared_across_cores_come_back_in_order() -> None:
+    rows = np.arange(3 * lean_predict.PARALLEL_ROWS, dtype=float)
+    shares: list[int] = []
+
+    def twice(part: np.ndarray) -> np.ndarray:
+        shares.append(len(part))
+        return part * 2
+
+    np.testing.assert_array_equal(lean_predict.by_rows(twice, rows), rows * 2)
+    assert sum(shares) == len(rows)
+    assert len(shares) == min(len(os.sched_getaffinity(0)), len(rows))
+    frame = pd.DataFrame({"x": rows})
+    np.testing.assert_array_equal(
+        lean_predict.by_rows(lambda part: part["x"].to_numpy() + 1, frame), rows + 1
+    )

@@ -54,25 +54,33 @@ def get_state(request: Request) -> ApiState:
     return request.app.state.bikecount
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below only read the app's state: ``async def``, so that FastAPI calls them
+# on the event loop. It runs a plain ``def`` dependency on a worker thread, one hop each per
+# request (``fastapi.dependencies.utils.solve_dependencies``), which costs a small request
+# more than its own work, and far more on a busy machine.
+async def get_state_dependency(request: Request) -> ApiState:
+    return get_state(request)
+
+
+async def get_settings(request: Request) -> Settings:
     return get_state(request).settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return get_state(request).registry
 
 
-def get_cache(request: Request) -> ModelCache:
+async def get_cache(request: Request) -> ModelCache:
     return get_state(request).cache
 
 
-def get_jobs(request: Request) -> TrainingJobs:
+async def get_jobs(request: Request) -> TrainingJobs:
     jobs = get_state(request).jobs
     assert jobs is not None, "training routes need an app built with training jobs"
     return jobs
 
 
-StateDep = Annotated[ApiState, Depends(get_state)]
+StateDep = Annotated[ApiState, Depends(get_state_dependency)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 CacheDep = Annotated[ModelCache, Depends(get_cache)]
@@ -85,7 +93,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep, given: Annotated[str | None, Security(_api_key_header)]
 ) -> None:
     """Let a write through when no key is configured, or when ``X-API-Key`` matches it."""

@@ -151,6 +151,26 @@ class ModelCache:
                 self._on_champion(model_type, version)
             return served
 
+    def peek(self, model_type: str, metric: str | None = None) -> ServedModel | None:
+        """The model :meth:`get` would serve now, if it can be had without asking MLflow or
+        loading anything; None when it cannot (not loaded yet, or due for its re-check).
+
+        Never waits on the registry nor on a load: a caller on the event loop takes the model
+        from here, and calls :meth:`get` on a worker thread when this answers None.
+        """
+        key: Key = (model_type, metric)
+        with self._lock:
+            selection = self._selections.get(key)
+            if selection is None:
+                return None
+            if self._clock() - selection.checked_at >= self.settings.model_check_seconds:
+                return None
+            model = self._models.get((model_type, selection.version))
+            if model is None:
+                return None
+            self._models.move_to_end((model_type, selection.version))
+        return ServedModel(model_type, selection.version, get_spec(model_type).task, model)
+
     def champion_versions(self, model_types: Iterable[str]) -> dict[str, int | None]:
         """The champion version loaded per model type (None: none loaded yet)."""
         with self._lock:

@@ -83,3 +83,27 @@ def test_concurrent_requests_load_a_model_once() -> None:
     for thread in threads:
         thread.join()
     assert registry.loaded == [("rf", 1)]
+
+
+def test_peek_serves_only_what_get_would_without_asking_mlflow() -> None:
+    registry = FakeRegistry()
+    now = [0.0]
+    cache = ModelCache(
+        Settings(_env_file=None, model_check_seconds=60),
+        resolve=registry.resolve,
+        load=registry.load,
+        probe=lambda: registry.up,
+        clock=lambda: now[0],
+    )
+    assert cache.peek("rf") is None  # nothing loaded: the caller must get() it
+    assert registry.loaded == [] and registry.resolved == 0
+    served = cache.get("rf")
+    peeked = cache.peek("rf")
+    assert peeked is not None and (peeked.version, peeked.model) == (1, served.model)
+    assert cache.peek("rf", "r2") is None  # a metric's version is another selection
+    now[0] = 60.0  # due for the re-check: only get() asks the registry
+    assert cache.peek("rf") is None and registry.resolved == 1
+    cache.get("rf")
+    assert cache.peek("rf") is not None
+    cache.invalidate("rf")
+    assert cache.peek("rf") is None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from bikecount.api.deps import CacheDep, SettingsDep
 from bikecount.api.errors import ApiError, InvalidFieldError, TooManyRecordsError
+from bikecount.api.json_body import QuickJsonRoute
 from bikecount.api.model_cache import ModelCache, ServedModel
 from bikecount.api.quick_records import quick_frame
 from bikecount.api.records_body import records_frame
@@ -24,8 +27,13 @@ from bikecount.records import require_valid
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["predict"])
+# The body is parsed by orjson where it gives the standard library's values (json_body).
+router = APIRouter(tags=["predict"], route_class=QuickJsonRoute)
 
+# At most this many records are predicted on the event loop, when their model is loaded: a few
+# milliseconds of work, less than handing the request to a worker thread and back costs on a
+# busy machine. Bigger requests run on a worker thread, so that the loop keeps answering.
+INLINE_RECORDS = 64
 TASK_METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
 PREDICT_ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorPublic, "description": "No champion (or no version with that metric)."},
@@ -41,10 +49,12 @@ def serve_predictions(
     records: Sequence[Mapping[str, object]],
     model_type: str,
     metric: str | None = None,
+    loaded: ServedModel | None = None,
 ) -> tuple[ServedModel, Predictions]:
     """Validate records, pick the model, predict the whole batch at once (input order kept).
 
     Records are checked before any model is loaded, so bad input is a 4xx even with no model.
+    ``loaded``: the model to serve, already taken from the cache (see :meth:`ModelCache.peek`).
 
     Raises:
         TooManyRecordsError, InvalidFieldError, RecordError, NoModelError, ModelUnavailableError.
@@ -58,7 +68,7 @@ def serve_predictions(
         choices = ", ".join(TASK_METRICS[task])
         raise InvalidFieldError("metric", f"{model_type} is scored by {choices}; not {metric}")
     frame = valid_frame(records)
-    served = cache.get(model_type, metric)
+    served = loaded if loaded is not None else cache.get(model_type, metric)
     result = predict_records(served.model, served.task, frame)
     if not np.isfinite(result.values).all():
         logger.error("%s v%d returned non-finite predictions", model_type, served.version)
@@ -79,9 +89,20 @@ def valid_frame(records: Sequence[Mapping[str, object]]) -> pd.DataFrame:
 
 
 @router.post("/predict", summary="Predict hourly counts", responses=PREDICT_ERRORS)
-def predict(body: PredictRequest, cache: CacheDep, settings: SettingsDep) -> PredictionsPublic:
-    """Predict records given in either spelling; ``metric`` serves the best version by it."""
-    served, result = serve_predictions(cache, settings, body.records, body.model_type, body.metric)
+async def predict(
+    body: PredictRequest, cache: CacheDep, settings: SettingsDep
+) -> PredictionsPublic:
+    """Predict records given in either spelling; ``metric`` serves the best version by it.
+
+    A small request whose model is loaded is answered on the event loop; any other (a big
+    batch, a model to look up or load) on a worker thread.
+    """
+    serve = partial(serve_predictions, cache, settings, body.records, body.model_type, body.metric)
+    loaded = cache.peek(body.model_type, body.metric)
+    if loaded is not None and len(body.records) <= INLINE_RECORDS:
+        served, result = serve(loaded=loaded)
+    else:
+        served, result = await run_in_threadpool(serve)
     return PredictionsPublic(
         predictions=result.values.tolist(),
         labels=result.labels,
