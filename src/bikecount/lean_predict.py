@@ -6,7 +6,8 @@ every step validates its input and routes metadata, and a forest hands each of i
 joblib, which sets scikit-learn's configuration around every call. Here the same fitted steps
 are called directly: the pipeline's own transformers make the features (the one feature
 pipeline), the target wrapper's own inverse function makes counts of them, and a forest's trees
-are summed in the order its sequential ``predict`` sums them. The answers are the model's own;
+are summed in the order its sequential ``predict`` sums them, and an ensemble's members each
+take their own lean path. The answers are the model's own;
 ``tests/unit/test_lean_predict.py`` holds every model type to it.
 
 Nothing here writes to a model: requests served at once share it. A shape not known here
@@ -27,10 +28,14 @@ from sklearn.pipeline import Pipeline
 
 from bikecount import lean_boosting
 from bikecount.models.affluence import AffluenceClassifier
+from bikecount.models.ensemble import EnsembleRegressor, combine
 
 
 def predict_values(model: Any, records: pd.DataFrame) -> np.ndarray:
     """``model.predict(records)`` for a regressor, taking the lean path where it knows the way."""
+    if isinstance(model, EnsembleRegressor) and hasattr(model, "members_"):
+        # As the ensemble does: each member's answers, combined.
+        return combine([predict_values(member, records) for _, member in model.members_])
     if isinstance(model, TransformedTargetRegressor) and _plain_inverse(model):
         # As the wrapper does: its inverse function on the column of the regressor's answers.
         inner = predict_values(model.regressor_, records)
