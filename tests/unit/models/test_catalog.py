@@ -39,7 +39,7 @@ BOOSTING_DEFAULTS = {
     "max_leaf_nodes": 63,
     "min_samples_leaf": 20,
     "l2_regularization": 0.0,
-    "loss": "poisson",
+    "loss": "squared_error",
 }
 
 
