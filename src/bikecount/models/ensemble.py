@@ -7,8 +7,9 @@ member that overshoots a quiet hour than the plain mean.
 
 The hyperparameters are the members' own, named with the member's prefix
 (``rf_n_estimators``, ``gbm_learning_rate``): one flat set, as the command line (``--param``),
-``POST /train`` and MLflow take hyperparameters. Their defaults, ranges and fast settings are
-the members' (:func:`ensemble_params`), so tuning a member tunes the ensemble.
+``POST /train`` and MLflow take hyperparameters. Their ranges and fast settings are the
+members' (:func:`ensemble_params`), and so are their defaults, except where the ensemble was
+tuned on its own (:data:`OWN_DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class Member:
 
 
 MEMBERS = (Member("rf", ForestParams, build_forest), Member("gbm", BoostingParams, build_boosting))
+# The ensemble's defaults that are not its members': day ahead, on working hours, a Poisson gbm
+# averages with rf better than gbm's own default (squared error on log1p, the better model
+# alone month ahead), on both rolling origins (docs/benchmarks.md#tuning-and-the-ensemble).
+OWN_DEFAULTS: dict[str, ParamValue] = {"gbm_loss": "poisson"}
 
 
 def member_params(params: BaseModel) -> dict[str, BaseModel]:
@@ -82,13 +87,15 @@ class _EnsembleParamsBase(BaseModel):
 
 
 def ensemble_params() -> type[BaseModel]:
-    """The ensemble's hyperparameters: every member's, prefixed, with the member's defaults
-    and ranges."""
-    fields: dict[str, Any] = {
-        f"{member.prefix}{name}": (field.annotation, copy(field))
-        for member in MEMBERS
-        for name, field in member.params.model_fields.items()
-    }
+    """The ensemble's hyperparameters: every member's, prefixed, with the member's ranges and
+    defaults (but :data:`OWN_DEFAULTS`)."""
+    fields: dict[str, Any] = {}
+    for member in MEMBERS:
+        for name, field in member.params.model_fields.items():
+            own = copy(field)
+            if f"{member.prefix}{name}" in OWN_DEFAULTS:
+                own.default = OWN_DEFAULTS[f"{member.prefix}{name}"]
+            fields[f"{member.prefix}{name}"] = (field.annotation, own)
     return create_model(
         "EnsembleParams",
         __base__=_EnsembleParamsBase,
