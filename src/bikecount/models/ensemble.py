@@ -14,7 +14,7 @@ tuned on its own (:data:`OWN_DEFAULTS`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import copy
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +37,7 @@ class Member:
 
     name: str
     params: type[BaseModel]
-    build: Any  # (its params, seed) -> an unfitted RecordModel
+    build: Callable[[Any, int], RecordModel]  # (its params, seed) -> unfitted
 
     @property
     def prefix(self) -> str:
