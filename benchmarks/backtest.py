@@ -6,7 +6,7 @@ pipeline does. Prints, per model type, the metrics over all forecast hours and w
 counter-outage hours (a broken counter reports zeros that no forecast can know), the worst days
 and the time taken. Real Paris data when present (``BIKECOUNT_REAL_DATA``), else generated data.
 
-    python benchmarks/backtest.py [rf gbm nn] [--start 2021-07-10] [--end 2021-08-09]
+    python benchmarks/backtest.py [rf gbm nn ensemble] [--start 2021-07-10] [--end 2021-08-09]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def shown(metrics: dict[str, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=["rf", "gbm", "nn"])
+    parser.add_argument("models", nargs="*", default=["rf", "gbm", "nn", "ensemble"])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2021, 7, 10))
     parser.add_argument("--end", type=date.fromisoformat, default=date(2021, 8, 9))
     parser.add_argument("--retrain-every", type=int, default=7)

@@ -5,7 +5,7 @@ time, then the measured ones (the fit runs as ``train()`` runs it, in a child pr
 the pickled model). Uses the real Paris reference data when present (``BIKECOUNT_REAL_DATA``),
 else generated data. The estimate is meant to be an upper bound: measured / estimated below 1.
 
-    python benchmarks/limits.py [rf gbm nn rf_class]
+    python benchmarks/limits.py [rf gbm nn ensemble rf_class]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ SETTINGS: dict[str, list[dict[str, object]]] = {
     ],
     "gbm": [{"max_iter": 100}, {"max_iter": 100, "max_leaf_nodes": 255}],
     "nn": [{"max_epochs": 3, "refit": False}, {"max_epochs": 2, "hidden_sizes": (512, 256)}],
+    "ensemble": [{"gbm_max_iter": 100}],
     "rf_class": [{}],
 }
 

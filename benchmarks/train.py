@@ -13,7 +13,7 @@ record before it, score the 31 days from it). Uses the real Paris data when pres
 else generated data. Each model type runs in its own process (its peak memory is its own) and
 its own MLflow store.
 
-    python benchmarks/train.py [rf gbm nn rf_class] [--origin 2021-06-10 --origin 2021-07-10]
+    python benchmarks/train.py [rf gbm nn ensemble rf_class] [--origin 2021-06-10 ...]
 """
 
 from __future__ import annotations

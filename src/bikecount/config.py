@@ -231,7 +231,10 @@ class Settings(BaseSettings):
         "(generated counts must never reach a production store).",
     )
     pipeline_model_type: RegressorType = Field(
-        default="gbm", description="The model the pipeline predicts with and watches."
+        default="ensemble",
+        description="The model the pipeline predicts with and watches, the dashboard shows, "
+        "`bikecount up` trains first and `bikecount backtest` replays by default (the "
+        "ensemble of rf and gbm forecasts best day ahead: docs/benchmarks.md).",
     )
     pipeline_recent_days: int = Field(
         default=14, ge=1, description="Recent stored days checked for drift and decay."

@@ -36,7 +36,8 @@ def tune_for_serving(model: RecordModel) -> RecordModel:
 
     An API serves many small requests at once: a forest that builds a thread pool per call
     (``n_jobs=-1``) spends most of a one-record prediction doing so, and requests already run
-    in parallel. Walks the fitted estimators (pipelines, target and affluence wrappers).
+    in parallel. Walks the fitted estimators (pipelines, target and affluence wrappers, an
+    ensemble's members).
     """
     seen: set[int] = set()
     # The estimators inside are scikit-learn's, of any kind: only their attributes are read.
@@ -49,6 +50,7 @@ def tune_for_serving(model: RecordModel) -> RecordModel:
         if hasattr(estimator, "n_jobs"):
             estimator.n_jobs = 1
         pending += [step for _, step in getattr(estimator, "steps", [])]
+        pending += [member for _, member in getattr(estimator, "members_", [])]
         pending += [
             getattr(estimator, name)
             for name in ("regressor_", "classifier_")

@@ -6,7 +6,8 @@ every step validates its input and routes metadata, and a forest hands each of i
 joblib, which sets scikit-learn's configuration around every call. Here the same fitted steps
 are called directly: the pipeline's own transformers make the features (the one feature
 pipeline), the target wrapper's own inverse function makes counts of them, and a forest's trees
-are summed in the order its sequential ``predict`` sums them. The answers are the model's own;
+are summed in the order its sequential ``predict`` sums them, and an ensemble's members each
+take their own lean path. The answers are the model's own;
 ``tests/unit/test_lean_predict.py`` holds every model type to it.
 
 A big batch is split by rows across every core: a tree's (and so a forest's or a boosting's)
@@ -35,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from bikecount import lean_boosting
 from bikecount.models.affluence import AffluenceClassifier
+from bikecount.models.ensemble import EnsembleRegressor, combine
 
 # From this many rows, trees predict on every core, a share of the rows each: below it, handing
 # rows to other threads costs more than it saves.
@@ -47,6 +49,9 @@ _pool_lock = threading.Lock()
 
 def predict_values(model: Any, records: pd.DataFrame) -> np.ndarray:
     """``model.predict(records)`` for a regressor, taking the lean path where it knows the way."""
+    if isinstance(model, EnsembleRegressor) and hasattr(model, "members_"):
+        # As the ensemble does: each member's answers, combined.
+        return combine([predict_values(member, records) for _, member in model.members_])
     if isinstance(model, TransformedTargetRegressor) and _plain_inverse(model):
         # As the wrapper does: its inverse function on the column of the regressor's answers.
         inner = predict_values(model.regressor_, records)

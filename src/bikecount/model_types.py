@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 Task = Literal["regression", "classification"]
 # In the order they are listed.
-RegressorType = Literal["rf", "gbm", "nn"]
+RegressorType = Literal["rf", "gbm", "nn", "ensemble"]
 ClassifierType = Literal["rf_class"]
 ModelType = Literal[RegressorType, ClassifierType]
 

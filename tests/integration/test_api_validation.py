@@ -288,6 +288,9 @@ def test_data_source_outside_the_data_folder_is_refused(api: TestClient, source:
         ({"hyperparams": {"n_estimators": "many"}}, "hyperparams", "n_estimators"),
         ({"hyperparams": {"n_trees": 10}}, "hyperparams", "unknown hyperparameter"),
         ({"hyperparams": {"max_features": 2.0}}, "hyperparams", "max_features"),
+        # The ensemble's hyperparameters are its members', prefixed; a member's check names it.
+        ({"model_type": "ensemble", "hyperparams": {"n_estimators": 10}}, "hyperparams", "unknown"),
+        ({"model_type": "ensemble", "hyperparams": {"rf_n_jobs": 0}}, "hyperparams", "rf_n_jobs"),
         ({"data_source": "missing.csv"}, "data_source", "not found"),
         ({"data_source": "bad\u0000name.csv"}, "data_source", "control characters"),
         ({"data_source": "é" * 200 + ".csv"}, "data_source", ""),

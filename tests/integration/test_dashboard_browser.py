@@ -76,7 +76,12 @@ def start_dashboard(
     spec = dashboard_service(
         settings, "127.0.0.1", port, api_url=api_url, tracking_uri=tracking.url
     )
-    env = {**api_env(root, tracking), **spec.env, "BIKECOUNT_DASHBOARD_CACHE_SECONDS": "2"}
+    env = {
+        **api_env(root, tracking),
+        **spec.env,
+        "BIKECOUNT_DASHBOARD_CACHE_SECONDS": "2",
+        "BIKECOUNT_PIPELINE_MODEL_TYPE": settings.pipeline_model_type,
+    }
     return start(replace(spec, name=f"dashboard-{port}"), root, env)
 
 
@@ -87,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tracking: Tracking) -> Itera
         root,
         mlflow_prefix=tracking.prefix,
         pipeline_recent_days=8,
+        pipeline_model_type="gbm",  # the one type trained here
     )
     write_datasets(generate_records(DATA_CONFIG), settings)
     on_server = server_settings(settings, tracking.url)

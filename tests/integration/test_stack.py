@@ -373,7 +373,9 @@ def test_up_serves_predictions_and_stops_cleanly(
     text = output.read_text()
     assert f"{stop_signal.name}: every service stopped." in text
     if first_start:
-        assert "no model registered for rf, gbm, nn, rf_class: training first models" in text
+        assert (
+            "no model registered for rf, gbm, nn, ensemble, rf_class: training first models"
+        ) in text
     else:
         assert "models found for rf, gbm" in text  # nothing trained twice
     assert f"{api}/docs" in text and f"{api}/redoc" in text and "curl -X POST" in text

@@ -107,8 +107,10 @@ def test_the_command_writes_forecasts_prints_json_and_logs_to_mlflow(
         "BIKECOUNT_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "MLFLOW_TRACKING_URI": "",
         "BIKECOUNT_MLFLOW_PREFIX": "city-b",
+        # No --model: the backtest forecasts with the pipeline's model.
+        "BIKECOUNT_PIPELINE_MODEL_TYPE": "rf",
     }
-    args = ["backtest", "--model", "rf", "--data", str(data), "--start", "2021-04-20",
+    args = ["backtest", "--data", str(data), "--start", "2021-04-20",
             "--end", "2021-04-21", "-p", "n_estimators=5", "--output", str(output),
             "--json"]  # fmt: skip
 
@@ -116,6 +118,7 @@ def test_the_command_writes_forecasts_prints_json_and_logs_to_mlflow(
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    assert summary["model_type"] == "rf"
     assert set(summary["metrics"]) == {"rmse", "mae", "r2", "rmse_log1p"}
     assert [day["day"] for day in summary["days"]] == ["2021-04-20", "2021-04-21"]
     assert summary["per_counter_rmse"]

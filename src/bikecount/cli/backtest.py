@@ -18,7 +18,12 @@ from bikecount.cli.console import console, err_console, print_json
 from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.failures import fail_for
 from bikecount.cli.modeling import USER_ERRORS
-from bikecount.cli.options import JsonOption, LabelledDataOption, ModelOption, ParamOption
+from bikecount.cli.options import (
+    JsonOption,
+    LabelledDataOption,
+    ParamOption,
+    PipelineModelOption,
+)
 from bikecount.data.io import read_records, write_records
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import parse_records
@@ -45,7 +50,7 @@ def backtest_command(
     data: LabelledDataOption,
     start: FirstDayOption,
     end: LastDayOption,
-    model: ModelOption = "gbm",
+    model: PipelineModelOption = None,
     retrain_every: RetrainEveryOption = 7,
     param: ParamOption = None,
     output: ForecastsOption = None,
@@ -60,6 +65,7 @@ def backtest_command(
     """
     quiet_mlflow()
     settings = settings_of(ctx)
+    model = model or settings.pipeline_model_type
     first, last = start.date(), end.date()
     try:
         raw, records = _read_labelled(data)

@@ -8,10 +8,20 @@ from typing import Annotated
 import typer
 
 from bikecount.models import MODEL_TYPES
+from bikecount.models.catalog import REGRESSOR_TYPES
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help=f"Model type: {', '.join(MODEL_TYPES)}.")
+]
+# The pipeline's steps and the backtest forecast with the pipeline's model unless told.
+PipelineModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help=f"Model type: {', '.join(REGRESSOR_TYPES)} [default: BIKECOUNT_PIPELINE_MODEL_TYPE].",
+    ),
 ]
 ParamOption = Annotated[
     list[str] | None,

@@ -17,7 +17,7 @@ from rich.table import Table
 from bikecount.cli.console import console, fail_mlflow, print_json
 from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.failures import fail_for
-from bikecount.cli.options import JsonOption
+from bikecount.cli.options import JsonOption, PipelineModelOption
 from bikecount.data.fetch import FetchError
 from bikecount.data.io import DataFileError
 from bikecount.pipeline import PipelineError
@@ -42,12 +42,6 @@ DateOption = Annotated[
 ApiUrlOption = Annotated[
     str | None,
     typer.Option("--api-url", help="The RegModel API [default: BIKECOUNT_PIPELINE_API_URL]."),
-]
-PipelineModelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--model", "-m", help="Model type: rf, gbm, nn [default: BIKECOUNT_PIPELINE_MODEL_TYPE]."
-    ),
 ]
 SourceOption = Annotated[
     str | None,

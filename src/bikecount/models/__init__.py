@@ -1,4 +1,4 @@
-"""The model types (rf, gbm, nn, rf_class): one interface, fit and predict on raw records."""
+"""The model types (rf, gbm, nn, ensemble, rf_class): one interface, fit and predict on records."""
 
 from bikecount.models.catalog import (
     MODEL_TYPES,

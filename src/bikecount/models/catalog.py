@@ -75,10 +75,14 @@ AnySpec = ModelSpec[Any]
 def _specs() -> dict[str, AnySpec]:
     # Imported here so that listing model types does not import PyTorch.
     from bikecount.models.affluence import build_affluence
+    from bikecount.models.ensemble import EnsembleParams, build_ensemble, ensemble_fast_params
     from bikecount.models.neural import build_nn_model
     from bikecount.models.nn_network import NNParams
     from bikecount.models.trees import BoostingParams, ForestParams, build_boosting, build_forest
 
+    # Fast settings (test mode): fits in seconds.
+    fast_forest: dict[str, ParamValue] = {"n_estimators": 20, "max_leaf_nodes": 500}
+    fast_boosting: dict[str, ParamValue] = {"max_iter": 60}
     # Each spec made on its own, so the type checker sees that its builder takes its params.
     specs = (
         ModelSpec(
@@ -87,7 +91,7 @@ def _specs() -> dict[str, AnySpec]:
             "random forest regressor",
             ForestParams,
             build_forest,
-            {"n_estimators": 20, "max_leaf_nodes": 500},
+            fast_forest,
         ),
         ModelSpec(
             "gbm",
@@ -95,7 +99,7 @@ def _specs() -> dict[str, AnySpec]:
             "gradient-boosted trees (histogram)",
             BoostingParams,
             build_boosting,
-            {"max_iter": 60},
+            fast_boosting,
         ),
         ModelSpec(
             "nn",
@@ -107,12 +111,20 @@ def _specs() -> dict[str, AnySpec]:
             torch=True,
         ),
         ModelSpec(
+            "ensemble",
+            "regression",
+            "mean of rf and gbm (on log1p counts)",
+            EnsembleParams,
+            build_ensemble,
+            ensemble_fast_params({"rf": fast_forest, "gbm": fast_boosting}),
+        ),
+        ModelSpec(
             "rf_class",
             "classification",
             "affluence classifier (faible/forte)",
             ForestParams,
             build_affluence,
-            {"n_estimators": 20, "max_leaf_nodes": 500},
+            fast_forest,
         ),
     )
     return {spec.name: spec for spec in specs}
@@ -145,13 +157,18 @@ def parse_params(
     try:
         return spec.params(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {_reason(err)}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         known = ", ".join(spec.params.model_fields)
         raise HyperparameterError(
             f"invalid hyperparameters for {model_type}: {problems} (known: {known})"
         ) from None
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    if not where:  # a check of several values together (the ensemble's members) names them
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {_reason(error)}"
 
 
 def _reason(error: Mapping[str, object]) -> str:

@@ -90,6 +90,8 @@ def estimate_cost(model_type: str, params: BaseModel, rows: int) -> TrainingCost
         from bikecount.models.nn_network import NNParams
 
         size, seconds, drivers = _network(_params_as(NNParams, params), rows)
+    elif model_type == "ensemble":
+        size, seconds, drivers = _ensemble(params, rows)
     else:
         raise ValueError(f"no cost model for {model_type!r}")
     seconds += FEATURE_SECONDS_PER_ROW * rows
@@ -257,6 +259,22 @@ def _network(params: NNParams, rows: int) -> Estimate:
         "max_epochs": params.max_epochs,
         "batch_size": params.batch_size,
     }
+    return size, seconds, drivers
+
+
+def _ensemble(params: BaseModel, rows: int) -> Estimate:
+    """The members' costs added up: each is fitted on every row, and each is kept."""
+    # Imported here: the ensemble's members are model types of the catalogue, as this module is.
+    from bikecount.models.ensemble import member_params
+
+    size = seconds = 0.0
+    drivers: dict[str, ParamValue] = {}
+    for member, own in member_params(params).items():
+        cost = estimate_cost(member, own, rows)
+        size += cost.model_mb * MEGABYTE
+        # The features are made once per member: estimate_cost counted them already.
+        seconds += cost.fit_seconds - FEATURE_SECONDS_PER_ROW * rows
+        drivers.update({f"{member}_{name}": value for name, value in cost.drivers.items()})
     return size, seconds, drivers
 
 

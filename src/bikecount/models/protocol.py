@@ -1,9 +1,10 @@
 """What a bikecount model offers the rest of the code: fit and predict on records.
 
-Every model type of :mod:`bikecount.models.catalog` (``rf``, ``gbm``, ``nn`` and the ``rf_class``
-classifier) is a scikit-learn estimator that takes raw or canonical records: the feature pipeline
-is inside it. scikit-learn states no types, so these protocols state the part of its contract that
-bikecount relies on; fitting, scoring, the registry and the API type a model with them.
+Every model type of :mod:`bikecount.models.catalog` (``rf``, ``gbm``, ``nn``, ``ensemble`` and the
+``rf_class`` classifier) is a scikit-learn estimator that takes raw or canonical records: the
+feature pipeline is inside it. scikit-learn states no types, so these protocols state the part of
+its contract that bikecount relies on; fitting, scoring, the registry and the API type a model
+with them.
 """
 
 from __future__ import annotations

@@ -39,17 +39,18 @@ BOOSTING_DEFAULTS = {
     "max_leaf_nodes": 63,
     "min_samples_leaf": 20,
     "l2_regularization": 0.0,
-    "loss": "poisson",
+    "loss": "squared_error",
 }
 
 
 def test_model_types_and_their_specs() -> None:
-    assert set(MODEL_TYPES) == {"rf", "gbm", "nn", "rf_class"}
+    assert set(MODEL_TYPES) == {"rf", "gbm", "nn", "ensemble", "rf_class"}
     tasks = {model_type: get_spec(model_type).task for model_type in MODEL_TYPES}
     assert tasks == {
         "rf": "regression",
         "gbm": "regression",
         "nn": "regression",
+        "ensemble": "regression",
         "rf_class": "classification",
     }
 
@@ -210,7 +211,7 @@ def test_unknown_model_type_lists_the_valid_ones(call) -> None:
         call("xgboost")
 
     assert str(caught.value) == (
-        "unknown model type 'xgboost'; expected one of rf, gbm, nn, rf_class"
+        "unknown model type 'xgboost'; expected one of rf, gbm, nn, ensemble, rf_class"
     )
 
 

@@ -20,7 +20,7 @@ PARIS_ROWS = 331_830  # the real reference data, outages dropped
 SETTINGS = Settings(_env_file=None)
 
 
-@pytest.mark.parametrize("model_type", ["rf", "gbm", "nn", "rf_class"])
+@pytest.mark.parametrize("model_type", ["rf", "gbm", "nn", "ensemble", "rf_class"])
 def test_the_defaults_are_within_the_limits_on_three_times_the_paris_data(
     model_type: str,
 ) -> None:

@@ -243,7 +243,8 @@ def first_model_mb(model_type: str, rows: int) -> float:
 def first_starts(tmp_path_factory: pytest.TempPathFactory) -> FirstStarts:
     """Three starts on one machine with no data and an empty MLflow store.
 
-    On the first, a model size limit that only gbm's first model breaks makes that one training
+    On the first, a model size limit that only the ensemble's first model (rf and gbm) breaks
+    makes that one training
     fail (a real refusal by ``train()``); the second start has the usual limits.
     """
     root = tmp_path_factory.mktemp("first-start")
@@ -251,12 +252,12 @@ def first_starts(tmp_path_factory: pytest.TempPathFactory) -> FirstStarts:
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     registry = Registry(server_settings(settings, tracking_uri))
     rows = settings.test_sample_rows
-    others = max(first_model_mb(t, rows) for t in MODEL_TYPES if t != "gbm")
-    assert first_model_mb("gbm", rows) > others, (
+    others = max(first_model_mb(t, rows) for t in MODEL_TYPES if t != "ensemble")
+    assert first_model_mb("ensemble", rows) > others, (
         "the catalogue changed: choose another failing type"
     )
     strict = settings.model_copy(
-        update={"train_max_model_mb": (first_model_mb("gbm", rows) + others) / 2}
+        update={"train_max_model_mb": (first_model_mb("ensemble", rows) + others) / 2}
     )
 
     def start(with_settings: Settings) -> Start:
@@ -284,14 +285,14 @@ def test_a_first_start_makes_the_data_and_trains_first_models(first_starts: Firs
     assert "no data found: generating synthetic records into" in text
     assert (settings.data_dir / "raw.csv.gz").is_file()  # the generator's records, kept
     # Every type that trained has a first model: version 1, champion, fitted on the test sample.
-    assert sorted(report.trained) == ["nn", "rf", "rf_class"]
+    assert sorted(report.trained) == ["gbm", "nn", "rf", "rf_class"]
     for model_type, result in report.trained.items():
         assert (result.version, result.champion) == (1, True), model_type
         assert Path(result.data_path) == settings.dataset_path("test_sample")
         assert result.rows_fit <= settings.test_sample_rows
         (version,) = first.versions[model_type]
         assert version.champion and version.test_mode
-    assert first.test_mode_champions == ["rf", "nn", "rf_class"]
+    assert first.test_mode_champions == ["rf", "gbm", "nn", "rf_class"]
     assert report.reused == []
 
 
@@ -301,28 +302,31 @@ def test_a_type_that_fails_is_reported_and_the_others_still_train(
 ) -> None:
     first = first_starts.first
     recorder = first.recorder
-    assert list(first.report.failed) == ["gbm"]
-    assert "BIKECOUNT_TRAIN_MAX_MODEL_MB" in first.report.failed["gbm"]
-    assert first.versions["gbm"] == []  # refused before any run: nothing registered
-    assert first.without_champion == ["gbm"]
+    assert list(first.report.failed) == ["ensemble"]
+    assert "BIKECOUNT_TRAIN_MAX_MODEL_MB" in first.report.failed["ensemble"]
+    assert first.versions["ensemble"] == []  # refused before any run: nothing registered
+    assert first.without_champion == ["ensemble"]
     # One announcement of every missing type, then each type's outcome in order: the failure
-    # (second) is reported through the hooks and the types after it train anyway.
+    # (fourth) is reported through the hooks and the types after it train anyway.
     assert recorder.training == [list(MODEL_TYPES)]
-    assert "no model registered for rf, gbm, nn, rf_class: training first models" in (
+    assert "no model registered for rf, gbm, nn, ensemble, rf_class: training first models" in (
         recorder.text()
     )
     outcomes = [(t, result is not None, type(error)) for t, result, error in recorder.trained]
     assert outcomes == [
         ("rf", True, type(None)),
-        ("gbm", False, TrainingCostError),
+        ("gbm", True, type(None)),
         ("nn", True, type(None)),
+        ("ensemble", False, TrainingCostError),
         ("rf_class", True, type(None)),
     ]
     # Every training ran inside the chatter guard, and every stage came from inside one.
     assert recorder.chatters == len(MODEL_TYPES)
     assert {t for t, _, _ in recorder.stages} == set(MODEL_TYPES)
     assert all(inside for _, _, inside in recorder.stages)
-    assert not any(stage.startswith("fitting") for t, stage, _ in recorder.stages if t == "gbm")
+    assert not any(
+        stage.startswith("fitting") for t, stage, _ in recorder.stages if t == "ensemble"
+    )
     assert any(stage.startswith("fitting") for t, stage, _ in recorder.stages if t == "nn")
 
 
@@ -332,12 +336,12 @@ def test_the_next_start_trains_only_what_is_missing(first_starts: FirstStarts) -
     report = second.report
     assert not report.data_prepared
     assert second.data_files == first.data_files  # the data sets were not made again
-    assert report.reused == ["rf", "nn", "rf_class"]
-    assert list(report.trained) == ["gbm"] and report.failed == {}
-    assert second.recorder.training == [["gbm"]]
-    assert "models found for rf, nn, rf_class: reusing them" in second.recorder.text()
-    assert [v.version for v in second.versions["gbm"]] == [1]
-    for model_type in ("rf", "nn", "rf_class"):  # the reused champions were left alone
+    assert report.reused == ["rf", "gbm", "nn", "rf_class"]
+    assert list(report.trained) == ["ensemble"] and report.failed == {}
+    assert second.recorder.training == [["ensemble"]]
+    assert "models found for rf, gbm, nn, rf_class: reusing them" in second.recorder.text()
+    assert [v.version for v in second.versions["ensemble"]] == [1]
+    for model_type in ("rf", "gbm", "nn", "rf_class"):  # the reused champions were left alone
         assert second.versions[model_type] == first.versions[model_type]
     assert second.without_champion == []
     assert second.test_mode_champions == list(MODEL_TYPES)
