@@ -31,6 +31,7 @@ def test_background_work_fills_the_store_and_a_full_model_takes_over(
         mlflow_prefix=tracking.prefix,
         pipeline_recent_days=5,
         model_check_seconds=1,
+        pipeline_model_type="gbm",  # the one type trained here: the store is forecast with it
     )
     settings.logs_dir.mkdir()
     write_datasets(generate_records(DATA_CONFIG), settings)

@@ -15,6 +15,9 @@ import re
 LEVEL = re.compile(r"(?<![\w-])\[?(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\]?(?![\w-])")
 # Python's warnings module: "path.py:12: FutureWarning: ..." (and Streamlit's own form).
 WARNING_CATEGORY = re.compile(r"\b\w*Warning: ")
+# A deprecation inside a library the services run (MLflow's server on Starlette's WSGI
+# middleware, say) is for that library's developers: nothing an operator can act on. Logs only.
+DEPRECATION = re.compile(r"\b\w*DeprecationWarning: ")
 TRACEBACK = "Traceback (most recent call last):"
 SHOWN_LEVELS = {"WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"}
 # The supervisor's own notices about a service (a crash, a restart, giving up) always show.
@@ -43,7 +46,7 @@ class LogFilter:
         if level is not None:
             shown = level.group(1) in SHOWN_LEVELS
         elif WARNING_CATEGORY.search(line):
-            shown = True
+            shown = DEPRECATION.search(line) is None
         elif line[:1].isspace() or (self._showing.get(service) and not _looks_like_new(line)):
             return self._showing.get(service, False)
         else:

@@ -60,3 +60,15 @@ def test_services_are_followed_apart() -> None:
 def test_the_supervisors_notices_about_a_service_always_show() -> None:
     notice = "[bikecount up] mlflow exited with code -9; restarting it in 0.5 s (crash 1 of 5)"
     assert LogFilter().show("mlflow", notice)
+
+
+def test_a_librarys_deprecation_warning_stays_in_the_log_with_its_source_line() -> None:
+    # What MLflow's server printed at each start (its FastAPI app on Starlette's WSGI middleware).
+    log = LogFilter()
+    assert not log.show(
+        "mlflow",
+        "/x/site-packages/mlflow/server/fastapi_app.py:23: StarletteDeprecationWarning: "
+        "starlette.middleware.wsgi is deprecated and will be removed in a future release.",
+    )
+    assert not log.show("mlflow", "  from starlette.middleware.wsgi import WSGIResponder")
+    assert log.show("mlflow", "/x/site-packages/sklearn/base.py:1: FutureWarning: soon")
