@@ -9,8 +9,8 @@ Each day's prediction interval is calibrated on the residuals of the backtest's 
 the ``interval_days`` days before it (:mod:`bikecount.intervals`): day-ahead errors the models
 were not fitted on, recent enough to follow a city-wide shift. So that the first day has such a
 window too, the backtest first forecasts the ``interval_days`` days before ``start`` (when the
-records reach that far back) with one model fitted on the records before them; those days are
-not reported.
+records reach twice that far back) with one model fitted on the records before them; those days
+are not reported.
 """
 
 from __future__ import annotations
@@ -167,9 +167,11 @@ def run_backtest(
 
 def _warmup_days(days_of: pd.Series, start: date, interval_days: int) -> list[date]:
     """The days before ``start`` forecast only to calibrate the first days' intervals: up to
-    ``interval_days`` of them, leaving at least one day of records to fit on before them."""
+    ``interval_days`` of them, leaving at least as many days of records to fit on before them
+    (with less, none: the first day then has no interval, and the next ones learn from the
+    days before them)."""
     first = days_of.min()
-    begin = max(start - timedelta(days=interval_days), first + timedelta(days=1))
+    begin = max(start - timedelta(days=interval_days), first + timedelta(days=interval_days))
     return [begin + timedelta(days=n) for n in range((start - begin).days)]
 
 

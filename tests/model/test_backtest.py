@@ -79,6 +79,21 @@ def test_each_forecast_has_an_interval_calibrated_on_the_days_before_it(records)
     assert all(0 <= day["interval_coverage"] <= 1 for day in result.days)
 
 
+def test_without_days_to_calibrate_on_the_first_day_has_no_interval(records) -> None:
+    settings = Settings(_env_file=None)
+    first, second = date(2021, 3, 5), date(2021, 3, 6)  # the data starts on 1 March
+
+    result = run_backtest(
+        records, "rf", first, second, settings, retrain_every=2, hyperparams=FAST_FOREST
+    )
+
+    assert result.calibrated_from is None
+    day = result.forecasts["timestamp"].dt.date
+    assert result.forecasts.loc[day == first, ["lower", "upper"]].isna().all().all()
+    assert result.forecasts.loc[day == second, ["lower", "upper"]].notna().all().all()
+    assert [d["interval_coverage"] is None for d in result.days] == [True, False]
+
+
 def test_a_wider_level_gives_wider_intervals(records) -> None:
     narrow = backtest(records, interval=0.5).metrics
     wide = backtest(records, interval=0.95).metrics
