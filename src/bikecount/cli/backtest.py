@@ -163,7 +163,7 @@ def _print_result(result: BacktestResult, output: Path | None, experiment: str) 
     )
     console.print(table)
     console.print(
-        f"{_shown_share(metrics.get('interval_level'))} intervals: "
+        f"{result.metrics['interval_level']:.0%} intervals: "
         f"{_shown_share(metrics.get('interval_coverage'))} of the counts inside, mean width "
         f"{_shown(metrics.get('interval_width_log1p'))} in log1p units"
     )
