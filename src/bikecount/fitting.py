@@ -115,9 +115,17 @@ def attach_holdout_calibration(
 ) -> None:
     """Give ``model`` the interval calibration of the evaluation fit's holdout residuals:
     forecasts of counts it was not fitted on (see :mod:`bikecount.intervals`). The refit saw
-    those counts, so its own residuals would be too small to be honest."""
+    those counts, so its own residuals would be too small to be honest.
+
+    Measured month ahead on real counts (docs/forecasting.md), the holdout's residuals carry
+    the bias of a model that had not seen the holdout's days, which the refit learns away: only
+    their spread is kept (centred), in one group (a shift of the coming weeks moves busy hours
+    as much as quiet ones in log1p units, so level groups under-cover them).
+    """
     counts = holdout[COUNT_COLUMN].to_numpy(float)
-    calibration = calibrate(counts, evaluation.predict(holdout), source="holdout")
+    calibration = calibrate(
+        counts, evaluation.predict(holdout), source="holdout", groups=1, centred=True
+    )
     attach_calibration(model, calibration)
     if model is not evaluation:
         attach_calibration(evaluation, calibration)

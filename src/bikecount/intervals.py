@@ -116,6 +116,8 @@ def calibrate(
     predictions: np.ndarray,
     source: str,
     groups: int = LEVEL_GROUPS,
+    *,
+    centred: bool = False,
 ) -> IntervalCalibration:
     """Learn a calibration from forecasts of counts the model was not fitted on.
 
@@ -124,6 +126,8 @@ def calibrate(
         predictions: the forecasts of those counts, in order.
         source: where they come from, kept with the calibration.
         groups: groups of forecast level, at most (fewer when residuals are few).
+        centred: keep only the residuals' spread, each group's median moved to zero: for a
+            model refitted on the residuals' own days, which learned their bias away.
 
     Raises:
         ValueError: no count with a finite forecast.
@@ -142,6 +146,8 @@ def calibrate(
     grid = np.linspace(0.0, 1.0, QUANTILE_POINTS)
     members = [residual[group_of == g] for g in range(len(edges) + 1)]
     quantiles = np.vstack([np.quantile(m, grid) for m in members])
+    if centred:
+        quantiles -= np.median(quantiles, axis=1, keepdims=True)
     sizes = np.array([len(m) for m in members])
     return IntervalCalibration(edges, quantiles, sizes, source)
 

@@ -120,3 +120,17 @@ def test_metrics_count_the_counts_inside_and_the_width_in_log1p() -> None:
     assert metrics["interval_coverage"] == pytest.approx(2 / 3)
     expected = np.mean(np.log1p([6.0, 12.0, 20.0]) - np.log1p([4.0, 11.0, 10.0]))
     assert metrics["interval_width_log1p"] == pytest.approx(expected)
+
+
+def test_a_centred_calibration_keeps_the_spread_and_drops_the_bias() -> None:
+    rng = np.random.default_rng(6)
+    counts, predictions = noisy_counts(rng, 5_000)
+    biased = predictions * 1.5  # forecasts that ran high: residuals below zero
+
+    plain = calibrate(counts, biased, "test")
+    centred = calibrate(counts, biased, "test", centred=True)
+
+    low, high = plain.offsets(np.array([100.0]), 0.8)
+    centred_low, centred_high = centred.offsets(np.array([100.0]), 0.8)
+    assert high[0] < 0 < centred_high[0] and centred_low[0] < 0
+    assert centred_high[0] - centred_low[0] == pytest.approx(high[0] - low[0])
