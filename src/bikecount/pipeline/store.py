@@ -91,13 +91,19 @@ def add_missing_columns(engine: Engine) -> None:
             column = table.c[name]
             kind = column.type.compile(dialect=engine.dialect)
             preparer = engine.dialect.identifier_preparer
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        f"ALTER TABLE {preparer.quote(table_name)} "
-                        f"ADD COLUMN {preparer.quote(name)} {kind}"
+            try:
+                with engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {preparer.quote(table_name)} "
+                            f"ADD COLUMN {preparer.quote(name)} {kind}"
+                        )
                     )
-                )
+            except DBAPIError:
+                # Another process opening the store at the same moment may have added it.
+                columns = inspect(engine).get_columns(table_name)
+                if name not in {c["name"] for c in columns}:
+                    raise
             logger.info("added column %s.%s to %s", table_name, name, shown_store(engine))
 
 
