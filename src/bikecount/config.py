@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     forecast_max_factor: float = Field(
         default=3.0, ge=1, description="Cap of the forecast's correction, either way."
     )
+    # Prediction intervals (bikecount.intervals).
+    interval_days: int = Field(
+        default=14,
+        ge=1,
+        le=60,
+        description="Days of the backtest's own past forecasts whose residuals calibrate each "
+        "day's intervals (a window that follows city-wide shifts).",
+    )
     test_sample_rows: int = Field(
         default=1000, ge=10, description="Rows of `test_sample.csv`, drawn from the reference."
     )

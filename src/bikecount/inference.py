@@ -13,6 +13,7 @@ import pandas as pd
 from bikecount import lean_predict
 from bikecount.data.io import read_records, write_records
 from bikecount.evaluate import per_counter_rmse, score_model
+from bikecount.intervals import DEFAULT_LEVEL, calibration_of, check_level, interval_metrics
 from bikecount.models import get_spec
 from bikecount.models.affluence import LABELS, Label
 from bikecount.models.protocol import RecordModel, as_classifier
@@ -91,16 +92,34 @@ def load_model(
     return registry.load_version(model_type, chosen), chosen
 
 
+@dataclass(frozen=True)
+class PredictedFile:
+    """What :func:`predict_file` wrote: its rows, the version used, and the interval level
+    (None: no interval, the model carries no calibration or classifies)."""
+
+    rows: int
+    version: int
+    interval: float | None
+
+
 def predict_file(
-    registry: Registry, model_type: str, source: Path, destination: Path, version: int | None
-) -> tuple[int, int]:
-    """Write the input records with a ``prediction`` column (and ``label`` for the classifier).
+    registry: Registry,
+    model_type: str,
+    source: Path,
+    destination: Path,
+    version: int | None,
+    interval: float = DEFAULT_LEVEL,
+) -> PredictedFile:
+    """Write the input records with a ``prediction`` column (and ``label`` for the classifier),
+    and ``lower`` and ``upper`` bounding each prediction at the ``interval`` level when the
+    model carries an interval calibration (models trained before intervals do not).
 
     Every record must be valid: a prediction file has one row per input row.
 
-    Returns:
-        (number of rows, version used)
+    Raises:
+        IntervalLevelError: a level outside (0, 1); and what loading and reading raise.
     """
+    interval = check_level(interval)
     model, used = load_model(registry, model_type, version)
     raw = read_records(source)
     records = require_valid(raw)
@@ -109,8 +128,13 @@ def predict_file(
     output["prediction"] = result.values
     if result.labels is not None:
         output["label"] = result.labels
+    calibration = calibration_of(model) if result.labels is None else None
+    if calibration is not None:
+        output["lower"], output["upper"] = calibration.bounds(result.values, interval)
+    else:
+        logger.warning("%s v%d carries no interval calibration: no intervals", model_type, used)
     write_records(output, destination)
-    return len(output), used
+    return PredictedFile(len(output), used, interval if calibration is not None else None)
 
 
 def evaluate_file(
@@ -132,5 +156,11 @@ def evaluate_file(
         "metrics": score_model(model, task, parsed.frame),
     }
     if task == "regression":
-        report["per_counter_rmse"] = per_counter_rmse(parsed.frame, model.predict(parsed.frame))
+        predicted = model.predict(parsed.frame)
+        report["per_counter_rmse"] = per_counter_rmse(parsed.frame, predicted)
+        calibration = calibration_of(model)
+        if calibration is not None:  # how its intervals hold on counts it never saw
+            lower, upper = calibration.bounds(predicted, DEFAULT_LEVEL)
+            counts = parsed.frame["count"].to_numpy(float)
+            report["metrics"] |= interval_metrics(counts, lower, upper, DEFAULT_LEVEL)
     return report

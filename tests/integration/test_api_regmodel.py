@@ -169,6 +169,27 @@ def test_rf_class_predictions_carry_labels(
     assert served["labels"] == [("faible", "forte")[int(p)] for p in served["predictions"]]
 
 
+def test_intervals_bound_each_prediction_when_asked_and_only_then(
+    stack: Stack, api: httpx.Client, champions: dict[str, int]
+) -> None:
+    records = records_of(stack.current.sample(20, random_state=7))
+
+    plain = predict(api, records)
+    narrow = predict(api, records, interval=0.5)
+    wide = predict(api, records, interval=0.8)
+
+    assert "lower" not in plain and "upper" not in plain
+    assert wide["predictions"] == pytest.approx(plain["predictions"], rel=1e-9)
+    for answer in (narrow, wide):
+        bounds = zip(answer["lower"], answer["predictions"], answer["upper"], strict=True)
+        assert all(0 <= low <= value <= high for low, value, high in bounds)
+    assert all(w <= n for w, n in zip(wide["lower"], narrow["lower"], strict=True))
+    assert all(w >= n for w, n in zip(wide["upper"], narrow["upper"], strict=True))
+    # The dashboard asks for intervals only where the schema offers them.
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
+    assert "interval" in schema["properties"]
+
+
 def test_unknown_counter_is_predicted_as_the_nearest_known_one(
     stack: Stack, api: httpx.Client, champions: dict[str, int]
 ) -> None:

@@ -176,6 +176,13 @@ def detail_locs(response: httpx.Response) -> list[list[object]]:
         ({"records": [RECORD], "model_type": 3}, ["body", "model_type"]),
         ({"records": [RECORD], "metric": "accuracy_top5"}, ["body", "metric"]),
         ({"records": [RECORD], "unexpected": True}, ["body", "unexpected"]),
+        ({"records": [RECORD], "interval": 0}, ["body", "interval"]),
+        ({"records": [RECORD], "interval": 1}, ["body", "interval"]),
+        ({"records": [RECORD], "interval": 80}, ["body", "interval"]),
+        ({"records": [RECORD], "interval": -0.5}, ["body", "interval"]),
+        ({"records": [RECORD], "interval": "0.8"}, ["body", "interval"]),
+        ({"records": [RECORD], "interval": True}, ["body", "interval"]),
+        ({"records": [RECORD], "model_type": "rf_class", "interval": 0.8}, ["body", "interval"]),
         ([RECORD], ["body"]),
     ],
 )

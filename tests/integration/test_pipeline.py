@@ -46,6 +46,7 @@ from bikecount.pipeline.store import (
     open_store,
     predictions,
     read_counts,
+    read_predictions,
     read_table,
 )
 from bikecount.records import to_raw_records
@@ -146,6 +147,21 @@ def test_the_next_day_is_forecast_from_the_model_and_the_stored_days(stack: Stac
     moved = pd.Series(np.log1p(stored["prediction"]) - np.log1p(plain))[plain > 0.5]
     assert (moved.abs() <= np.log(stack.settings.forecast_max_factor) + 1e-6).all()
     assert (moved.abs() > 1e-2).mean() > 0.5, moved.describe()
+
+
+def test_the_next_day_has_intervals_learned_from_the_stored_days(stack: Stack) -> None:
+    ingest(stack.settings, DAY, stack.root / "drop")
+    predict_day(stack.settings, DAY, stack.api_url, "gbm")  # scored at once: its counts are in
+    nxt = DAY + timedelta(days=1)
+
+    predict_day(stack.settings, nxt, stack.api_url, "gbm")
+
+    stored = read_predictions(open_store(stack.settings.pipeline_db_url), nxt, "gbm")
+    assert len(stored) == N_COUNTERS * 24 and stored[["lower", "upper"]].notna().all().all()
+    assert (stored["lower"] <= stored["upper"]).all()
+    # Learned from one day of residuals, the band may sit off-centre, but around the forecast.
+    inside = (stored["lower"] <= stored["prediction"]) & (stored["prediction"] <= stored["upper"])
+    assert inside.mean() > 0.8
 
 
 def test_api_down_is_a_clear_error_and_changes_nothing(stack: Stack) -> None:

@@ -27,6 +27,8 @@ from bikecount.data.split import split_by_time
 from bikecount.data.synthetic import SynthConfig
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.fingerprint import file_fingerprint
+from bikecount.inference import predict_file
+from bikecount.intervals import calibration_of
 from bikecount.models import HyperparameterError, parse_params
 from bikecount.records import COORDINATES
 from bikecount.registry import CHAMPION, Registry
@@ -155,6 +157,26 @@ def test_first_test_mode_run_is_logged_registered_crowned_and_loadable(
     else:
         assert (predictions >= 0).all()
     np.testing.assert_allclose(model.predict(helpers.to_snake_case(raw_sample)), predictions)
+
+
+def test_a_registered_regressor_carries_its_holdout_intervals_into_predict(
+    settings: Settings, raw_sample: pd.DataFrame, tmp_path: Path
+) -> None:
+    result = train_model(settings, "gbm", test_mode=True)
+    registry = Registry(settings)
+
+    calibration = calibration_of(registry.load_version("gbm", result.version))
+    source = write_records(raw_sample, tmp_path / "records.csv")
+    written = predict_file(registry, "gbm", source, tmp_path / "out.csv", result.version, 0.8)
+
+    assert calibration is not None and calibration.source == "holdout"
+    assert calibration.residuals == result.rows_holdout  # the evaluation fit's, not the refit's
+    assert written.interval == 0.8
+    out = read_records(tmp_path / "out.csv")
+    lower, upper = out["lower"].astype(float), out["upper"].astype(float)
+    prediction = out["prediction"].astype(float)
+    assert (lower >= 0).all() and (lower <= upper).all()
+    assert ((lower <= prediction) & (prediction <= upper)).mean() > 0.9
 
 
 def test_two_prefixes_on_one_server_keep_their_champions_apart(

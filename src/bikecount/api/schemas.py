@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat
 from pydantic.config import JsonDict, JsonValue
 
 from bikecount.config import Env
@@ -68,6 +68,8 @@ EXAMPLE_PREDICTIONS: list[JsonValue] = [
      "count": 2},
     {"predictions": [1, 0], "labels": ["forte", "faible"], "model_type": "rf_class",
      "model_version": 1, "count": 2},
+    {"predictions": [212.4], "labels": None, "model_type": "gbm", "model_version": 3,
+     "count": 1, "lower": [151.0], "upper": [281.2]},
 ]
 EXAMPLE_TRAINED: JsonDict = {
     "status": "succeeded", "job_id": EXAMPLE_JOB_ID, "run_id": "b676ec87023c42e4902cf3c844dd4f21",
@@ -109,6 +111,7 @@ class PredictRequest(BaseModel):
                     "model_type": "rf",
                 },
                 {"records": [EXAMPLE_RECORD], "model_type": "gbm", "metric": "r2"},
+                {"records": [EXAMPLE_RECORD], "model_type": "gbm", "interval": 0.8},
             ]
         },
     )
@@ -120,6 +123,14 @@ class PredictRequest(BaseModel):
         description="Serve the registered version that is best on this holdout metric "
         "instead of the champion (r2, rmse, mae, rmse_log1p for regressors; accuracy, "
         "precision, recall, f1_score, roc_auc for rf_class).",
+    )
+    interval: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Also give each prediction's interval at this level (e.g. 0.8: four "
+        "counts in five fall inside), as `lower` and `upper`; regressors only. Calibrated on "
+        "the model's training holdout (versions trained before intervals have none: 409).",
     )
 
 
@@ -135,6 +146,12 @@ class PredictionsPublic(BaseModel):
     model_type: ModelType
     model_version: int
     count: int
+    lower: list[float] | None = Field(
+        default=None, description="Each prediction's interval, low end (only when asked)."
+    )
+    upper: list[float] | None = Field(
+        default=None, description="Each prediction's interval, high end (only when asked)."
+    )
 
 
 class LegacyPredictRequest(BaseModel):

@@ -19,12 +19,14 @@ from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.failures import fail_for
 from bikecount.cli.modeling import USER_ERRORS
 from bikecount.cli.options import (
+    IntervalOption,
     JsonOption,
     LabelledDataOption,
     ParamOption,
     PipelineModelOption,
 )
 from bikecount.data.io import read_records, write_records
+from bikecount.intervals import DEFAULT_LEVEL
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import parse_records
 from bikecount.registry import quiet_mlflow
@@ -40,7 +42,11 @@ RetrainEveryOption = Annotated[
 ]
 ForecastsOption = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write each forecast: input columns + prediction."),
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write each forecast: input columns + prediction, lower and upper.",
+    ),
 ]
 MlflowOption = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")]
 
@@ -53,6 +59,7 @@ def backtest_command(
     model: PipelineModelOption = None,
     retrain_every: RetrainEveryOption = 7,
     param: ParamOption = None,
+    interval: IntervalOption = DEFAULT_LEVEL,
     output: ForecastsOption = None,
     log_to_mlflow: MlflowOption = True,
     as_json: JsonOption = False,
@@ -61,7 +68,9 @@ def backtest_command(
 
     Each day D is forecast after midnight by a model trained only on the records before D
     (retrained every --retrain-every days, with the training code of `bikecount train`) and
-    the counts known before D. Prints RMSE, MAE, R² and RMSE of log1p, overall and per day.
+    the counts known before D. Prints RMSE, MAE, R² and RMSE of log1p, overall and per day,
+    and how often the counts fell inside their --interval intervals (calibrated on the
+    residuals of the backtest's own forecasts of the days before each day).
     """
     quiet_mlflow()
     settings = settings_of(ctx)
@@ -78,6 +87,7 @@ def backtest_command(
             settings,
             retrain_every=retrain_every,
             hyperparams=parse_assignments(param or []),
+            interval=interval,
         )
         result = _run_with_progress(backtest, f"backtest {model}", (last - first).days + 1, as_json)
         if log_to_mlflow:
@@ -123,9 +133,11 @@ def _run_with_progress(
 
 
 def _write_forecasts(raw: pd.DataFrame, result: BacktestResult, output: Path) -> None:
-    """The forecast rows as read, plus their ``prediction``, to ``output``."""
+    """The forecast rows as read, plus their ``prediction``, ``lower`` and ``upper``, to
+    ``output``."""
     rows = raw.iloc[result.forecasts.index].copy()
-    rows["prediction"] = result.forecasts["prediction"].round(3).to_numpy()
+    for column in ("prediction", "lower", "upper"):
+        rows[column] = result.forecasts[column].round(3).to_numpy()
     write_records(rows, output)
 
 
@@ -151,6 +163,11 @@ def _print_result(result: BacktestResult, output: Path | None, experiment: str) 
         *(_shown(metrics[k]) for k in ("rmse", "mae", "r2", "rmse_log1p")),
     )
     console.print(table)
+    console.print(
+        f"{result.metrics['interval_level']:.0%} intervals: "
+        f"{_shown_share(metrics.get('interval_coverage'))} of the counts inside, mean width "
+        f"{_shown(metrics.get('interval_width_log1p'))} in log1p units"
+    )
     for counter, rmse in list(result.per_counter_rmse.items())[:5]:
         console.print(f"  RMSE {rmse:8.2f}  {counter}")
     if output is not None:
@@ -161,3 +178,7 @@ def _print_result(result: BacktestResult, output: Path | None, experiment: str) 
 
 def _shown(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _shown_share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

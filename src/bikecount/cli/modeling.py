@@ -14,11 +14,18 @@ from rich.table import Table
 from bikecount.cli.console import console, err_console, fail, print_json
 from bikecount.cli.context import registry_of, settings_of
 from bikecount.cli.failures import fail_for
-from bikecount.cli.options import JsonOption, LabelledDataOption, ModelOption, ParamOption
+from bikecount.cli.options import (
+    IntervalOption,
+    JsonOption,
+    LabelledDataOption,
+    ModelOption,
+    ParamOption,
+)
 from bikecount.config import Env, Settings
 from bikecount.data.io import DataFileError
 from bikecount.evaluate import finite_metrics
 from bikecount.inference import evaluate_file, predict_file
+from bikecount.intervals import DEFAULT_LEVEL
 from bikecount.models import MODEL_TYPES, HyperparameterError, UnknownModelTypeError
 from bikecount.models.catalog import parse_assignments
 from bikecount.records import RecordError
@@ -221,13 +228,22 @@ def predict_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write predictions.")],
     model: ModelOption = "gbm",
     version: Annotated[int | None, typer.Option(help="Version (default: champion).")] = None,
+    interval: IntervalOption = DEFAULT_LEVEL,
 ) -> None:
-    """Write predictions for a raw record file (input columns plus ``prediction``)."""
+    """Write predictions for a raw record file (input columns plus ``prediction``, and
+    ``lower``/``upper`` when the model carries an interval calibration)."""
     try:
-        rows, used = predict_file(registry_of(ctx), model, input_path, output, version)
+        written = predict_file(registry_of(ctx), model, input_path, output, version, interval)
     except USER_ERRORS as exc:
         fail_for(exc)
-    console.print(f"wrote {rows:,} predictions of {model} v{used} to {output}")
+    intervals = (
+        f"with {written.interval:.0%} intervals"
+        if written.interval is not None
+        else "without intervals (the version carries no calibration: retrain for them)"
+    )
+    console.print(
+        f"wrote {written.rows:,} predictions of {model} v{written.version} to {output}, {intervals}"
+    )
 
 
 def models_command(

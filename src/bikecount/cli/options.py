@@ -30,3 +30,9 @@ ParamOption = Annotated[
 LabelledDataOption = Annotated[
     Path, typer.Option(help="A labelled record file (.csv, .csv.gz, parquet).")
 ]
+IntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--interval", help="Level of each forecast's interval (lower, upper), between 0 and 1."
+    ),
+]

@@ -18,6 +18,8 @@ from bikecount.forecast import day_hours
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 PREDICT_TIMEOUT_SECONDS = 30.0
+# What POST /predict answers an interval asked of a version trained before intervals.
+NO_INTERVAL_STATUS = 409
 
 
 class ApiError(RuntimeError):
@@ -129,7 +131,9 @@ def predict(
     """``POST /predict`` with ``records``; the API's JSON answer.
 
     ``/predict`` is a read, but the key is sent when one is set, as every dashboard call to the
-    API does. ``interval`` (a level such as 0.8) is sent only when given.
+    API does. ``interval`` (a level such as 0.8) is sent only when given; a version trained
+    before intervals answers it 409, and is then asked again without one (its forecasts come
+    back without ``lower``/``upper``).
 
     Raises:
         ApiError: the API is down, or answered an error (its detail is in the message).
@@ -148,6 +152,8 @@ def predict(
         )
     except httpx.HTTPError as exc:
         raise ApiError(f"the RegModel API at {api_url} does not answer ({exc})") from exc
+    if response.status_code == NO_INTERVAL_STATUS and interval is not None:
+        return predict(api_url, records, model_type, api_key)
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)

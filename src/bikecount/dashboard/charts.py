@@ -16,6 +16,7 @@ import pandas as pd
 
 from bikecount.dashboard.geography import Feature, load_arrondissements
 from bikecount.health.report import HIGH, LOW, OK, OUTAGE, STUCK, UNKNOWN
+from bikecount.intervals import DEFAULT_LEVEL
 
 MAP_SELECTION = "counter_pick"
 SVG = {"embedOptions": {"renderer": "svg"}}
@@ -40,6 +41,9 @@ SAME_PLACE_OFFSET_DEGREES = 0.0007
 CITY_FILL = "#e9e6df"
 CITY_BORDER = "#ffffff"
 NUMBER_COLOUR = "#8c8c8c"
+# Forecast intervals: the level the pipeline stores (bikecount.intervals), drawn pale.
+INTERVAL_SHOWN = f"{DEFAULT_LEVEL:.0%}"
+BAND_OPACITY = 0.2
 
 
 def map_chart(
@@ -143,20 +147,20 @@ def _colour(colour_by: str) -> alt.Color:
 
 
 def counter_history_chart(counts: pd.DataFrame, forecasts: pd.DataFrame) -> alt.LayerChart:
-    """Hourly counts (black) against each version's forecasts (one colour per version)."""
+    """Hourly counts (black) against each version's forecasts (one colour per version), each
+    in its interval's band where one was stored."""
     counted = counts.dropna(subset=["count"]).assign(series="counted")
-    lines = [
-        alt.Chart(counted)
-        .mark_line(color="black", strokeWidth=1.5)
-        .encode(
-            x=alt.X("timestamp:T", title="local time"),
-            y=alt.Y("count:Q", title="bikes per hour"),
-            tooltip=["timestamp:T", "count:Q"],
-        )
-    ]
+    layers = []
     if not forecasts.empty:
         data = forecasts.assign(version="v" + forecasts["model_version"].astype(str))
-        lines.append(
+        banded = data.dropna(subset=["lower", "upper"]) if "lower" in data else data.iloc[:0]
+        if not banded.empty:
+            layers.append(
+                interval_band(banded, "timestamp:T").encode(
+                    color=alt.Color("version:N", title="forecast by")
+                )
+            )
+        layers.append(
             alt.Chart(data)
             .mark_line(strokeDash=[4, 2])
             .encode(
@@ -166,13 +170,40 @@ def counter_history_chart(counts: pd.DataFrame, forecasts: pd.DataFrame) -> alt.
                 tooltip=["timestamp:T", "prediction:Q", "version:N"],
             )
         )
-    return alt.LayerChart(layer=lines, height=300, usermeta=SVG)
+    counted_line = (
+        alt.Chart(counted)
+        .mark_line(color="black", strokeWidth=1.5)
+        .encode(
+            x=alt.X("timestamp:T", title="local time"),
+            y=alt.Y("count:Q", title="bikes per hour"),
+            tooltip=["timestamp:T", "count:Q"],
+        )
+    )
+    return alt.LayerChart(layer=[counted_line, *layers], height=300, usermeta=SVG)
 
 
-def forecast_chart(forecast: pd.DataFrame) -> alt.Chart:
-    """The coming day's forecast, hour by hour, as bars."""
-    data = forecast.assign(hour=forecast["timestamp"].dt.strftime("%H:00"))
+def interval_band(data: pd.DataFrame, x: str) -> alt.Chart:
+    """The forecasts' intervals (columns lower, upper) as a pale band along ``x``."""
     return (
+        alt.Chart(data)
+        .mark_area(opacity=BAND_OPACITY)
+        .encode(
+            x=x,
+            y=alt.Y("lower:Q"),
+            y2="upper:Q",
+            tooltip=[
+                alt.Tooltip("lower:Q", title=f"{INTERVAL_SHOWN} interval, low", format=".0f"),
+                alt.Tooltip("upper:Q", title=f"{INTERVAL_SHOWN} interval, high", format=".0f"),
+            ],
+        )
+    )
+
+
+def forecast_chart(forecast: pd.DataFrame) -> alt.LayerChart:
+    """The coming day's forecast, hour by hour, as bars, each with its interval as a whisker
+    where one was stored."""
+    data = forecast.assign(hour=forecast["timestamp"].dt.strftime("%H:00"))
+    bars = (
         alt.Chart(data)
         .mark_bar(color="#e4572e")
         .encode(
@@ -180,8 +211,25 @@ def forecast_chart(forecast: pd.DataFrame) -> alt.Chart:
             y=alt.Y("prediction:Q", title="forecast bikes per hour"),
             tooltip=["hour:O", alt.Tooltip("prediction:Q", format=".0f")],
         )
-        .properties(height=260, usermeta=SVG)
     )
+    layers: list[alt.Chart] = [bars]
+    banded = data.dropna(subset=["lower", "upper"]) if "lower" in data else data.iloc[:0]
+    if not banded.empty:
+        layers.append(
+            alt.Chart(banded)
+            .mark_rule(color="#333333", strokeWidth=1.5)
+            .encode(
+                x="hour:O",
+                y="lower:Q",
+                y2="upper:Q",
+                tooltip=[
+                    "hour:O",
+                    alt.Tooltip("lower:Q", title=f"{INTERVAL_SHOWN} interval, low", format=".0f"),
+                    alt.Tooltip("upper:Q", title=f"{INTERVAL_SHOWN} interval, high", format=".0f"),
+                ],
+            )
+        )
+    return alt.LayerChart(layer=layers, height=260, usermeta=SVG)
 
 
 def daily_errors_chart(errors: pd.DataFrame) -> alt.Chart:

@@ -262,14 +262,18 @@ def read_counter_forecasts(
     """One counter's stored forecasts between two days, every version.
 
     Returns:
-        Columns day, timestamp, prediction, model_version, ordered by version then time.
+        Columns day, timestamp, prediction, lower, upper (the interval; NaN where none was
+        stored, or the store predates intervals), model_version, ordered by version then time.
     """
+    stored = {column["name"] for column in inspect(engine).get_columns(predictions.name)}
+    bounds = [predictions.c[name] for name in ("lower", "upper") if name in stored]
     query = (
         select(
             predictions.c.day,
             predictions.c.timestamp,
             predictions.c.prediction,
             predictions.c.model_version,
+            *bounds,
         )
         .where(
             predictions.c.counter == counter,
@@ -279,12 +283,14 @@ def read_counter_forecasts(
         )
         .order_by(predictions.c.model_version, predictions.c.timestamp)
     )
-    columns = ["day", "timestamp", "prediction", "model_version"]
+    columns = ["day", "timestamp", "prediction", "model_version"] + [c.name for c in bounds]
     with engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
     frame["timestamp"] = to_paris(frame["timestamp"])
     frame["model_version"] = frame["model_version"].astype(int)
-    return frame
+    for name in ("lower", "upper"):
+        frame[name] = frame[name].astype(float) if name in frame else float("nan")
+    return frame[["day", "timestamp", "prediction", "lower", "upper", "model_version"]]
 
 
 def summarise_counter_days(counts: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:

@@ -3,9 +3,11 @@
 Counters and coordinates come from the stored raw counts. The forecast is the day-ahead one of
 :func:`bikecount.forecast.forecast_day`: the served model, moved by each counter's recent gap to
 the stored counts of the days before (the same function the backtest measures). Predictions are
-stored with the version that made them; when the day's true counts are in the store, the day's
-RMSE and MAE per version are stored too, so the errors of successive champions can be followed
-day by day.
+stored with the version that made them, and with their interval, calibrated as the backtest's
+are (:mod:`bikecount.intervals`): on the residuals of the stored predictions of the
+``interval_days`` days before, against the counts that came in since. When the day's true counts
+are in the store, the day's RMSE and MAE per version are stored too, so the errors of successive
+champions can be followed day by day.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine
 
 from bikecount.config import Settings
 from bikecount.forecast import day_grid, forecast_day
+from bikecount.intervals import DEFAULT_LEVEL, IntervalCalibration, calibrate
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import (
     known_counters,
@@ -102,11 +106,36 @@ def predict_day(
     else:
         raise PipelineError(f"the API answered with versions {sorted(model.versions)}: retry")
     grid["model_version"] = model.versions.pop()
+    calibration = recent_calibration(engine, day, model_type, settings.interval_days)
+    if calibration is not None:
+        grid["lower"], grid["upper"] = calibration.bounds(grid["prediction"], DEFAULT_LEVEL)
     replace_predictions(engine, day, grid, model_type)
     versions = sorted({int(v) for v in grid["model_version"]})
     errors = score_day(settings, day, model_type).errors
     logger.info("predicted %d rows of %s with %s versions %s", len(grid), day, model_type, versions)
     return PredictResult(day.isoformat(), model_type, len(grid), len(counters), versions, errors)
+
+
+def recent_calibration(
+    engine: Engine, day: date, model_type: str, days: int
+) -> IntervalCalibration | None:
+    """The interval calibration of the stored predictions of the ``days`` days before ``day``
+    against their counts: forecasts made before the counts came (None: none scored yet)."""
+    truth = read_counts(engine, day - timedelta(days=days), day - timedelta(days=1))
+    truth = truth[truth[COUNT_COLUMN].notna()]
+    if truth.empty:
+        return None
+    stored = [
+        read_predictions(engine, past, model_type)
+        for past in sorted(set(truth["timestamp"].dt.date))
+    ]
+    predicted = pd.concat(stored) if stored else pd.DataFrame()
+    if predicted.empty:
+        return None
+    joined = predicted.merge(truth[[*RECORD_KEY, COUNT_COLUMN]], on=list(RECORD_KEY))
+    if joined.empty:
+        return None
+    return calibrate(joined[COUNT_COLUMN], joined["prediction"], source="pipeline")
 
 
 class ApiModel:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
     text,
 )
@@ -35,6 +36,7 @@ from bikecount.config import Settings
 from bikecount.faults import database_fault
 from bikecount.health import CounterHealth
 from bikecount.pipeline.store_schema import (
+    ADDED_COLUMNS,
     audit,
     counter_health,
     daily_errors,
@@ -76,7 +78,36 @@ def open_store(url: str, busy_timeout_seconds: float | None = None) -> Engine:
     )
     with _store_faults(engine):
         metadata.create_all(engine)
+        add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add to an older store the nullable columns of ``ADDED_COLUMNS`` it lacks."""
+    inspector = inspect(engine)
+    for table_name, names in ADDED_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(table_name)}
+        table = metadata.tables[table_name]
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=engine.dialect)
+            preparer = engine.dialect.identifier_preparer
+            try:
+                with engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {preparer.quote(table_name)} "
+                            f"ADD COLUMN {preparer.quote(name)} {kind}"
+                        )
+                    )
+            except DBAPIError:
+                # Another process opening the store at the same moment may have added it.
+                columns = inspect(engine).get_columns(table_name)
+                if name not in {c["name"] for c in columns}:
+                    raise
+            logger.info("added column %s.%s to %s", table_name, name, shown_store(engine))
 
 
 def open_pipeline_store(settings: Settings) -> Engine:
@@ -264,19 +295,23 @@ def known_counters(engine: Engine) -> pd.DataFrame:
 
 
 def replace_predictions(engine: Engine, day: date, frame: pd.DataFrame, model_type: str) -> int:
-    """Store a day's predictions (columns counter, timestamp, prediction, model_version).
+    """Store a day's predictions (columns counter, timestamp, prediction, model_version, and
+    optionally lower and upper: their interval, NaN for none).
 
     Earlier predictions of the same day by the same versions are replaced; those of other
     versions stay, so the errors of successive champions can be compared.
     """
     versions = sorted({int(v) for v in frame["model_version"]})
     stamp = now_utc()
+    nothing = pd.Series(float("nan"), index=frame.index)
     rows = [
         {"day": day, "counter": c, "timestamp": ts, "prediction": float(p),
+         "lower": _num(low), "upper": _num(high),
          "model_type": model_type, "model_version": int(v), "predicted_at": stamp}
-        for c, ts, p, v in zip(
+        for c, ts, p, low, high, v in zip(
             frame["counter"].astype(str), to_utc_naive(frame["timestamp"]),
-            frame["prediction"], frame["model_version"], strict=True,
+            frame["prediction"], frame.get("lower", nothing), frame.get("upper", nothing),
+            frame["model_version"], strict=True,
         )
     ]  # fmt: skip
     with _transaction(engine) as conn:
@@ -293,11 +328,13 @@ def replace_predictions(engine: Engine, day: date, frame: pd.DataFrame, model_ty
 
 
 def read_predictions(engine: Engine, day: date, model_type: str) -> pd.DataFrame:
-    """A day's stored predictions of one model type, every version, Paris time."""
+    """A day's stored predictions of one model type, every version, Paris time, with their
+    interval (lower, upper; NaN for none)."""
     query = (
         select(
             predictions.c.counter, predictions.c.timestamp,
             predictions.c.prediction, predictions.c.model_version,
+            predictions.c.lower, predictions.c.upper,
         )
         .where(predictions.c.day == day, predictions.c.model_type == model_type)
         .order_by(predictions.c.model_version, predictions.c.timestamp, predictions.c.counter)
@@ -307,6 +344,7 @@ def read_predictions(engine: Engine, day: date, model_type: str) -> pd.DataFrame
             conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
         )
     frame["timestamp"] = to_paris(frame["timestamp"])
+    frame[["lower", "upper"]] = frame[["lower", "upper"]].astype(float)
     return frame
 
 

@@ -24,6 +24,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Columns added to a table after stores were created with it: ``open_store`` adds them (all
+# nullable) to an older store, so that one made before them keeps working.
+ADDED_COLUMNS = {"predictions": ("lower", "upper")}
+
 raw_counts = Table(
     "raw_counts",
     metadata,
@@ -57,6 +61,9 @@ predictions = Table(
     Column("counter", String(255), nullable=False),
     Column("timestamp", DateTime, nullable=False),
     Column("prediction", Float, nullable=False),
+    # The prediction's interval (bikecount.intervals); NULL when none could be calibrated yet.
+    Column("lower", Float),
+    Column("upper", Float),
     Column("model_type", String(32), nullable=False),
     Column("model_version", Integer, nullable=False),
     Column("predicted_at", DateTime, nullable=False),

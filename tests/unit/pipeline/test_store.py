@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from bikecount.config import Settings
 from bikecount.data.io import DataFileError, write_records
 from bikecount.forecast import day_grid, day_hours
 from bikecount.pipeline.ingest import DUPLICATE_REASON, ingest
+from bikecount.pipeline.predict import recent_calibration
 from bikecount.pipeline.store import (
     audit,
     ingest_log,
@@ -22,8 +24,10 @@ from bikecount.pipeline.store import (
     open_store,
     raw_counts,
     read_counts,
+    read_predictions,
     read_table,
     replace_day_counts,
+    replace_predictions,
     write_audit,
 )
 from bikecount.records import COUNT, TIMESTAMP
@@ -141,3 +145,56 @@ def test_audit_rows_keep_every_decision(engine: Engine) -> None:
     assert list(rows["reason"]) == ["no drift", "forced"]
     assert rows["champion_metrics"].iloc[0] == {"r2": 0.8}
     assert rows["run_at"].notna().all()
+
+
+def test_a_store_made_before_intervals_gets_their_columns_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = create_engine(url)
+    with old.begin() as conn:  # the predictions table as stores were created before intervals
+        conn.execute(
+            text(
+                "CREATE TABLE predictions (id INTEGER PRIMARY KEY, day DATE NOT NULL, "
+                "counter VARCHAR(255) NOT NULL, timestamp DATETIME NOT NULL, "
+                "prediction FLOAT NOT NULL, model_type VARCHAR(32) NOT NULL, "
+                "model_version INTEGER NOT NULL, predicted_at DATETIME NOT NULL)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO predictions (day, counter, timestamp, prediction, model_type, "
+                "model_version, predicted_at) VALUES ('2021-03-10', 'a', "
+                "'2021-03-10 07:00:00', 12.5, 'gbm', 1, '2021-03-10 00:05:00')"
+            )
+        )
+
+    engine = open_store(url)
+
+    kept = read_predictions(engine, DAY, "gbm")
+    assert kept["prediction"].tolist() == [12.5] and kept["lower"].isna().all()
+    open_store(url)  # a second opening adds nothing
+
+
+def test_predictions_keep_their_interval_and_calibrate_the_next_days(
+    engine: Engine, small_frame: pd.DataFrame
+) -> None:
+    counts = day_of(small_frame, DAY)
+    replace_day_counts(engine, DAY, counts)
+    forecast = counts[["counter", "timestamp"]].assign(
+        prediction=counts["count"].to_numpy() * 1.1 + 1, model_version=3
+    )
+    forecast["lower"], forecast["upper"] = forecast["prediction"] / 2, forecast["prediction"] * 2
+    forecast.iloc[0, forecast.columns.get_loc("lower")] = float("nan")  # none calibrated
+    replace_predictions(engine, DAY, forecast, "gbm")
+
+    stored = read_predictions(engine, DAY, "gbm").sort_values(["counter", "timestamp"])
+    assert stored["lower"].isna().sum() == 1
+    assert (stored["upper"] == stored["prediction"] * 2).all()
+    calibration = recent_calibration(engine, DAY + timedelta(days=1), "gbm", days=7)
+    assert calibration is not None and calibration.residuals == len(counts)
+    assert calibration.source == "pipeline"
+    # The stored forecasts ran above their counts: so do the intervals learned from them.
+    lower, upper = calibration.bounds(np.array([100.0]), 0.8)
+    assert upper[0] < 100.0
+    assert recent_calibration(engine, DAY, "gbm", days=7) is None  # nothing scored before

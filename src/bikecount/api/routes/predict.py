@@ -21,6 +21,7 @@ from bikecount.api.schemas import ErrorPublic, PredictionsPublic, PredictRequest
 from bikecount.config import Settings
 from bikecount.evaluate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from bikecount.inference import Predictions, predict_records
+from bikecount.intervals import NoCalibrationError, model_bounds
 from bikecount.models import get_spec
 from bikecount.monitoring.metrics import record_prediction
 from bikecount.records import require_valid
@@ -37,6 +38,7 @@ INLINE_RECORDS = 64
 TASK_METRICS = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}
 PREDICT_ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorPublic, "description": "No champion (or no version with that metric)."},
+    409: {"model": ErrorPublic, "description": "An interval asked of a version without one."},
     413: {"model": ErrorPublic, "description": "More records than the server accepts."},
     422: {"model": ErrorPublic, "description": "Invalid records: each row, column and reason."},
     503: {"model": ErrorPublic, "description": "MLflow unreachable and no model cached."},
@@ -88,25 +90,54 @@ def valid_frame(records: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     return frame if frame is not None else require_valid(records_frame(records))
 
 
-@router.post("/predict", summary="Predict hourly counts", responses=PREDICT_ERRORS)
+# Unset fields (``lower``/``upper`` when no interval is asked) are left out of the answer.
+@router.post(
+    "/predict",
+    summary="Predict hourly counts",
+    responses=PREDICT_ERRORS,
+    response_model_exclude_unset=True,
+)
 async def predict(
     body: PredictRequest, cache: CacheDep, settings: SettingsDep
 ) -> PredictionsPublic:
-    """Predict records given in either spelling; ``metric`` serves the best version by it.
+    """Predict records given in either spelling; ``metric`` serves the best version by it;
+    ``interval`` adds each prediction's interval at that level.
 
     A small request whose model is loaded is answered on the event loop; any other (a big
     batch, a model to look up or load) on a worker thread.
     """
+    if body.interval is not None and get_spec(body.model_type).task != "regression":
+        raise InvalidFieldError("interval", f"{body.model_type} predicts classes: no interval")
     serve = partial(serve_predictions, cache, settings, body.records, body.model_type, body.metric)
     loaded = cache.peek(body.model_type, body.metric)
     if loaded is not None and len(body.records) <= INLINE_RECORDS:
         served, result = serve(loaded=loaded)
     else:
         served, result = await run_in_threadpool(serve)
-    return PredictionsPublic(
+    answer = PredictionsPublic(
         predictions=result.values.tolist(),
         labels=result.labels,
         model_type=body.model_type,
         model_version=served.version,
         count=len(result.values),
     )
+    if body.interval is not None:
+        answer.lower, answer.upper = interval_lists(served, result.values, body.interval)
+    return answer
+
+
+def interval_lists(
+    served: ServedModel, predictions: np.ndarray, level: float
+) -> tuple[list[float], list[float]]:
+    """The (lower, upper) bounds of served predictions at ``level``, from the model's own
+    calibration (:mod:`bikecount.intervals`).
+
+    Raises:
+        ApiError: 409, the version was trained before intervals and carries no calibration.
+    """
+    name = f"{served.model_type} v{served.version}"
+    try:
+        lower, upper = model_bounds(served.model, predictions, level, name)
+    except NoCalibrationError as exc:
+        raise ApiError(str(exc), status_code=409) from None
+    return lower.round(3).tolist(), upper.round(3).tolist()
