@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -188,12 +189,14 @@ def _print_train_result(result: TrainResult) -> None:
     console.print(_metrics_table(result.metrics))
 
 
-def _metrics_table(metrics: dict[str, float]) -> Table:
-    table = Table(title="holdout metrics")
+def _metrics_table(metrics: Mapping[str, float | None], title: str = "holdout metrics") -> Table:
+    """Metrics as a table; an undefined one (None or NaN: R² on one row) reads n/a."""
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        table.add_row(name, "n/a" if math.isnan(value) else f"{value:.4f}")
+        shown = "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+        table.add_row(name, shown)
     return table
 
 
@@ -216,7 +219,7 @@ def evaluate_command(
         print_json(report)
         return
     console.print(f"[bold]{model}[/] v{report['version']} on {data} ({report['rows']:,} records)")
-    console.print(_metrics_table(report["metrics"]))
+    console.print(_metrics_table(report["metrics"], title="metrics on the file"))
     worst = list(report.get("per_counter_rmse", {}).items())[:5]
     for counter, rmse in worst:
         console.print(f"  RMSE {rmse:8.2f}  {counter}")
