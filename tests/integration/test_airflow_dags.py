@@ -150,6 +150,7 @@ def airflow_env(root: Path, tracking: Tracking, api_url: str, opendata_url: str)
         BIKECOUNT_PIPELINE_SOURCE=str(root / "drop"),
         BIKECOUNT_PIPELINE_DB_URL=store_url(root, "store.db"),
         BIKECOUNT_PIPELINE_TEST_MODE="true",
+        BIKECOUNT_PIPELINE_MODEL_TYPE="gbm",  # the stack's one champion (train_first_model)
         BIKECOUNT_PIPELINE_RECENT_DAYS="14",
         BIKECOUNT_PIPELINE_RETRIES="1",
         BIKECOUNT_PIPELINE_RETRY_DELAY_SECONDS="0",

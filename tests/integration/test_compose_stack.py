@@ -270,7 +270,7 @@ def stored_predictions(day: str) -> int:
 
 
 def test_an_airflow_dag_run_reaches_the_api(stack: Stack) -> None:
-    train(stack, "gbm")  # the pipeline's model type (BIKECOUNT_PIPELINE_MODEL_TYPE)
+    train(stack, "ensemble")  # the pipeline's default model type (BIKECOUNT_PIPELINE_MODEL_TYPE)
     started = time.monotonic()
     stack.compose("up", "-d", profiles=("legacy", "orchestration"))
     health = f"{stack.url('airflow')}/api/v2/monitor/health"
@@ -294,13 +294,13 @@ def test_an_airflow_dag_run_reaches_the_api(stack: Stack) -> None:
         "airflow-scheduler"
     )
 
-    # Tomorrow's forecast, every hour of every counter, came from the API's gbm champion.
+    # Tomorrow's forecast, every hour of every counter, came from the API's ensemble champion.
     tomorrow = "2021-06-02"
     forecast = stored_predictions(tomorrow)
     assert forecast > 0 and forecast % 24 == 0
     metrics = httpx.get(f"{stack.url('api')}/metrics", timeout=10).text
     served = re.search(
-        r'^bikecount_predictions_total\{model_type="gbm"\} ([\d.e+]+)$', metrics, re.M
+        r'^bikecount_predictions_total\{model_type="ensemble"\} ([\d.e+]+)$', metrics, re.M
     )
     assert served is not None and float(served.group(1)) >= forecast
 

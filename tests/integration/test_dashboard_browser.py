@@ -457,12 +457,16 @@ def test_ask_the_model_forecasts_an_uploaded_file(
     saved = downloads / "export-field-names-forecasts.csv"
     helpers.wait_until(saved.exists, 30, f"{saved.name} downloaded")
     table = pd.read_csv(saved, sep=";")
-    assert list(table.columns) == [*upload.columns, "prediction", "model_version"]
+    # The API takes intervals (its champion carries a calibration): the 80% bounds come too.
+    assert list(table.columns) == [*upload.columns, "prediction", "lower", "upper", "model_version"]
     kept = upload.drop(index=upload.index[4])
     assert table["nom_compteur"].tolist() == kept["nom_compteur"].tolist()
     records = kept.to_dict("records")
-    answer = httpx.post(
-        f"{stack.api_url}/predict", json={"records": records, "model_type": "gbm"}
-    ).json()
+    body = {"records": records, "model_type": "gbm", "interval": 0.8}
+    answer = httpx.post(f"{stack.api_url}/predict", json=body).json()
     assert table["prediction"].tolist() == pytest.approx(answer["predictions"])
+    assert table["lower"].tolist() == pytest.approx(answer["lower"])
+    assert table["upper"].tolist() == pytest.approx(answer["upper"])
+    assert (table["lower"] <= table["prediction"]).all()
+    assert (table["prediction"] <= table["upper"]).all()
     assert set(table["model_version"]) == {answer["model_version"]}
