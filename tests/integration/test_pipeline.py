@@ -94,6 +94,7 @@ def pipeline_settings(root: Path, tracking: Tracking, db_name: str) -> Settings:
         artifacts_dir=root / "artifacts",
         reports_dir=root / "reports",
         pipeline_db_url=f"sqlite:///{root / db_name}",
+        pipeline_model_type="gbm",  # the stack's one champion (train_first_model)
         api_key=API_KEY,
     )
 
