@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bikecount.api.regmodel import create_app
 from bikecount.config import Settings
+from bikecount.model_types import MODEL_TYPES
 from bikecount.records import COORDINATES, COUNTER, TIMESTAMP
 
 pytestmark = [
@@ -370,7 +371,7 @@ def test_docs_and_schema_examples(api: TestClient) -> None:
 def test_health_on_a_local_store(api: TestClient) -> None:
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["mlflow"]["reachable"] is True
-    assert health["models"] == {"rf": None, "gbm": None, "nn": None, "rf_class": None}
+    assert health["models"] == dict.fromkeys(MODEL_TYPES)
     assert Path(health["mlflow"]["uri"].removeprefix("sqlite:///")).name == "mlflow.db"
 
 
