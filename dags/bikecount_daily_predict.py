@@ -37,7 +37,8 @@ def bikecount_daily_predict() -> None:
     @task.sensor(poke_interval=300, timeout=12 * 3600, mode="reschedule")
     def wait_for_ingest() -> PokeReturnValue:
         """Wait until the day has stored counts."""
-        from bikecount.pipeline.store import ingested_days, open_pipeline_store
+        from bikecount.pipeline.store import ingested_days
+        from bikecount.pipeline.store_engine import open_pipeline_store
 
         day = context_day(get_current_context())
         with saying_faults():

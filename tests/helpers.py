@@ -25,12 +25,8 @@ from bikecount.config import Settings
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline.ingest import ingest
 from bikecount.pipeline.predict import day_grid, score_day
-from bikecount.pipeline.store import (
-    open_store,
-    read_counts,
-    replace_day_counts,
-    replace_predictions,
-)
+from bikecount.pipeline.store import read_counts, replace_day_counts, replace_predictions
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import COORDINATES, COUNT, COUNTER, PARIS_TZ, TIMESTAMP, parse_records
 
 # The repository's root: the files beside the package that tests check (compose, deploy/, dags/).

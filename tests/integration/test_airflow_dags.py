@@ -43,12 +43,12 @@ from bikecount.pipeline.store import (
     audit,
     daily_errors,
     ingest_log,
-    open_store,
     predictions,
     read_counts,
     read_health,
     read_table,
 )
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import COUNT, PARIS_TZ, TIMESTAMP, parse_timestamps
 from helpers import REPO
 

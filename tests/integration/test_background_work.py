@@ -32,13 +32,8 @@ from bikecount.models import parse_params
 from bikecount.models.limits import estimate_training_cost
 from bikecount.pipeline.ingest import SYNTHETIC, ingest
 from bikecount.pipeline.store import daily_errors as daily_errors_table
-from bikecount.pipeline.store import (
-    ingested_days,
-    known_counters,
-    open_store,
-    read_predictions,
-    read_table,
-)
+from bikecount.pipeline.store import ingested_days, known_counters, read_predictions, read_table
+from bikecount.pipeline.store_engine import open_store
 from bikecount.registry import Registry
 from bikecount.stack.background import (
     BackgroundWork,

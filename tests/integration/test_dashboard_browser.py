@@ -31,12 +31,8 @@ from bikecount.dashboard import charts
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.health import HealthParams, HealthReport, check_health
-from bikecount.pipeline.store import (
-    open_store,
-    read_counts,
-    read_predictions,
-    replace_day_health,
-)
+from bikecount.pipeline.store import read_counts, read_predictions, replace_day_health
+from bikecount.pipeline.store_engine import open_store
 from bikecount.registry import Registry
 from bikecount.stack.background import fill_store
 from bikecount.stack.first_start import bootstrap, server_settings

@@ -14,7 +14,8 @@ import helpers
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import generate_records
 from bikecount.pipeline.store import daily_errors as daily_errors_table
-from bikecount.pipeline.store import last_day, open_store, read_predictions, read_table
+from bikecount.pipeline.store import last_day, read_predictions, read_table
+from bikecount.pipeline.store_engine import open_store
 from bikecount.registry import Registry
 from bikecount.stack.background import BackgroundWork
 from bikecount.stack.first_start import bootstrap, server_settings

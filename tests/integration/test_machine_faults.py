@@ -35,7 +35,8 @@ from bikecount.faults import (
     StoreBusyError,
 )
 from bikecount.pipeline.ingest import ingest, rows_of_day, valid_records
-from bikecount.pipeline.store import open_store, read_counts, replace_day_counts
+from bikecount.pipeline.store import read_counts, replace_day_counts
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import COUNT
 from bikecount.registry import CHAMPION
 from bikecount.run_faults import FAILED_TAG

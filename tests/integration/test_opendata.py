@@ -30,7 +30,8 @@ from bikecount.cli import app
 from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.data.opendata import read_day_records, records_url
-from bikecount.pipeline.store import open_store, read_counts
+from bikecount.pipeline.store import read_counts
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import EXPORT_COLUMNS, parse_records, to_export_columns
 
 pytestmark = pytest.mark.integration

@@ -43,12 +43,12 @@ from bikecount.pipeline.store import (
     daily_errors,
     ingest_log,
     known_counters,
-    open_store,
     predictions,
     read_counts,
     read_predictions,
     read_table,
 )
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import to_raw_records
 from bikecount.registry import Registry
 

@@ -29,8 +29,9 @@ from bikecount.config import Settings
 from bikecount.data.io import read_records
 from bikecount.data.prepare import write_datasets
 from bikecount.data.synthetic import SynthConfig, generate_records
-from bikecount.pipeline.store import known_counters, open_store, read_counts, read_table
+from bikecount.pipeline.store import known_counters, read_counts, read_table
 from bikecount.pipeline.store import predictions as predictions_table
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import SNAKE_TO_EXPORT
 from bikecount.stack.processes import ProcessManager, RestartPolicy, ServiceFailedError
 from bikecount.stack.services import ServiceSpec

@@ -23,7 +23,6 @@ from bikecount.pipeline.store import (
     ingested_days,
     known_counters,
     last_day,
-    open_store,
     raw_counts,
     read_counts,
     read_health,
@@ -32,6 +31,7 @@ from bikecount.pipeline.store import (
     replace_predictions,
     write_audit,
 )
+from bikecount.pipeline.store_engine import open_store
 
 pytestmark = pytest.mark.integration
 

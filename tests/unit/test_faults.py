@@ -33,12 +33,8 @@ from bikecount.faults import (
     tracking_store_busy,
 )
 from bikecount.pipeline.schedule import saying_faults
-from bikecount.pipeline.store import (
-    busy_timeout_args,
-    open_store,
-    read_counts,
-    replace_day_counts,
-)
+from bikecount.pipeline.store import read_counts, replace_day_counts
+from bikecount.pipeline.store_engine import busy_timeout_args, open_store
 
 DAY = date(2021, 6, 2)
 

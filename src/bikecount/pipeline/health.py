@@ -29,7 +29,8 @@ from bikecount.monitoring.counter_alerts import (
     post_alerts,
 )
 from bikecount.pipeline import PipelineError
-from bikecount.pipeline.store import last_day, open_pipeline_store, read_counts, replace_day_health
+from bikecount.pipeline.store import last_day, read_counts, replace_day_health
+from bikecount.pipeline.store_engine import open_pipeline_store
 
 logger = logging.getLogger(__name__)
 

@@ -27,12 +27,8 @@ from bikecount.data.io import SUPPORTED_SUFFIXES, DataFileError, read_records
 from bikecount.data.opendata import read_day
 from bikecount.data.synthetic import SynthConfig, generate_records
 from bikecount.pipeline import PipelineError
-from bikecount.pipeline.store import (
-    log_ingest,
-    open_pipeline_store,
-    read_counts,
-    replace_day_counts,
-)
+from bikecount.pipeline.store import log_ingest, read_counts, replace_day_counts
+from bikecount.pipeline.store_engine import open_pipeline_store
 from bikecount.records import (
     PARIS_TZ,
     RECORD_KEY,

@@ -26,12 +26,12 @@ from bikecount.intervals import DEFAULT_LEVEL, IntervalCalibration, calibrate
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.store import (
     known_counters,
-    open_pipeline_store,
     read_counts,
     read_predictions,
     replace_daily_error,
     replace_predictions,
 )
+from bikecount.pipeline.store_engine import open_pipeline_store
 from bikecount.records import (
     COUNT_COLUMN,
     RECORD_KEY,

@@ -25,7 +25,8 @@ from bikecount.monitoring.drift import DriftSummary
 from bikecount.monitoring.inputs import read_canonical
 from bikecount.monitoring.run import MonitoringResult, monitor_frames, monitoring_experiment
 from bikecount.pipeline import PipelineError, call_api
-from bikecount.pipeline.store import last_day, open_pipeline_store, read_counts, write_audit
+from bikecount.pipeline.store import last_day, read_counts, write_audit
+from bikecount.pipeline.store_engine import open_pipeline_store
 from bikecount.records import (
     CANONICAL_COLUMNS,
     COUNT,

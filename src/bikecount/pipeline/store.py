@@ -9,39 +9,19 @@ and prediction replace as a whole, inside one transaction, so a re-run never dup
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Table,
-    create_engine,
-    delete,
-    func,
-    insert,
-    inspect,
-    select,
-    text,
-)
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, Table, delete, func, insert, select
 
-from bikecount.config import Settings
-from bikecount.faults import database_fault
 from bikecount.health import CounterHealth
+from bikecount.pipeline.store_engine import reading, transaction
 from bikecount.pipeline.store_schema import (
-    ADDED_COLUMNS,
     audit,
     counter_health,
     daily_errors,
     ingest_log,
-    metadata,
     predictions,
     raw_counts,
 )
@@ -49,140 +29,10 @@ from bikecount.records import PARIS_TZ
 
 logger = logging.getLogger(__name__)
 
-# The engine's execution option holding open_store()'s busy timeout, in seconds.
-BUSY_TIMEOUT_OPTION = "bikecount_busy_timeout_seconds"
-# PostgreSQL: a write's statement_timeout, in busy timeouts.
-STATEMENT_TIMEOUT_FACTOR = 2
-
 
 def now_utc() -> datetime:
     """The current time as naive UTC, the store's convention."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def open_store(url: str, busy_timeout_seconds: float | None = None) -> Engine:
-    """An engine on ``url`` with every table created (creating is a no-op when they exist).
-
-    Args:
-        url: any SQLAlchemy URL.
-        busy_timeout_seconds: how long a statement waits for another writer's lock before it
-            is refused with :class:`~bikecount.faults.StoreBusyError` (default: the setting
-            BIKECOUNT_STORE_BUSY_TIMEOUT_SECONDS's default).
-    """
-    if busy_timeout_seconds is None:
-        busy_timeout_seconds = float(Settings.model_fields["store_busy_timeout_seconds"].default)
-    engine = create_engine(
-        url,
-        connect_args=busy_timeout_args(make_url(url), busy_timeout_seconds),
-        execution_options={BUSY_TIMEOUT_OPTION: busy_timeout_seconds},
-    )
-    with _store_faults(engine):
-        metadata.create_all(engine)
-        add_missing_columns(engine)
-    return engine
-
-
-def add_missing_columns(engine: Engine) -> None:
-    """Add to an older store the nullable columns of ``ADDED_COLUMNS`` it lacks."""
-    inspector = inspect(engine)
-    for table_name, names in ADDED_COLUMNS.items():
-        present = {column["name"] for column in inspector.get_columns(table_name)}
-        table = metadata.tables[table_name]
-        for name in names:
-            if name in present:
-                continue
-            column = table.c[name]
-            kind = column.type.compile(dialect=engine.dialect)
-            preparer = engine.dialect.identifier_preparer
-            try:
-                with engine.begin() as conn:
-                    conn.execute(
-                        text(
-                            f"ALTER TABLE {preparer.quote(table_name)} "
-                            f"ADD COLUMN {preparer.quote(name)} {kind}"
-                        )
-                    )
-            except DBAPIError:
-                # Another process opening the store at the same moment may have added it.
-                columns = inspect(engine).get_columns(table_name)
-                if name not in {c["name"] for c in columns}:
-                    raise
-            logger.info("added column %s.%s to %s", table_name, name, shown_store(engine))
-
-
-def open_pipeline_store(settings: Settings) -> Engine:
-    """The pipeline store of ``settings``, waiting for locks as long as they allow."""
-    return open_store(settings.pipeline_db_url, settings.store_busy_timeout_seconds)
-
-
-def busy_timeout_args(url: URL, seconds: float) -> dict[str, Any]:
-    """The driver's arguments that bound the wait for a lock to ``seconds``.
-
-    SQLite (pysqlite) waits ``timeout`` seconds for a lock, 5 by default. PostgreSQL waits
-    forever by default: its ``lock_timeout`` bounds each wait for a lock, set for the session.
-    """
-    if url.get_backend_name() == "sqlite":
-        return {"timeout": seconds}
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
-        return {"options": f"-c lock_timeout={_milliseconds(seconds)}"}
-    return {}
-
-
-def _milliseconds(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-def shown_store(engine: Engine) -> str:
-    """The store as messages show it: its URL without the password."""
-    return engine.url.render_as_string(hide_password=True)
-
-
-@contextmanager
-def _store_faults(engine: Engine) -> Iterator[None]:
-    """Turn the driver's errors that are the machine's (a lock held too long, a full or
-    read-only disk) into :class:`~bikecount.faults.MachineFault` naming the store."""
-    started = time.monotonic()
-    try:
-        yield
-    except DBAPIError as exc:
-        waited = time.monotonic() - started
-        fault = None
-        if exc.orig is not None:
-            fault = database_fault(
-                exc.orig, shown_store(engine), waited, _database_file(engine), "pipeline store"
-            )
-        if fault is None:
-            raise
-        raise fault from exc
-
-
-def _database_file(engine: Engine) -> str | None:
-    """SQLite's file, what a full or read-only disk is about (None: a server's database)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-        return None
-    return database
-
-
-@contextmanager
-def _transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction (committed at the end, rolled back on error, so a refused write leaves
-    the store as it was); on PostgreSQL its statements are bounded like its locks."""
-    with _store_faults(engine), engine.begin() as conn:
-        seconds = conn.get_execution_options().get(BUSY_TIMEOUT_OPTION)
-        if conn.dialect.name == "postgresql" and seconds is not None:
-            # A write stuck on anything, not only a lock, is cancelled (57014); twice the lock
-            # wait, so that a lock held too long is said as such (55P03). Reads are left
-            # unbounded: reading every stored day for a retraining may rightly take long.
-            timeout = _milliseconds(STATEMENT_TIMEOUT_FACTOR * seconds)
-            conn.execute(text(f"SET LOCAL statement_timeout = {timeout}"))
-        yield conn
-
-
-@contextmanager
-def _reading(engine: Engine) -> Iterator[Connection]:
-    with _store_faults(engine), engine.connect() as conn:
-        yield conn
 
 
 def to_utc_naive(timestamps: pd.Series) -> list[datetime]:
@@ -215,7 +65,7 @@ def replace_day_counts(engine: Engine, day: date, frame: pd.DataFrame) -> int:
             strict=True,
         )
     ]
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         deleted = conn.execute(delete(raw_counts).where(raw_counts.c.day == day)).rowcount
         if rows:
             conn.execute(insert(raw_counts), rows)
@@ -240,7 +90,7 @@ def log_ingest(
         "reasons": reasons,
         "ingested_at": now_utc(),
     }
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         conn.execute(insert(ingest_log), row)
 
 
@@ -256,7 +106,7 @@ def read_counts(
         query = query.where(raw_counts.c.day >= first_day)
     if last_day is not None:
         query = query.where(raw_counts.c.day <= last_day)
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         frame = pd.DataFrame(
             conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
         )
@@ -267,7 +117,7 @@ def read_counts(
 
 def last_day(engine: Engine) -> date | None:
     """The latest day with stored raw counts, None when there are none."""
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         return conn.execute(select(func.max(raw_counts.c.day))).scalar_one_or_none()
 
 
@@ -278,7 +128,7 @@ def ingested_days(engine: Engine, first_day: date, last_day: date) -> set[date]:
         .where(raw_counts.c.day >= first_day, raw_counts.c.day <= last_day)
         .distinct()
     )
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         return set(conn.execute(query).scalars())
 
 
@@ -287,7 +137,7 @@ def known_counters(engine: Engine) -> pd.DataFrame:
     latest = select(raw_counts.c.counter, raw_counts.c.lat, raw_counts.c.lon).order_by(
         raw_counts.c.timestamp
     )
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         frame = pd.DataFrame(conn.execute(latest).all(), columns=["counter", "lat", "lon"])
     return (
         frame.drop_duplicates("counter", keep="last").sort_values("counter").reset_index(drop=True)
@@ -314,7 +164,7 @@ def replace_predictions(engine: Engine, day: date, frame: pd.DataFrame, model_ty
             frame["model_version"], strict=True,
         )
     ]  # fmt: skip
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         conn.execute(
             delete(predictions).where(
                 predictions.c.day == day,
@@ -339,7 +189,7 @@ def read_predictions(engine: Engine, day: date, model_type: str) -> pd.DataFrame
         .where(predictions.c.day == day, predictions.c.model_type == model_type)
         .order_by(predictions.c.model_version, predictions.c.timestamp, predictions.c.counter)
     )  # fmt: skip
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         frame = pd.DataFrame(
             conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
         )
@@ -352,7 +202,7 @@ def replace_daily_error(
     engine: Engine, day: date, model_type: str, version: int, errors: dict[str, float]
 ) -> None:
     """Store (or replace) one version's RMSE, MAE and row count for one day."""
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         conn.execute(
             delete(daily_errors).where(
                 daily_errors.c.day == day,
@@ -382,7 +232,7 @@ def replace_day_health(engine: Engine, day: date, counters: Sequence[CounterHeal
          "hours": list(health.hours), "reason": health.reason, "checked_at": stamp}
         for health in counters
     ]  # fmt: skip
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         conn.execute(delete(counter_health).where(counter_health.c.day == day))
         if rows:
             conn.execute(insert(counter_health), rows)
@@ -398,7 +248,7 @@ def _utc_naive(stamp: pd.Timestamp | None) -> datetime | None:
 def read_health(engine: Engine, day: date) -> pd.DataFrame:
     """A day's stored counter health (columns as the table's, ``since`` in Paris time)."""
     query = select(counter_health).where(counter_health.c.day == day)
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         frame = pd.DataFrame(
             conn.execute(query.order_by(counter_health.c.counter)).mappings().all(),
             columns=[c.name for c in counter_health.columns],
@@ -410,7 +260,7 @@ def read_health(engine: Engine, day: date) -> pd.DataFrame:
 def write_audit(engine: Engine, row: Mapping[str, object]) -> int:
     """Append one audit row (a monitor-and-retrain decision); return its id."""
     values = {"run_at": now_utc(), **row}
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         result = conn.execute(insert(audit), values)
     key = result.inserted_primary_key
     assert key is not None, "an insert returns its primary key"
@@ -419,19 +269,6 @@ def write_audit(engine: Engine, row: Mapping[str, object]) -> int:
 
 def read_table(engine: Engine, table: Table) -> pd.DataFrame:
     """A whole table as a frame (small tables: the audit, logs, tests)."""
-    with _reading(engine) as conn:
+    with reading(engine) as conn:
         result = conn.execute(select(table).order_by(table.c.id))
         return pd.DataFrame(result.mappings().all(), columns=[c.name for c in table.columns])
-
-
-def absolute_database_url(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute (other databases are left as they are).
-
-    Airflow runs tasks in processes of its own: a path relative to where the stack started
-    must not depend on where they run.
-    """
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return url
-    database = str(Path(parsed.database).resolve())
-    return parsed.set(database=database).render_as_string(hide_password=False)

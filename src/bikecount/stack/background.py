@@ -24,7 +24,8 @@ from bikecount.models import MODEL_TYPES
 from bikecount.pipeline import PipelineError, call_api
 from bikecount.pipeline.ingest import SYNTHETIC, ingest
 from bikecount.pipeline.predict import predict_day
-from bikecount.pipeline.store import last_day, open_store
+from bikecount.pipeline.store import last_day
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import PARIS_TZ, TIMESTAMP, parse_timestamps
 from bikecount.registry import Registry
 from bikecount.stack.services import REGMODEL

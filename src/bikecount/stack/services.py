@@ -19,7 +19,7 @@ from pathlib import Path
 
 import bikecount
 from bikecount.config import Settings
-from bikecount.pipeline.store import absolute_database_url
+from bikecount.pipeline.store_engine import absolute_database_url
 from bikecount.stack.addresses import allowed_hosts, client_host, host_port
 from bikecount.stack.commands import (
     MLFLOW_ENV,

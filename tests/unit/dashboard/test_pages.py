@@ -123,7 +123,8 @@ def health_store_url(store_url: str, tmp_path_factory: pytest.TempPathFactory) -
     import pandas as pd
 
     from bikecount.health import CounterHealth
-    from bikecount.pipeline.store import open_store, read_counts, replace_day_health
+    from bikecount.pipeline.store import read_counts, replace_day_health
+    from bikecount.pipeline.store_engine import open_store
 
     path = tmp_path_factory.mktemp("health-store") / "pipeline.db"
     shutil.copy(store_url.removeprefix("sqlite:///"), path)

@@ -15,12 +15,12 @@ from bikecount.dashboard import api_client, charts, registry_view, states, store
 from bikecount.dashboard.config import DashboardConfig
 from bikecount.health import CounterHealth
 from bikecount.pipeline.store import (
-    open_store,
     read_counts,
     replace_day_counts,
     replace_day_health,
     write_audit,
 )
+from bikecount.pipeline.store_engine import open_store
 from bikecount.pipeline.store_schema import counter_health, metadata
 from bikecount.registry import Registry
 

@@ -21,7 +21,8 @@ from bikecount.health import check_health
 from bikecount.monitoring.counter_alerts import ALERT_HOURS, ALERT_NAME, counter_alerts
 from bikecount.pipeline import PipelineError
 from bikecount.pipeline.health import check_day
-from bikecount.pipeline.store import open_store, read_counts, read_health
+from bikecount.pipeline.store import read_counts, read_health
+from bikecount.pipeline.store_engine import open_store
 
 DAY = helpers.HEALTH_DAY
 NOW = datetime(2021, 3, 25, 1, 30, tzinfo=UTC)

@@ -23,7 +23,8 @@ from bikecount.pipeline.ingest import (
     ingest,
     ingest_day,
 )
-from bikecount.pipeline.store import ingest_log, open_store, read_counts, read_table
+from bikecount.pipeline.store import ingest_log, read_counts, read_table
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import COUNT
 
 DAY = date(2021, 3, 10)

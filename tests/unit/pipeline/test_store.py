@@ -21,7 +21,6 @@ from bikecount.pipeline.store import (
     ingest_log,
     known_counters,
     last_day,
-    open_store,
     raw_counts,
     read_counts,
     read_predictions,
@@ -30,6 +29,7 @@ from bikecount.pipeline.store import (
     replace_predictions,
     write_audit,
 )
+from bikecount.pipeline.store_engine import open_store
 from bikecount.records import COUNT, TIMESTAMP
 
 DAY = date(2021, 3, 10)
